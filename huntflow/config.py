@@ -1,0 +1,55 @@
+"""Settings, environment first (pydantic-settings).
+
+| variable                      | meaning                                                        |
+| ----------------------------- | -------------------------------------------------------------- |
+| ``SUPABASE_DB_URL``           | Postgres URL; absent ⇒ embedded Postgres under the data dir     |
+| ``HUNTFLOW_DATA_DIR``         | where the embedded database, artifacts and caches live          |
+| ``HUNTFLOW_OPERATOR``         | default operator for new generations: ``inline`` or ``pool``    |
+| ``HUNTFLOW_GPU_WORK_POOL``    | Prefect work pool of the ``hunt-generation/gpu`` deployment     |
+| ``PREFECT_API_URL``           | read by Prefect itself; absent ⇒ an ephemeral API in-process   |
+
+Secrets (the database URL's password) are never logged: use :func:`redact_url`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("huntflow"))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HUNTFLOW_", extra="ignore")
+
+    supabase_db_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("SUPABASE_DB_URL", "HUNTFLOW_SUPABASE_DB_URL")
+    )
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    operator: str = "inline"
+    gpu_work_pool: str = "gpu"
+    generation_deployment: str = "hunt-generation/gpu"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.data_dir / "pgdata"
+
+
+def get_settings() -> Settings:
+    """Read settings from the environment now (never cached: tests change the environment)."""
+    return Settings()
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db``."""
+    return re.sub(r"(//[^:/@]+):[^@]*@", r"\1:***@", url)

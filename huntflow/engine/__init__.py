@@ -1,0 +1,5 @@
+"""Pure computation: spec models, simulators, batched evaluation, metrics, artifacts, optimizers.
+
+Nothing in ``huntflow.engine`` touches the database or Prefect; it imports no other huntflow
+package except the leaf module :mod:`huntflow.errors`.
+"""

@@ -1,0 +1,129 @@
+"""The contract every simulator ("model") satisfies.
+
+A model maps one candidate's parameter vector to named scalar metrics. The engine batches it:
+:func:`huntflow.engine.evaluate.evaluate_population` wraps :meth:`Model.build`'s function in
+``jax.vmap`` and ``jax.jit`` so a whole generation is one compiled call.
+
+Failures are data inside the compiled call: each candidate returns a status code
+(:class:`Status`); ``Status.OK`` means every metric is trustworthy. One bad candidate never
+fails the batch. Misuse that can be found before running (unknown parameter names, bad fidelity
+settings) raises ``ValueError`` from :meth:`Model.validate`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple, Protocol
+
+import jax
+
+
+class Status(enum.IntEnum):
+    """Per-candidate status code computed inside the jitted batch."""
+
+    OK = 0
+    NONFINITE = 1  # a metric came out NaN or inf
+    BLOWUP = 2  # the state grew past the model's blow-up threshold
+    INVALID_PARAMS = 3  # the parameters are outside the model's domain (e.g. a negative width)
+
+    @property
+    def message(self) -> str:
+        return STATUS_MESSAGES[self]
+
+    @property
+    def failure_category(self) -> str | None:
+        """The failure category stored on an evaluation row (``None`` for OK)."""
+        return None if self is Status.OK else self.name.lower()
+
+
+STATUS_MESSAGES: dict[Status, str] = {
+    Status.OK: "ok",
+    Status.NONFINITE: "a metric is NaN or infinite",
+    Status.BLOWUP: "the state blew up (amplitude past the model's threshold)",
+    Status.INVALID_PARAMS: "parameters outside the model's domain",
+}
+
+
+class CandidateResult(NamedTuple):
+    """What a model returns for one candidate (inside jit; a batch adds a leading axis P).
+
+    metrics: name -> scalar float array.
+    status:  scalar int32, a :class:`Status` code.
+    extras:  name -> array of any fixed shape, kept in the HDF5 artifact only (time series,
+             spectra, downsampled fields). May be empty.
+    """
+
+    metrics: dict[str, jax.Array]
+    status: jax.Array
+    extras: dict[str, jax.Array]
+
+
+CandidateFn = Callable[[jax.Array, jax.Array], CandidateResult]
+"""``fn(params, key) -> CandidateResult``; ``params`` has shape (D,) in the spec's order."""
+
+
+@dataclass(frozen=True)
+class KnownOptimum:
+    """A benchmark's known best value (for tests, the demo and the optimizer benchmark)."""
+
+    value: float
+    params: dict[str, float] | None = None
+    metric: str = "f"
+
+
+class Model(Protocol):
+    """A simulator huntflow can hunt over."""
+
+    name: str
+
+    def metric_names(self, param_names: tuple[str, ...], fixed: Mapping[str, Any]) -> tuple[str, ...]:
+        """The metric names this model reports for these parameters."""
+        ...
+
+    def validate(
+        self, param_names: tuple[str, ...], fixed: Mapping[str, Any], fidelity: Mapping[str, Any]
+    ) -> None:
+        """Raise ``ValueError`` (message naming the offending name) if the model cannot run these."""
+        ...
+
+    def build(
+        self,
+        param_names: tuple[str, ...],
+        fixed: Mapping[str, Any],
+        fidelity: Mapping[str, Any],
+        *,
+        dtype: Any,
+    ) -> CandidateFn:
+        """Return the single-candidate function; ``fixed``/``fidelity`` values are static."""
+        ...
+
+    def known_optimum(self, param_names: tuple[str, ...], fixed: Mapping[str, Any]) -> KnownOptimum | None:
+        """The known optimum, where one is known."""
+        ...
+
+
+@dataclass
+class Registry:
+    """Name -> model. Models register themselves on import of :mod:`huntflow.engine.models`."""
+
+    models: dict[str, Model] = field(default_factory=dict)
+
+    def register(self, model: Model) -> Model:
+        if model.name in self.models:
+            raise ValueError(f"model {model.name!r} is already registered")
+        self.models[model.name] = model
+        return model
+
+    def get(self, name: str) -> Model:
+        try:
+            return self.models[name]
+        except KeyError:
+            known = ", ".join(sorted(self.models))
+            raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+
+    def names(self) -> list[str]:
+        return sorted(self.models)
+
+
+REGISTRY = Registry()

@@ -1,0 +1,438 @@
+"""Nonlocal complex Ginzburg–Landau (CGL) on a periodic square: pseudo-spectral ETD solver.
+
+Equation, for a complex field A(x, t) on x ∈ [0, L)² with periodic boundaries::
+
+    ∂t A = A + (1 + iα) ∇²A − (1 + iβ) |A|² A + κ (K_ℓ * A − A) + σ ξ
+
+``K_ℓ`` is the unit-mass Gaussian kernel of width ℓ, so in Fourier space K̂_ℓ(k) = exp(−ℓ²|k|²/2)
+and the nonlocal term vanishes on a uniform field. ``ξ`` is complex space-time white noise,
+⟨ξ(x, t) ξ*(x', t')⟩ = δ(x − x') δ(t − t'). With Â the (unnormalised, ``fft2``) Fourier
+coefficients on an N×N grid, k = 2π/L · (integer wavevector), the equation splits into a diagonal
+linear part and the cubic nonlinearity::
+
+    ∂t Â = Λ(k) Â + N̂(A),   Λ(k) = 1 − (1 + iα)|k|² + κ (exp(−ℓ²|k|²/2) − 1),
+                             N(A) = −(1 + iβ) |A|² A.
+
+Time stepping (step h = ``dt``) is exponential time differencing: ``etdrk4`` (Cox & Matthews
+2002, fourth order; default) or ``etdrk2`` (Cox & Matthews, second order). The φ-functions of
+z = hΛ are evaluated by the Kassam–Trefethen (2005) contour mean over M = 32 points on the unit
+circle around z, which has no cancellation as z → 0 and is accurate in float32. Noise is added
+after each deterministic step, Â ← Â + σ √h · N²/L · η̂ with η̂ standard complex normal
+(E|η̂|² = 1), the Fourier image of an Euler–Maruyama increment of variance h/(L/N)² per cell
+(strong order ½ in the noise). No dealiasing; runs are judged by ``h_norm`` below.
+
+Plane waves A = a exp(i(q·x − ωt)) are exact solutions for σ = 0 when
+a² = 1 − |q|² + κ (exp(−ℓ²|q|²/2) − 1) > 0 and ω = α|q|² + β a² (the tests check both).
+The uniform state (q = 0) is linearly stable iff 1 + αβ > 0 (Benjamin–Feir–Newell).
+
+Metrics of the final field (``metrics``; m = 4 primes p = 2, 3, 5, 7):
+  energy        E = ⟨|A|²⟩ = Σ_k |Â|² / N⁴  (mean over the domain).
+  max_amp       max_x |A|.
+  log_prime_sse radial spectrum S(s) = mean of |Â(k)|²/N⁴ over the shell round(|k|L/2π) = s,
+                s = 0..N/2. Peaks are shells 1 ≤ s ≤ N/2 with S(s) > S(s−1) (not tested at s = 1)
+                and S(s) ≥ S(s+1) (not tested at s = N/2) and S(s) ≥ 10⁻³ max_{s≥1} S. The m
+                strongest peaks (fixed-size top-k), refined by a parabola through log S at
+                s−1, s, s+1 (offset clipped to ±½; none at the ends), sorted ascending
+                p₁ < … < p_n (n ≤ m found). With ratios r_j = p_j/p₁ and targets
+                t_j = ln(prime_j)/ln 2 = 1, 1.585, 2.322, 2.807::
+                    log_prime_sse = Σ_{j=2..m} (r_j − t_j)²,  r_j := 0 for a missing peak j > n.
+  h_norm        the PDE residual of one extra noise-free step A_N → A_{N+1} from the final
+                field, at the midpoint Ā = (A_N + A_{N+1})/2 (Fourier norms, Parseval)::
+                    h_norm = ‖(Â_{N+1} − Â_N)/h − Λ Ā̂ − N̂(Ā)‖ / (‖Λ Ā̂ + N̂(Ā)‖ + ‖Ā̂‖)
+                the second denominator term (unit rate × amplitude) keeps steady states finite.
+                A trustworthy run has h_norm ≪ 1; it grows like h² × (time scale)⁻².
+
+Status (per candidate, never raised): INVALID_PARAMS if a parameter is non-finite, ℓ ≤ 0 or
+σ < 0; else BLOWUP if max|A| at any record point or at the end exceeds ``blowup``; else NONFINITE
+if the final field or a metric is not finite; else OK. Metrics of INVALID_PARAMS are NaN.
+
+Searched or fixed parameters (defaults when neither): alpha 0, beta 0, kappa 0, ell 1, sigma 0.
+Other ``fixed`` options: ``L`` (domain side, 40), ``amp0`` (initial noise amplitude: A₀ = amp0·η
+with η standard complex normal per cell, drawn from the key; 0.1), ``blowup`` (100).
+Fidelity settings: ``grid`` N (even, ≥ 8; 32), ``steps`` (200), ``dt`` (0.05), ``record_every``
+(max(1, steps // 50)), ``scheme`` (``etdrk4``).
+Extras: ``field_re``/``field_im`` (final A, spectrally truncated to at most 64×64),
+``energy_series``/``amp_series`` (E and max|A| every ``record_every`` steps), ``radial_spectrum``
+S(s) (N/2+1,), ``peak_wavenumbers`` (m,) |k| of the sorted peaks (NaN where missing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from huntflow.engine.models.base import CandidateResult, Status
+
+PARAMS: dict[str, float] = {"alpha": 0.0, "beta": 0.0, "kappa": 0.0, "ell": 1.0, "sigma": 0.0}
+OPTIONS: dict[str, float] = {"L": 40.0, "amp0": 0.1, "blowup": 100.0}
+FIDELITY: dict[str, Any] = {"grid": 32, "steps": 200, "dt": 0.05, "record_every": None, "scheme": "etdrk4"}
+METRICS = ("log_prime_sse", "h_norm", "energy", "max_amp")
+PRIMES = (2, 3, 5, 7)
+PEAK_FLOOR = 1e-3
+CONTOUR_POINTS = 32
+MAX_STORED_GRID = 64
+
+
+class CGLParams(NamedTuple):
+    """Physical parameters of one candidate, each a scalar of the real dtype."""
+
+    alpha: jax.Array
+    beta: jax.Array
+    kappa: jax.Array
+    ell: jax.Array
+    sigma: jax.Array
+
+
+class CGLState(NamedTuple):
+    """Solver state of one candidate (a batch adds a leading axis P to every leaf).
+
+    a_hat: (N, N) complex — Fourier coefficients Â of A (``fft2`` convention, unnormalised).
+    t:     ()  real — simulated time.
+    key:   ()  PRNG key — split once per step when the run is noisy.
+    lin:   (N, N) complex — Λ(k).
+    coef:  tuple of (N, N) complex — ETD coefficients: etdrk4 (E, E½, Q, f1, f2, f3),
+           etdrk2 (E, hφ1, hφ2).
+    beta, sigma: () real — the parameters the step uses outside Λ.
+    """
+
+    a_hat: jax.Array
+    t: jax.Array
+    key: jax.Array
+    lin: jax.Array
+    coef: tuple[jax.Array, ...]
+    beta: jax.Array
+    sigma: jax.Array
+
+
+def simulate(step: Callable, state: Any, *, steps: int, record_every: int, observe: Callable):
+    """Generic driver: ``steps`` applications of ``step``; ``observe(state)`` every ``record_every``.
+
+    Returns ``(final_state, records)``; ``records`` is ``observe``'s pytree with a leading axis
+    of length ``steps // record_every`` (the remainder steps run after the last record).
+    """
+    n_records, rest = divmod(steps, record_every)
+
+    def one(s, _):
+        return step(s), None
+
+    def chunk(s, _):
+        s, _ = jax.lax.scan(one, s, None, length=record_every)
+        return s, observe(s)
+
+    state, records = jax.lax.scan(chunk, state, None, length=n_records)
+    if rest:
+        state, _ = jax.lax.scan(one, state, None, length=rest)
+    return state, records
+
+
+@dataclass(frozen=True)
+class CGL:
+    """A static solver configuration; its methods are pure functions of the state.
+
+    n: grid points per side; length: domain side L; dt: step h; scheme: etdrk4 | etdrk2;
+    noisy: whether the step draws noise (False compiles the noise out); dtype: real dtype name.
+    """
+
+    n: int = 32
+    length: float = 40.0
+    dt: float = 0.05
+    scheme: str = "etdrk4"
+    noisy: bool = False
+    dtype: str = "float32"
+
+    @property
+    def cdtype(self):
+        return jnp.complex128 if self.dtype == "float64" else jnp.complex64
+
+    def k2(self) -> np.ndarray:
+        """|k|² on the grid, shape (N, N), float64 (NumPy constant)."""
+        k = 2 * np.pi / self.length * np.fft.fftfreq(self.n, 1.0 / self.n)
+        return k[:, None] ** 2 + k[None, :] ** 2
+
+    def _shells(self) -> tuple[np.ndarray, np.ndarray]:
+        """The U distinct values of |k|² (U,) and the (N, N) index of each mode into them."""
+        m = np.fft.fftfreq(self.n, 1.0 / self.n).astype(np.int64)
+        uniq, inverse = np.unique(m[:, None] ** 2 + m[None, :] ** 2, return_inverse=True)
+        return uniq * (2 * np.pi / self.length) ** 2, inverse.reshape(self.n, self.n)
+
+    def linear(self, params: CGLParams) -> jax.Array:
+        """Λ(k), shape (N, N) complex."""
+        k2, inverse = self._shells()
+        return self._lambda(params, k2)[inverse]
+
+    def _lambda(self, params: CGLParams, k2: np.ndarray) -> jax.Array:
+        k2 = jnp.asarray(k2, self.dtype)
+        nonlocal_ = params.kappa * (jnp.exp(-0.5 * params.ell**2 * k2) - 1.0)
+        return (1.0 - k2 + nonlocal_) - 1j * params.alpha * k2
+
+    def coefficients(self, params: CGLParams) -> tuple[jax.Array, ...]:
+        """ETD coefficients of z = hΛ, each (N, N) complex.
+
+        Λ depends on |k|² only, so the Kassam–Trefethen contour means are taken once per
+        distinct |k|² (U ≈ N²/7 values) and gathered onto the grid.
+        """
+        k2, inverse = self._shells()
+        h = self.dt
+        z = (h * self._lambda(params, k2)).astype(self.cdtype)
+        theta = np.pi * (np.arange(1, CONTOUR_POINTS + 1) - 0.5) / CONTOUR_POINTS
+        r = z[..., None] + jnp.asarray(np.exp(2j * theta), self.cdtype)
+
+        er, ir = jnp.exp(r), 1.0 / r
+        if self.scheme == "etdrk2":
+            integrands = [(er - 1.0) * ir, (er - 1.0 - r) * ir * ir]
+        else:
+            ir3 = ir * ir * ir
+            integrands = [
+                (jnp.exp(r / 2) - 1.0) * ir,
+                (-4.0 - r + er * (4.0 - 3.0 * r + r * r)) * ir3,
+                (2.0 + r + er * (r - 2.0)) * ir3,
+                (-4.0 - 3.0 * r - r * r + er * (4.0 - r)) * ir3,
+            ]
+        means = h * jnp.mean(jnp.stack(integrands), axis=-1)  # one fused reduction
+        coef = (jnp.exp(z), *means) if self.scheme == "etdrk2" else (jnp.exp(z), jnp.exp(z / 2), *means)
+        return tuple(c[inverse] for c in coef)
+
+    def nonlinear(self, a_hat: jax.Array, beta: jax.Array) -> jax.Array:
+        """N̂(A) = fft2(−(1 + iβ)|A|²A), shape (N, N) complex."""
+        a = jnp.fft.ifft2(a_hat)
+        mod2 = a.real**2 + a.imag**2
+        return jnp.fft.fft2(-(1.0 + 1j * beta) * mod2 * a)
+
+    def init(self, params: CGLParams, *, key: jax.Array, amp0: float = 0.1, field=None) -> CGLState:
+        """Initial state: A₀ = ``field`` (N, N) complex if given, else amp0·η (η complex normal)."""
+        key, sub = jax.random.split(key)
+        if field is None:
+            field = amp0 * jax.random.normal(sub, (self.n, self.n), self.cdtype)
+        lin = self.linear(params)
+        return CGLState(
+            a_hat=jnp.fft.fft2(jnp.asarray(field, self.cdtype)),
+            t=jnp.zeros((), self.dtype),
+            key=key,
+            lin=lin,
+            coef=self.coefficients(params),
+            beta=jnp.asarray(params.beta, self.dtype),
+            sigma=jnp.asarray(params.sigma, self.dtype),
+        )
+
+    def deterministic(self, state: CGLState) -> jax.Array:
+        """One noise-free ETD step of Â; returns the new Â, shape (N, N) complex."""
+        v, c, nl = state.a_hat, state.coef, self.nonlinear
+        nv = nl(v, state.beta)
+        if self.scheme == "etdrk2":
+            e, p1, p2 = c
+            a = e * v + p1 * nv
+            return a + p2 * (nl(a, state.beta) - nv)
+        e, e2, q, f1, f2, f3 = c
+        a = e2 * v + q * nv
+        na = nl(a, state.beta)
+        b = e2 * v + q * na
+        nb = nl(b, state.beta)
+        cc = e2 * a + q * (2.0 * nb - nv)
+        nc = nl(cc, state.beta)
+        return e * v + f1 * nv + 2.0 * f2 * (na + nb) + f3 * nc
+
+    def step(self, state: CGLState) -> CGLState:
+        """Advance one step h (deterministic ETD step, then the noise increment if noisy)."""
+        a_hat, key = self.deterministic(state), state.key
+        if self.noisy:
+            key, sub = jax.random.split(key)
+            eta = jax.random.normal(sub, (self.n, self.n), self.cdtype)
+            a_hat = a_hat + (state.sigma * math.sqrt(self.dt) * self.n**2 / self.length) * eta
+        return state._replace(a_hat=a_hat, t=state.t + self.dt, key=key)
+
+    def observe(self, state: CGLState) -> dict[str, jax.Array]:
+        """Cheap per-record observables: energy ⟨|A|²⟩ and max|A| (scalars)."""
+        return {"energy": _energy(state.a_hat), "max_amp": jnp.max(jnp.abs(jnp.fft.ifft2(state.a_hat)))}
+
+    def h_norm(self, state: CGLState) -> jax.Array:
+        """Relative PDE residual of one extra noise-free step (see the module docstring)."""
+        nxt = self.deterministic(state)
+        mid = 0.5 * (state.a_hat + nxt)
+        rhs = state.lin * mid + self.nonlinear(mid, state.beta)
+        resid = (nxt - state.a_hat) / self.dt - rhs
+        return _norm(resid) / (_norm(rhs) + _norm(mid))
+
+    def metrics(self, state: CGLState) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+        """(metrics, extras) of the final state; metrics are scalars (see the module docstring)."""
+        spectral = spectrum_metrics(state.a_hat, self.length)
+        field = jnp.fft.ifft2(state.a_hat)
+        metrics = {
+            "log_prime_sse": spectral["log_prime_sse"],
+            "h_norm": self.h_norm(state),
+            "energy": _energy(state.a_hat),
+            "max_amp": jnp.max(jnp.abs(field)),
+        }
+        small = truncate(state.a_hat, MAX_STORED_GRID)
+        extras = {
+            "field_re": small.real,
+            "field_im": small.imag,
+            "radial_spectrum": spectral["radial_spectrum"],
+            "peak_wavenumbers": spectral["peak_wavenumbers"],
+        }
+        return metrics, extras
+
+
+def _norm(x: jax.Array) -> jax.Array:
+    return jnp.sqrt(jnp.sum(x.real**2 + x.imag**2))
+
+
+def _energy(a_hat: jax.Array) -> jax.Array:
+    n = a_hat.shape[-1]
+    return jnp.sum(a_hat.real**2 + a_hat.imag**2) / n**4
+
+
+def truncate(a_hat: jax.Array, m: int) -> jax.Array:
+    """The field A on an m×m grid by keeping the |index| < m/2 Fourier modes, (m, m) complex.
+
+    Returns the full field unchanged when N ≤ m.
+    """
+    n = a_hat.shape[-1]
+    if n <= m:
+        return jnp.fft.ifft2(a_hat)
+    idx = np.fft.fftfreq(m, 1.0 / m).astype(int) % n
+    return jnp.fft.ifft2(a_hat[np.ix_(idx, idx)]) * (m * m) / (n * n)
+
+
+def _shell_matrix(n: int) -> np.ndarray:
+    """(N², N/2+1) averaging matrix: column s averages the modes with round(|m|) = s."""
+    m = np.fft.fftfreq(n, 1.0 / n)
+    shell = np.rint(np.sqrt(m[:, None] ** 2 + m[None, :] ** 2)).astype(int).ravel()
+    s = n // 2 + 1
+    mat = np.zeros((n * n, s))
+    inside = shell < s
+    mat[np.flatnonzero(inside), shell[inside]] = 1.0
+    return mat / np.maximum(mat.sum(axis=0), 1.0)
+
+
+def spectrum_metrics(a_hat: jax.Array, length: float) -> dict[str, jax.Array]:
+    """Radial spectrum, sorted peaks and ``log_prime_sse`` of Â (N, N) complex.
+
+    Returns radial_spectrum (N/2+1,), peak_wavenumbers (m,) with NaN where missing, and the
+    scalar log_prime_sse, all of Â's real dtype (module docstring gives the definitions).
+    """
+    n = a_hat.shape[-1]
+    real = a_hat.real.dtype
+    power = (a_hat.real**2 + a_hat.imag**2).ravel() / n**4
+    spec = power @ jnp.asarray(_shell_matrix(n), real)
+    s = spec.shape[0]
+    inner = spec[1:]
+    left = jnp.concatenate([jnp.full((1,), -jnp.inf, real), inner[:-1]])
+    right = jnp.concatenate([inner[1:], jnp.full((1,), -jnp.inf, real)])
+    is_peak = (inner > left) & (inner >= right) & (inner >= PEAK_FLOOR * jnp.max(inner)) & (inner > 0)
+    m = len(PRIMES)
+    log_s = jnp.log(jnp.maximum(inner, jnp.finfo(real).tiny))
+    _, top = jax.lax.top_k(jnp.where(is_peak, log_s, -jnp.inf), m)
+    found = is_peak[top]
+    y0 = log_s[top]
+    ym = log_s[jnp.clip(top - 1, 0, s - 2)]
+    yp = log_s[jnp.clip(top + 1, 0, s - 2)]
+    curv = ym - 2.0 * y0 + yp
+    offset = jnp.where(curv < 0, 0.5 * (ym - yp) / jnp.where(curv < 0, curv, -1.0), 0.0)
+    interior = (top > 0) & (top < s - 2)
+    pos = (top + 1).astype(real) + jnp.where(interior, jnp.clip(offset, -0.5, 0.5), 0.0)
+    pos = jnp.sort(jnp.where(found, pos, jnp.inf))
+    n_found = jnp.sum(found)
+    present = jnp.arange(m) < n_found
+    ratios = jnp.where(present, pos / jnp.where(n_found > 0, pos[0], 1.0), 0.0)
+    targets = jnp.asarray([math.log(p) / math.log(2) for p in PRIMES], real)
+    sse = jnp.sum((ratios[1:] - targets[1:]) ** 2)
+    k_peaks = jnp.where(present, pos * (2 * math.pi / length), jnp.nan)
+    return {"radial_spectrum": spec, "peak_wavenumbers": k_peaks, "log_prime_sse": sse}
+
+
+def _settings(param_names, fixed, fidelity) -> dict[str, Any]:
+    values = {**PARAMS, **OPTIONS, **FIDELITY, **dict(fixed), **dict(fidelity)}
+    if values["record_every"] is None:
+        values["record_every"] = max(1, int(values["steps"]) // 50)
+    return values
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) or (
+        isinstance(v, float) and v.is_integer()
+    )
+
+
+@dataclass(frozen=True)
+class CGLModel:
+    """The ``cgl`` model: the Model protocol around :class:`CGL`."""
+
+    name: str = "cgl"
+
+    def metric_names(self, param_names, fixed) -> tuple[str, ...]:
+        return METRICS
+
+    def known_optimum(self, param_names, fixed):
+        return None
+
+    def validate(self, param_names, fixed, fidelity) -> None:
+        for p in param_names:
+            if p not in PARAMS:
+                raise ValueError(f"parameter {p!r}: unknown for cgl (known: {', '.join(PARAMS)})")
+        if len(set(param_names)) != len(param_names):
+            raise ValueError("cgl: parameter names must be unique")
+        for k, v in dict(fixed).items():
+            if k not in PARAMS and k not in OPTIONS:
+                raise ValueError(f"fixed.{k}: unknown option for cgl (known: {', '.join([*PARAMS, *OPTIONS])})")
+            if k in param_names:
+                raise ValueError(f"fixed.{k}: is also a searched parameter")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"fixed.{k}: must be a finite number, got {v!r}")
+        for k in dict(fidelity):
+            if k not in FIDELITY:
+                raise ValueError(f"fidelity setting {k!r}: unknown for cgl (known: {', '.join(FIDELITY)})")
+        s = _settings(param_names, fixed, fidelity)
+        if not _is_int(s["grid"]) or int(s["grid"]) < 8 or int(s["grid"]) % 2:
+            raise ValueError(f"fidelity setting 'grid': must be an even integer >= 8, got {s['grid']!r}")
+        if not _is_int(s["steps"]) or int(s["steps"]) < 1:
+            raise ValueError(f"fidelity setting 'steps': must be an integer >= 1, got {s['steps']!r}")
+        if not _is_int(s["record_every"]) or not 1 <= int(s["record_every"]) <= int(s["steps"]):
+            raise ValueError(f"fidelity setting 'record_every': must be an integer in [1, steps], got {s['record_every']!r}")
+        if isinstance(s["dt"], bool) or not isinstance(s["dt"], (int, float)) or not s["dt"] > 0:
+            raise ValueError(f"fidelity setting 'dt': must be a positive number, got {s['dt']!r}")
+        if s["scheme"] not in ("etdrk4", "etdrk2"):
+            raise ValueError(f"fidelity setting 'scheme': must be 'etdrk4' or 'etdrk2', got {s['scheme']!r}")
+        for k in ("L", "amp0", "blowup"):
+            if not s[k] > 0:
+                raise ValueError(f"fixed.{k}: must be > 0, got {s[k]!r}")
+
+    def build(self, param_names, fixed, fidelity, *, dtype) -> Callable:
+        param_names = tuple(param_names)
+        s = _settings(param_names, fixed, fidelity)
+        real = np.dtype(dtype).name
+        noisy = "sigma" in param_names or float(s["sigma"]) != 0.0
+        solver = CGL(int(s["grid"]), float(s["L"]), float(s["dt"]), str(s["scheme"]), noisy, real)
+        steps, every = int(s["steps"]), int(s["record_every"])
+        amp0, blowup = float(s["amp0"]), float(s["blowup"])
+        columns = {p: param_names.index(p) for p in param_names}
+
+        def candidate(params: jax.Array, key: jax.Array) -> CandidateResult:
+            values = {p: (params[columns[p]] if p in columns else float(s[p])) for p in PARAMS}
+            values = {p: jnp.asarray(v, real) for p, v in values.items()}
+            valid = jnp.all(jnp.isfinite(jnp.stack(list(values.values()))))
+            valid &= (values["ell"] > 0) & (values["sigma"] >= 0)
+            safe = {p: jnp.where(valid, v, PARAMS[p]) for p, v in values.items()}
+            state = solver.init(CGLParams(**safe), key=key, amp0=amp0)
+            state, records = simulate(solver.step, state, steps=steps, record_every=every, observe=solver.observe)
+            metrics, extras = solver.metrics(state)
+            extras["energy_series"] = records["energy"]
+            extras["amp_series"] = records["max_amp"]
+            amps = jnp.append(records["max_amp"], metrics["max_amp"])
+            peak = jnp.max(jnp.where(jnp.isnan(amps), 0.0, amps))
+            finite = jnp.all(jnp.isfinite(jnp.stack(list(metrics.values())))) & jnp.all(jnp.isfinite(state.a_hat))
+            status = jnp.where(
+                ~valid, Status.INVALID_PARAMS,
+                jnp.where(peak > blowup, Status.BLOWUP, jnp.where(finite, Status.OK, Status.NONFINITE)),
+            ).astype(jnp.int32)
+            metrics = {k: jnp.where(valid, v, jnp.nan) for k, v in metrics.items()}
+            return CandidateResult(metrics=metrics, status=status, extras=extras)
+
+        return candidate
+
+
+MODEL = CGLModel()

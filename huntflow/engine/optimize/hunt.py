@@ -1,0 +1,501 @@
+"""The hunt: a resumable ask/tell state machine over a campaign's whole search.
+
+:class:`Hunt` is what the evolve stage drives. It walks the ladder plan
+(:mod:`~huntflow.engine.optimize.ladder`): *search* stages ask the optimizer backend
+(:mod:`~huntflow.engine.optimize.backends`) for batches of ``population`` candidates at a low
+rung; *promotion* stages re-evaluate the top-K distinct candidates one rung higher; the last
+promotion is the *certification* at the top rung (same params, never re-optimized).
+
+What the optimizer is told (search asks only; promotion and certification evaluations are
+recorded but not told, since the optimizer never asked for them at that rung):
+
+* ``ok``: the augmented Lagrangian loss (:mod:`~huntflow.engine.optimize.alm`) of the
+  objective. With several objectives the objective is first scalarized by an augmented
+  Chebyshev function with random weights drawn per candidate from a Dirichlet(1, ..., 1) with
+  an RNG seeded by ``(spec.seed, ask_id)`` (ParEGO style), normalized by the ideal and nadir of
+  the successful evaluations told so far, this batch included.
+* ``rejected`` (review found it untrustworthy) and prefilter rejections: infeasible. They are
+  told a penalty derived from the ALM losses observed so far, strictly worse than all of them:
+  ``L_max + max(L_max - L_min, 1)``. Before any loss has been observed they are not told.
+* ``failed``: not told at all (no made-up loss). nevergrad's batch optimizers do not re-ask a
+  point they were not told about (CMA updates on the candidates it does get, DE's population
+  slot is re-asked from a new mutation), so a failure costs one evaluation, not a loop. Failures
+  are recorded with their category and teach the prefilter where not to go.
+* ``ok`` with a non-finite objective or constraint value is recorded as ``failed`` with the
+  category ``nonfinite``.
+
+Every outer ALM iteration is one told search ask (see :mod:`~huntflow.engine.optimize.alm`).
+The prefilter (:mod:`~huntflow.engine.optimize.prefilter`) screens search candidates; each
+rejection is told to the backend as infeasible and the batch is refilled by asking more.
+
+Determinism: every random choice comes from ``spec.seed`` (the backend's RNG, the Halton
+permutations, the per-ask weight RNG), and the state holds no set or dict whose iteration
+order depends on hashing, so ``Hunt.loads(h.dumps())`` asks exactly what ``h`` would have.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from huntflow.engine.optimize import prefilter as pf
+from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
+from huntflow.engine.optimize.backends import make_backend, to_params
+from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
+from huntflow.engine.optimize.pareto import chebyshev
+from huntflow.engine.optimize.report import summarize, tell_hypervolume
+from huntflow.engine.spec import CampaignSpec
+
+CHECKPOINT_VERSION = 1
+STATUSES = ("ok", "failed", "rejected")
+
+
+@dataclass(frozen=True)
+class Ask:
+    """One batch to evaluate.
+
+    ask_id: sequence number, unique within the hunt.
+    kind: ``"search"`` | ``"promotion"`` | ``"certification"``.
+    fidelity: rung index into ``spec.fidelities``.
+    candidates: param name -> value (``spec.space`` order), all within bounds.
+    decisions: per-candidate JSON-able metadata (same length as ``candidates``).
+    meta: generation-level JSON-able metadata.
+    """
+
+    ask_id: int
+    kind: str
+    fidelity: int
+    candidates: list[dict[str, float]]
+    decisions: list[dict]
+    meta: dict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The reviewed result of one candidate.
+
+    status: ``"ok"`` | ``"failed"`` | ``"rejected"`` (rejected = untrustworthy, infeasible).
+    metrics: raw model metrics (may be empty when failed).
+    failure_category: why it failed (``"blowup"``, ``"timeout"``, ...).
+    """
+
+    status: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    failure_category: str | None = None
+
+
+@dataclass
+class _Pending:
+    kind: str
+    fidelity: int
+    stage: int
+    tokens: list
+    u: list[np.ndarray]
+    values: list[list[float]]
+    hashes: list[str]
+    weights: list[list[float]] | None
+    parents: list[int] | None
+
+
+class Hunt:
+    """A campaign's optimizer state: ask batches, tell reviewed outcomes, checkpoint anywhere."""
+
+    def __init__(self, spec: CampaignSpec):
+        """Use :meth:`start` (or :meth:`loads`); this sets up the state for ``spec``.
+
+        Raises:
+            ValueError: the budget cannot pay for the fidelity ladder, or bad prefilter options.
+        """
+        self.spec = spec
+        self.names = spec.param_names
+        self.bounds = [(b.low, b.high, b.log) for b in spec.space.values()]
+        self.n_obj = len(spec.objectives)
+        self.total = int(spec.budget.evaluations)
+        self.stages: list[Stage] = plan_ladder(
+            self.total, [f.budget for f in spec.fidelities], [f.promote_top_k for f in spec.fidelities]
+        )
+        self.prefilter = pf.PrefilterConfig.from_options(dict(spec.optimizer.options))
+        search_budget = sum(s.count for s in self.stages if s.kind == "search")
+        self.backend = make_backend(
+            spec.optimizer.name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population
+        )
+        self.alm = AlmState.initial(len(spec.constraint_names))
+        self.stage_idx = 0
+        self.stage_asked = 0
+        self.next_ask_id = 0
+        self.asked = 0
+        self.pending_asks: dict[int, _Pending] = {}
+        self.evals: list[dict] = []
+        self.loss_range: tuple[float, float] | None = None
+        self.prefilter_rejected = 0
+        self.hv_history: list[dict] = []
+
+    # ---------------------------------------------------------------- lifecycle
+    @classmethod
+    def start(cls, spec: CampaignSpec) -> "Hunt":
+        """A fresh hunt for ``spec`` (all randomness from ``spec.seed``).
+
+        Raises:
+            ValueError: the budget cannot pay for the fidelity ladder, or bad optimizer options.
+        """
+        return cls(spec)
+
+    def dumps(self) -> bytes:
+        """The checkpoint: a pickle of the whole state (backend, RNGs, pending asks, history)."""
+        return pickle.dumps({"version": CHECKPOINT_VERSION, "state": self.__dict__}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def loads(cls, data: bytes) -> "Hunt":
+        """Restore a hunt from :meth:`dumps`.
+
+        Raises:
+            ValueError: the bytes are not a huntflow checkpoint of a known version.
+        """
+        try:
+            blob = pickle.loads(data)
+        except Exception as e:
+            raise ValueError(f"not a hunt checkpoint: {e}") from e
+        if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION:
+            raise ValueError("not a hunt checkpoint of a known version")
+        hunt = cls.__new__(cls)
+        hunt.__dict__.update(blob["state"])
+        return hunt
+
+    @property
+    def pending(self) -> list[int]:
+        """Asked but not yet told ask ids, ascending."""
+        return sorted(self.pending_asks)
+
+    def is_finished(self) -> bool:
+        """True when no more asks will ever come (plan walked and nothing in flight)."""
+        return self.stage_idx >= len(self.stages) and not self.pending_asks
+
+    def extend_budget(self, evaluations: int) -> None:
+        """Raise the total budget by ``evaluations`` (a finished hunt resumes asking).
+
+        With one rung the extra evaluations are searched. With a ladder they go to the last
+        search rung; if its certification was already asked, a new round follows: search
+        ``evaluations - K`` more (when positive), then certify up to ``K`` best candidates not
+        yet certified, ``K`` being the last search rung's promotion size.
+
+        Raises:
+            ValueError: ``evaluations`` is not a positive integer.
+        """
+        n = int(evaluations)
+        if n <= 0 or n != evaluations:
+            raise ValueError(f"evaluations must be a positive integer, got {evaluations!r}")
+        self.total += n
+        self.backend.add_budget(n)
+        last = len(self.stages) - 1
+        if len(self.spec.fidelities) == 1:
+            if self.stage_idx <= last:
+                self.stages[last] = Stage("search", 0, self.stages[last].count + n)
+            else:
+                self.stages.append(Stage("search", 0, n))
+            return
+        top_search = len(self.spec.fidelities) - 2
+        k = self.stages[last].count
+        if self.stage_idx < last:
+            s = self.stages[last - 1]
+            self.stages[last - 1] = Stage("search", s.rung, s.count + n)
+        elif self.stage_idx == last:
+            self.stages.insert(last, Stage("search", top_search, n))
+        else:
+            if n > k:
+                self.stages.append(Stage("search", top_search, n - k))
+            self.stages.append(Stage("promote", top_search, min(k, n)))
+
+    # ---------------------------------------------------------------- ask
+    def ask(self) -> Ask | None:
+        """The next batch, or None when nothing can be asked now.
+
+        None means the budget is spent, or a promotion waits for in-flight asks of its rung.
+        """
+        while self.stage_idx < len(self.stages):
+            stage = self.stages[self.stage_idx]
+            if stage.kind == "search":
+                # a search stage is left as soon as its last batch is asked
+                remaining = stage.count - self.stage_asked
+                if remaining > 0:
+                    return self._ask_search(stage, min(self.spec.optimizer.population, remaining))
+                self._advance()
+                continue
+            if any(p.fidelity == stage.rung for p in self.pending_asks.values()):
+                return None
+            ask = self._ask_promotion(stage)
+            self._advance()
+            if ask is not None:
+                return ask
+        return None
+
+    def _advance(self) -> None:
+        self.stage_idx += 1
+        self.stage_asked = 0
+
+    def _new_id(self) -> int:
+        ask_id = self.next_ask_id
+        self.next_ask_id += 1
+        return ask_id
+
+    def _candidate(self, values: list[float]) -> dict[str, float]:
+        return {n: float(v) for n, v in zip(self.names, values)}
+
+    def _ask_search(self, stage: Stage, n: int) -> Ask:
+        cfg = self.prefilter
+        told = [e for e in self.evals]
+        labels = np.array([e["feasible"] for e in told], dtype=bool)
+        active = pf.is_active(labels, cfg)
+        train_x = np.array([e["u"] for e in told]) if active else None
+        cap = pf.rejection_cap(n, cfg)
+        accepted: list[tuple] = []
+        rejected: list[dict] = []
+        while len(accepted) < n:
+            token, u = self.backend.ask()
+            p = float(pf.p_feasible(train_x, labels, u[None, :], cfg.k)[0]) if active else None
+            if active and p < cfg.threshold and len(rejected) < cap:
+                penalty = self._penalty()
+                if penalty is not None:
+                    self.backend.tell(token, penalty)
+                values = to_params(u, self.bounds).tolist()
+                rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": penalty})
+                continue
+            accepted.append((token, u, p))
+        ask_id = self._new_id()
+        weights = None
+        if self.n_obj > 1:
+            rng = np.random.default_rng([self.spec.seed, ask_id])
+            weights = [rng.dirichlet(np.ones(self.n_obj)).tolist() for _ in accepted]
+        values = [to_params(u, self.bounds).tolist() for _, u, _ in accepted]
+        decisions = []
+        for i, (_, _, p) in enumerate(accepted):
+            d = {
+                "optimizer": self.spec.optimizer.name,
+                "rung": stage.rung,
+                "prefilter": {"active": active, "p_feasible": p, "threshold": cfg.threshold, "decision": "accept"},
+            }
+            if weights is not None:
+                d["weights"] = weights[i]
+            decisions.append(d)
+        self.pending_asks[ask_id] = _Pending(
+            kind="search",
+            fidelity=stage.rung,
+            stage=self.stage_idx,
+            tokens=[t for t, _, _ in accepted],
+            u=[u for _, u, _ in accepted],
+            values=values,
+            hashes=[param_hash(v, self.names) for v in values],
+            weights=weights,
+            parents=None,
+        )
+        stage_idx = self.stage_idx
+        self.stage_asked += n
+        if self.stage_asked >= stage.count:
+            self._advance()
+        self.asked += n
+        self.prefilter_rejected += len(rejected)
+        meta = {
+            "stage": stage_idx,
+            "alm": self.alm.as_dict(),
+            "prefilter": {"active": active, "rejected": len(rejected), "cap": cap, "rejected_candidates": rejected},
+        }
+        return Ask(ask_id, "search", stage.rung, [self._candidate(v) for v in values], decisions, meta)
+
+    def _ask_promotion(self, stage: Stage) -> Ask | None:
+        target = stage.rung + 1
+        done = {e["hash"] for e in self.evals if e["fidelity"] == target}
+        done |= {h for p in self.pending_asks.values() if p.fidelity == target for h in p.hashes}
+        pool: list[int] = []
+        seen: set[str] = set()
+        for i, e in enumerate(self.evals):
+            if e["fidelity"] == stage.rung and e["status"] == "ok" and e["hash"] not in done and e["hash"] not in seen:
+                seen.add(e["hash"])
+                pool.append(i)
+        if not pool:
+            return None
+        obj = np.array([self.evals[i]["objectives"] for i in pool], dtype=float)
+        viol = np.array([sum(max(0.0, g) for g in self.evals[i]["constraints"]) for i in pool], dtype=float)
+        order = rank_for_promotion(obj, viol)[: stage.count]
+        chosen = [pool[j] for j in order]
+        kind = "certification" if target == len(self.spec.fidelities) - 1 else "promotion"
+        ask_id = self._new_id()
+        values = [list(self.evals[i]["values"]) for i in chosen]
+        decisions = [
+            {
+                "parent_eval": i,
+                "parent_ask_id": self.evals[i]["ask_id"],
+                "parent_hash": self.evals[i]["hash"],
+                "from_fidelity": stage.rung,
+                "rank": r,
+                "parent_objectives": self.evals[i]["objectives"],
+                "parent_constraints": self.evals[i]["constraints"],
+                "parent_feasible": self.evals[i]["feasible"],
+            }
+            for r, i in enumerate(chosen)
+        ]
+        self.pending_asks[ask_id] = _Pending(
+            kind=kind,
+            fidelity=target,
+            stage=self.stage_idx,
+            tokens=[None] * len(chosen),
+            u=[self.evals[i]["u"] for i in chosen],
+            values=values,
+            hashes=[self.evals[i]["hash"] for i in chosen],
+            weights=None,
+            parents=chosen,
+        )
+        self.asked += len(chosen)
+        meta = {"stage": self.stage_idx, "promote_top_k": stage.count, "distinct_available": len(pool)}
+        return Ask(ask_id, kind, target, [self._candidate(v) for v in values], decisions, meta)
+
+    # ---------------------------------------------------------------- tell
+    def _penalty(self) -> float | None:
+        if self.loss_range is None:
+            return None
+        lo, hi = self.loss_range
+        return hi + max(hi - lo, 1.0)
+
+    def _parse(self, outcome: Outcome) -> tuple[str, list[float] | None, list[float] | None, str | None]:
+        if outcome.status not in STATUSES:
+            raise ValueError(f"outcome status must be one of {STATUSES}, got {outcome.status!r}")
+        if outcome.status == "failed":
+            return "failed", None, None, outcome.failure_category or "unknown"
+        needed = [o.metric for o in self.spec.objectives] + [c.metric for c in self.spec.constraints]
+        missing = [m for m in needed if m not in outcome.metrics]
+        if missing and outcome.status == "ok":
+            raise ValueError(f"an ok outcome lacks metrics {missing}")
+        if missing:
+            return "rejected", None, None, outcome.failure_category
+        obj = self.spec.objective_values(outcome.metrics)
+        g = self.spec.constraint_values(outcome.metrics)
+        if outcome.status == "ok" and not all(math.isfinite(v) for v in obj + g):
+            return "failed", None, None, "nonfinite"
+        return outcome.status, obj, g, outcome.failure_category
+
+    def _scalar(self, obj: list[float], weights: list[float] | None, ideal: np.ndarray, scale: np.ndarray) -> float:
+        if self.n_obj == 1:
+            return obj[0]
+        w = np.full(self.n_obj, 1.0 / self.n_obj) if weights is None else np.asarray(weights)
+        return chebyshev(np.asarray(obj), w, ideal, scale)
+
+    def tell(self, ask_id: int, outcomes: list[Outcome]) -> list[dict]:
+        """Record the reviewed outcomes of an ask and update the optimizer.
+
+        Args:
+            ask_id: a pending ask's id.
+            outcomes: one per candidate, in the ask's order.
+
+        Returns:
+            One JSON-able annotation per outcome (objectives, objective, constraints, feasible,
+            alm_loss, alm_lambda, alm_rho, alm_outer, param_hash, status; ``delta`` against the
+            parent rung for promotions; ``hypervolume`` of the rung's front with several
+            objectives).
+
+        Raises:
+            KeyError: ``ask_id`` is not pending.
+            ValueError: wrong number of outcomes, an unknown status, or an ok outcome lacking
+                an objective or constraint metric. Nothing is changed when raised.
+        """
+        if ask_id not in self.pending_asks:
+            raise KeyError(f"ask {ask_id} is not pending (already told or never asked)")
+        p = self.pending_asks[ask_id]
+        if len(outcomes) != len(p.values):
+            raise ValueError(f"ask {ask_id} has {len(p.values)} candidates, got {len(outcomes)} outcomes")
+        parsed = [self._parse(o) for o in outcomes]
+        del self.pending_asks[ask_id]
+
+        ok_obj = [e["objectives"] for e in self.evals if e["status"] == "ok"]
+        ok_obj += [obj for st, obj, _, _ in parsed if st == "ok"]
+        ideal = scale = None
+        if self.n_obj > 1 and ok_obj:
+            arr = np.asarray(ok_obj, dtype=float)
+            ideal = arr.min(axis=0)
+            scale = np.maximum(arr.max(axis=0) - ideal, 1e-12)
+        state = self.alm
+        notes: list[dict] = []
+        losses: list[float | None] = []
+        for i, (status, obj, g, category) in enumerate(parsed):
+            feasible = status == "ok" and all(v <= 0 for v in g)
+            loss = None
+            if status == "ok":
+                w = p.weights[i] if p.weights is not None else None
+                loss = alm_loss(self._scalar(obj, w, ideal, scale), g, state.lam, state.rho)
+            losses.append(loss)
+            record = {
+                "ask_id": ask_id,
+                "kind": p.kind,
+                "fidelity": p.fidelity,
+                "u": p.u[i],
+                "values": p.values[i],
+                "hash": p.hashes[i],
+                "status": status,
+                "failure_category": category,
+                "objectives": obj,
+                "constraints": g,
+                "feasible": feasible,
+                "alm_loss": loss,
+                "parent": p.parents[i] if p.parents is not None else None,
+            }
+            self.evals.append(record)
+            note = {
+                "status": status,
+                "failure_category": category,
+                "objectives": obj,
+                "objective": None if obj is None else self._user_sign(obj)[0],
+                "constraints": g,
+                "feasible": feasible,
+                "alm_loss": loss,
+                "alm_lambda": list(state.lam),
+                "alm_rho": state.rho,
+                "alm_outer": state.outer,
+                "param_hash": p.hashes[i],
+                "kind": p.kind,
+                "fidelity": p.fidelity,
+            }
+            if p.parents is not None:
+                note["delta"] = self._delta(p.parents[i], obj, g)
+            notes.append(note)
+
+        if p.kind == "search":
+            for i, (status, _, _, _) in enumerate(parsed):
+                if status == "ok":
+                    lo, hi = self.loss_range or (losses[i], losses[i])
+                    self.loss_range = (min(lo, losses[i]), max(hi, losses[i]))
+                    self.backend.tell(p.tokens[i], losses[i])
+            penalty = self._penalty()
+            if penalty is not None:
+                for i, (status, _, _, _) in enumerate(parsed):
+                    if status == "rejected":
+                        self.backend.tell(p.tokens[i], penalty)
+            gs = [g for status, _, g, _ in parsed if status == "ok"]
+            if gs:
+                self.alm = alm_update(self.alm, np.mean(np.asarray(gs, dtype=float).reshape(len(gs), -1), axis=0))
+
+        if self.n_obj > 1:
+            hv = tell_hypervolume(self, p.fidelity)
+            self.hv_history.append({"ask_id": ask_id, "fidelity": p.fidelity, "evaluations_told": len(self.evals), "hypervolume": hv})
+            for note in notes:
+                note["hypervolume"] = hv
+        return notes
+
+    def _user_sign(self, obj: list[float]) -> list[float]:
+        return [v if o.goal == "minimize" else -v for v, o in zip(obj, self.spec.objectives)]
+
+    def _delta(self, parent: int, obj: list[float] | None, g: list[float] | None) -> dict:
+        e = self.evals[parent]
+        out = {"from_fidelity": e["fidelity"], "parent_eval": parent, "objectives": None, "constraints": None}
+        if obj is not None and e["objectives"] is not None:
+            out["objectives"] = [hi - lo for hi, lo in zip(self._user_sign(obj), self._user_sign(e["objectives"]))]
+        if g is not None and e["constraints"] is not None:
+            out["constraints"] = [hi - lo for hi, lo in zip(g, e["constraints"])]
+        return out
+
+    # ---------------------------------------------------------------- summary
+    def summary(self) -> dict:
+        """JSON-able progress: best (certified or not), certified list, front, ALM state, plan.
+
+        See :func:`huntflow.engine.optimize.report.summarize` for the fields.
+        """
+        return summarize(self)

@@ -1,0 +1,281 @@
+"""The campaign spec: what a researcher writes in YAML, validated at the edge.
+
+Every check happens here, before anything is stored: finite bounds with ``low < high``, a
+known model whose parameters and metrics match, a positive budget, a known optimizer, a
+fidelity ladder the model accepts. Errors are collected into one :class:`SpecError` whose
+lines each name the offending field (``space.x0.low: ...``).
+
+Example (``examples/rosenbrock_4d.yaml``)::
+
+    slug: rosenbrock-4d
+    model: {name: rosenbrock}
+    space:
+      x0: {low: -2.0, high: 2.0}
+      ...
+    objectives:
+      - {metric: f, goal: minimize, target: 1.0e-3}
+    budget: {evaluations: 800}
+    optimizer: {name: ngopt, population: 16}
+    seed: 7
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from huntflow.errors import SpecError
+
+OPTIMIZERS = ("ngopt", "cma", "twopointsde", "random")
+"""Known optimizers: nevergrad NGOpt (default), CMA-ES, TwoPointsDE, and a quasi-random
+(scrambled Halton) baseline."""
+
+Scalar = int | float | str | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bound(_Strict):
+    """A searched parameter's interval; ``log`` searches it on a log scale (needs ``low > 0``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @field_validator("low", "high")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Bound":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log-scale bound needs low > 0")
+        return self
+
+
+class ModelRef(_Strict):
+    name: str
+    fixed: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class Objective(_Strict):
+    """One objective: a model metric to minimize or maximize, with an optional target value."""
+
+    metric: str
+    goal: Literal["minimize", "maximize"] = "minimize"
+    target: float | None = None
+
+    @field_validator("target")
+    @classmethod
+    def _finite(cls, v: float | None) -> float | None:
+        if v is not None and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+
+class Constraint(_Strict):
+    """``min <= metric <= max``; each bound becomes one ``g <= 0`` constraint."""
+
+    metric: str
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> "Constraint":
+        if self.max is None and self.min is None:
+            raise ValueError("give at least one of max, min")
+        for v in (self.max, self.min):
+            if v is not None and not math.isfinite(v):
+                raise ValueError("bounds must be finite numbers")
+        if self.max is not None and self.min is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) must be <= max ({self.max})")
+        return self
+
+
+class Fidelity(_Strict):
+    """One rung of the fidelity ladder (cheapest first; the last rung certifies).
+
+    settings: model fidelity settings (grid, steps, dt, ...).
+    budget:   evaluations spent searching at this rung (default: shared out by the ladder).
+    promote_top_k: how many distinct feasible candidates go up to the next rung.
+    """
+
+    name: str
+    settings: dict[str, Scalar] = Field(default_factory=dict)
+    budget: int | None = Field(default=None, gt=0)
+    promote_top_k: int | None = Field(default=None, gt=0)
+
+
+class Budget(_Strict):
+    evaluations: int = Field(gt=0)
+    wall_time_hours: float | None = Field(default=None, gt=0)
+    patience: int | None = Field(default=None, gt=0, description="generations without improvement before stopping")
+
+
+class OptimizerSpec(_Strict):
+    name: Literal["ngopt", "cma", "twopointsde", "random"] = "ngopt"
+    population: int = Field(default=16, gt=0, le=4096)
+    options: dict[str, Scalar] = Field(default_factory=dict)
+
+
+class ReviewSpec(_Strict):
+    """Adversarial review settings."""
+
+    metric_abs_max: float = Field(default=1e12, gt=0)
+    spot_check_top: int = Field(default=1, ge=0)
+    spot_check_rtol: float = Field(default=1e-3, gt=0)
+
+
+class CampaignSpec(_Strict):
+    """A validated campaign. Build one with :func:`load_spec` / :func:`parse_spec`."""
+
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    title: str = ""
+    description: str = ""
+    model: ModelRef
+    space: dict[str, Bound] = Field(min_length=1)
+    objectives: list[Objective] = Field(min_length=1)
+    constraints: list[Constraint] = Field(default_factory=list)
+    fidelities: list[Fidelity] = Field(default_factory=lambda: [Fidelity(name="default")], min_length=1)
+    budget: Budget
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    reference_point: list[float] | None = None
+    review: ReviewSpec = Field(default_factory=ReviewSpec)
+    seed: int = Field(default=0, ge=0, lt=2**31)
+    priority: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    max_attempts: int = Field(default=3, gt=0, le=20)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(self.space)
+
+    @property
+    def constraint_names(self) -> list[str]:
+        """One name per ``g <= 0`` constraint: ``<metric>.max`` / ``<metric>.min``."""
+        names = []
+        for c in self.constraints:
+            if c.max is not None:
+                names.append(f"{c.metric}.max")
+            if c.min is not None:
+                names.append(f"{c.metric}.min")
+        return names
+
+    def constraint_values(self, metrics: dict[str, float]) -> list[float]:
+        """g values (feasible when every one is <= 0) for a metrics dict."""
+        values = []
+        for c in self.constraints:
+            if c.max is not None:
+                values.append(float(metrics[c.metric]) - c.max)
+            if c.min is not None:
+                values.append(c.min - float(metrics[c.metric]))
+        return values
+
+    def objective_values(self, metrics: dict[str, float]) -> list[float]:
+        """Objective values as minimized quantities (maximized metrics are negated)."""
+        return [
+            float(metrics[o.metric]) * (1.0 if o.goal == "minimize" else -1.0) for o in self.objectives
+        ]
+
+    def fingerprint(self) -> str:
+        """A stable hash of the spec's content."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @model_validator(mode="after")
+    def _against_model(self) -> "CampaignSpec":
+        from huntflow.engine.models import REGISTRY
+
+        errors: list[str] = []
+        try:
+            model = REGISTRY.get(self.model.name)
+        except KeyError as e:
+            raise ValueError(f"model.name: {e.args[0]}") from None
+        names = self.param_names
+        clash = sorted(set(names) & set(self.model.fixed))
+        if clash:
+            errors.append(f"model.fixed: {clash} are also searched in space")
+        for i, fid in enumerate(self.fidelities):
+            try:
+                model.validate(names, self.model.fixed, fid.settings)
+            except ValueError as e:
+                errors.append(f"fidelities.{i}: {e}")
+        metrics = set(model.metric_names(names, self.model.fixed))
+        for i, o in enumerate(self.objectives):
+            if o.metric not in metrics:
+                errors.append(f"objectives.{i}.metric: unknown metric {o.metric!r} (model has {sorted(metrics)})")
+        for i, c in enumerate(self.constraints):
+            if c.metric not in metrics:
+                errors.append(f"constraints.{i}.metric: unknown metric {c.metric!r} (model has {sorted(metrics)})")
+        if len(self.objectives) > 1:
+            if self.reference_point is None:
+                errors.append("reference_point: required with several objectives (for the hypervolume)")
+            elif len(self.reference_point) != len(self.objectives):
+                errors.append(
+                    f"reference_point: needs {len(self.objectives)} values, got {len(self.reference_point)}"
+                )
+        if len({f.name for f in self.fidelities}) != len(self.fidelities):
+            errors.append("fidelities: rung names must be unique")
+        if errors:
+            raise ValueError("\n".join(errors))
+        return self
+
+
+def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = e["msg"].removeprefix("Value error, ")
+        for line in msg.splitlines():
+            # model-level errors carry their own "field: message" prefix
+            if not loc and ": " in line:
+                field, _, text = line.partition(": ")
+                out.append((field, text))
+            else:
+                out.append((loc or "spec", line))
+    return out
+
+
+def parse_spec(data: Any) -> CampaignSpec:
+    """Validate a spec given as a mapping.
+
+    Raises:
+        SpecError: listing every invalid field.
+    """
+    if not isinstance(data, dict):
+        raise SpecError([("spec", f"expected a mapping at the top level, got {type(data).__name__}")])
+    try:
+        return CampaignSpec.model_validate(data)
+    except ValidationError as e:
+        raise SpecError(_format_errors(e)) from None
+
+
+def load_spec(path: str | Path) -> CampaignSpec:
+    """Read and validate a YAML spec file.
+
+    Raises:
+        SpecError: the file is unreadable, not YAML, or invalid (each field named).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpecError([("file", f"cannot read {path}: {e.strerror or e}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise SpecError([("file", f"{path} is not valid YAML: {e}")]) from None
+    return parse_spec(data)

@@ -1,0 +1,45 @@
+"""The exceptions huntflow raises on purpose.
+
+One root, :class:`HuntflowError`; each subclass says when it is raised and may also
+inherit the builtin a caller would naturally catch. This module imports nothing of
+ours, so every layer (engine, store, tasks, flows) can use it.
+"""
+
+from __future__ import annotations
+
+
+class HuntflowError(Exception):
+    """Root of every error huntflow raises on purpose."""
+
+
+class SpecError(HuntflowError, ValueError):
+    """Raised when a campaign spec (or a patch of one) is invalid; ``errors`` names each field."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = list(errors)
+        lines = "\n".join(f"  {field}: {message}" for field, message in self.errors)
+        super().__init__(f"invalid campaign spec ({len(self.errors)} error(s)):\n{lines}")
+
+
+class ResultDocumentError(HuntflowError, ValueError):
+    """Raised when a generation's raw result document is missing fields or malformed."""
+
+
+class ArtifactError(HuntflowError, OSError):
+    """Raised when an HDF5 artifact is missing, unreadable or does not match its generation."""
+
+
+class StoreError(HuntflowError, RuntimeError):
+    """Raised when the database rejects an operation for a reason other than a lost race."""
+
+
+class StaleTransition(HuntflowError, RuntimeError):
+    """Raised when a row is written from a status it is no longer in (another writer won)."""
+
+
+class TerminalStateError(HuntflowError, RuntimeError):
+    """Raised when a write targets a row that is already in a terminal status."""
+
+
+class MigrationError(HuntflowError, RuntimeError):
+    """Raised when a migration file fails to apply or the applied history is inconsistent."""

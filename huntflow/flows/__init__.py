@@ -1,0 +1,1 @@
+"""Prefect flows (tick, generation) and the ``huntflow`` CLI. A flow body only sequences calls."""

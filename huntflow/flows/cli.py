@@ -1,0 +1,253 @@
+"""The ``huntflow`` command line (typer + rich).
+
+Commands that only read or write rows (``status``, ``campaign add``, ``campaign extend``,
+``summary``) never start Prefect; commands that run flows (``tick``, ``demo``, ``serve``) start at
+most one Prefect API per process (the ephemeral one when ``PREFECT_API_URL`` is unset).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from huntflow.errors import HuntflowError, SpecError
+
+app = typer.Typer(help="huntflow: closed-loop parameter hunts.", no_args_is_help=True, add_completion=False)
+campaign_app = typer.Typer(help="Add and manage campaigns.", no_args_is_help=True)
+app.add_typer(campaign_app, name="campaign")
+console = Console()
+err = Console(stderr=True)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+PROGRESS_FIELDS = ("slug", "status", "mode", "stage", "generations", "evaluations", "evaluations_pending",
+                   "evaluations_succeeded", "evaluations_failed", "evaluations_rejected", "evaluations_filtered",
+                   "evaluations_budget", "best_objective", "completion_reason")
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def _prefect_env() -> None:
+    """Defaults that make the ephemeral Prefect API start reliably on a small machine."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k in PROGRESS_FIELDS:
+        v = row.get(k)
+        out[k] = v if v is None or isinstance(v, (int, float, str, bool)) else str(v)
+    return out
+
+
+def _progress_rows(slug: str | None = None) -> list[dict[str, Any]]:
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        return [_jsonable(r) for r in campaigns.progress(conn, slug)]
+
+
+def _table(rows: list[dict[str, Any]], title: str = "campaigns") -> Table:
+    table = Table(title=title)
+    for col in ("slug", "status", "mode", "stage", "generations", "evaluations", "budget", "best objective", "reason"):
+        table.add_column(col, justify="right" if col in ("generations", "evaluations", "budget") else "left")
+    for r in rows:
+        best = r["best_objective"]
+        table.add_row(
+            r["slug"], r["status"], r["mode"] or "", r["stage"] or "", str(r["generations"]),
+            f"{r['evaluations_succeeded']}/{r['evaluations']}", str(r["evaluations_budget"]),
+            "—" if best is None else f"{best:.6g}", r["completion_reason"] or "",
+        )
+    return table
+
+
+def add_campaign_file(path: Path) -> dict[str, Any]:
+    """Validate a spec file and store it; returns the new campaign's progress row."""
+    from huntflow.engine.spec import load_spec
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    spec = load_spec(path)
+    with session() as conn:
+        campaigns.insert_campaign(conn, spec)
+        return _jsonable(campaigns.progress(conn, spec.slug)[0])
+
+
+@campaign_app.command("add")
+def campaign_add(
+    spec_file: Path = typer.Argument(..., help="campaign spec (YAML)"),
+    as_json: bool = typer.Option(False, "--json", help="print the new campaign as JSON"),
+) -> None:
+    """Validate SPEC_FILE and store it as an active campaign."""
+    try:
+        row = add_campaign_file(spec_file)
+    except SpecError as e:
+        _fail(str(e))
+    except HuntflowError as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(row))
+    else:
+        console.print(f"added campaign [bold]{row['slug']}[/] (budget {row['evaluations_budget']} evaluations)")
+
+
+@campaign_app.command("extend")
+def campaign_extend(
+    slug: str = typer.Argument(...),
+    evaluations: int = typer.Option(..., "--evaluations", "-n", help="evaluations to add to the budget"),
+) -> None:
+    """Add evaluations to a campaign's budget (a completed campaign becomes active again)."""
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    try:
+        with session() as conn:
+            row = campaigns.extend_budget(conn, slug, evaluations)
+    except KeyError as e:
+        _fail(str(e.args[0]))
+    except (HuntflowError, ValueError) as e:
+        _fail(str(e))
+    console.print(f"{slug}: budget now {row['evaluations_budget']} evaluations, status {row['status']}")
+
+
+@app.command()
+def status(
+    slug: Optional[str] = typer.Argument(None, help="one campaign (default: all)"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON array"),
+) -> None:
+    """Show campaigns' progress (the hunt.campaign_progress view)."""
+    rows = _progress_rows(slug)
+    if slug and not rows:
+        _fail(f"no campaign {slug!r}")
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        console.print(_table(rows))
+
+
+def _campaign_ids(slug: str | None) -> list[str] | None:
+    if slug is None:
+        return None
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        try:
+            return [str(campaigns.get_campaign(conn, slug)["campaign_id"])]
+        except KeyError:
+            _fail(f"no campaign {slug!r}")
+    return None
+
+
+def _active(slug: str | None) -> bool:
+    rows = _progress_rows(slug)
+    return any(r["status"] == "active" for r in rows)
+
+
+def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True) -> int:
+    """Run ticks back to back in this process; returns how many ran."""
+    _prefect_env()
+    from huntflow.flows.tick import hunt_tick
+
+    only = _campaign_ids(slug)
+    ticks = 0
+    rows = _progress_rows(slug)
+    total = sum(r["evaluations_budget"] for r in rows if r["status"] == "active") or 1
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                  console=console, disable=not show_progress or not until_done) as progress:
+        bar = progress.add_task("evaluations", total=total, best="—")
+        while ticks < max_ticks:
+            hunt_tick(only)
+            ticks += 1
+            rows = _progress_rows(slug)
+            done = sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"] for r in rows)
+            bests = [r["best_objective"] for r in rows if r["best_objective"] is not None]
+            progress.update(bar, completed=min(done, total), best=f"{min(bests):.4g}" if bests else "—")
+            if not until_done or not any(r["status"] == "active" for r in rows):
+                break
+    return ticks
+
+
+@app.command()
+def tick(
+    until_done: bool = typer.Option(False, "--until-done", help="tick back to back until no campaign is active"),
+    campaign: Optional[str] = typer.Option(None, "--campaign", "-c", help="only this campaign (slug)"),
+    max_ticks: int = typer.Option(10_000, "--max-ticks", min=1, help="stop after this many ticks"),
+) -> None:
+    """Run the hunt-tick flow now, once or until done."""
+    n = run_ticks(campaign, until_done, max_ticks)
+    console.print(_table(_progress_rows(campaign), title=f"after {n} tick(s)"))
+
+
+@app.command()
+def demo(
+    spec_file: Path = typer.Option(EXAMPLES / "rosenbrock_4d.yaml", "--spec", help="campaign spec to run"),
+    max_ticks: int = typer.Option(500, "--max-ticks", min=1),
+    tolerance: float = typer.Option(1e-2, "--tolerance", help="allowed distance of the best objective from the known optimum"),
+) -> None:
+    """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
+    from huntflow.engine.models import REGISTRY
+    from huntflow.engine.spec import load_spec
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    try:
+        spec = load_spec(spec_file)
+    except SpecError as e:
+        _fail(str(e))
+    with session() as conn:
+        slug, n = spec.slug, 1
+        while True:
+            try:
+                campaigns.get_campaign(conn, slug)
+            except KeyError:
+                break
+            n += 1
+            slug = f"{spec.slug}-{n}"
+        spec = spec.model_copy(update={"slug": slug})
+        campaigns.insert_campaign(conn, spec)
+    console.print(f"demo campaign [bold]{slug}[/]: {spec.title or spec.model.name}")
+    ticks = run_ticks(slug, True, max_ticks)
+    rows = _progress_rows(slug)
+    console.print(_table(rows, title=f"{slug} after {ticks} tick(s)"))
+    model = REGISTRY.get(spec.model.name)
+    known = model.known_optimum(spec.param_names, spec.model.fixed)
+    best = rows[0]["best_objective"]
+    if known is not None and best is not None:
+        gap = abs(best - known.value)
+        verdict = "[green]within[/]" if gap <= tolerance else "[red]outside[/]"
+        console.print(f"best objective {best:.6g}; known optimum {known.value:g}; gap {gap:.3g} {verdict} tolerance {tolerance:g}")
+        if gap > tolerance:
+            raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    interval_minutes: float = typer.Option(5.0, "--interval", help="minutes between scheduled ticks"),
+) -> None:
+    """Serve the hunt-tick flow on a schedule from this process (no work pool needed)."""
+    _prefect_env()
+    from huntflow.flows.tick import hunt_tick
+
+    hunt_tick.serve(name="every-5-minutes", interval=interval_minutes * 60)
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,69 @@
+"""The ``hunt-tick`` flow (deployment ``hunt-tick/every-5-minutes``).
+
+discover claims a cohort; then, for each campaign, dispatch → parse → review → evolve → learn,
+each a retrying Prefect task that writes its ``hunt.stage_runs`` row. A stage that fails after
+its retries skips the campaign's remaining stages for this tick (recorded as ``skipped``); the
+next tick carries on from the database. The lease is released at the end either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID, uuid4
+
+from prefect import flow, get_run_logger
+
+from huntflow.flows.generation import hunt_generation
+from huntflow.store import campaigns
+from huntflow.store.connection import session
+from huntflow.store.states import Stage
+from huntflow.tasks._stage import TickContext, skip_stage
+from huntflow.tasks.discover import discover
+from huntflow.tasks.dispatch import dispatch
+from huntflow.tasks.evolve import evolve
+from huntflow.tasks.learn import learn
+from huntflow.tasks.parse import parse
+from huntflow.tasks.review import review
+
+
+def _inline(generation_id: str) -> dict[str, Any]:
+    return hunt_generation(generation_id)
+
+
+def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
+    steps = [
+        (Stage.DISPATCH, lambda: dispatch(ctx, campaign_id, _inline, return_state=True)),
+        (Stage.PARSE, lambda: parse(ctx, campaign_id, return_state=True)),
+        (Stage.REVIEW, lambda: review(ctx, campaign_id, return_state=True)),
+        (Stage.EVOLVE, lambda: evolve(ctx, campaign_id, return_state=True)),
+        (Stage.LEARN, lambda: learn(ctx, campaign_id, return_state=True)),
+    ]
+    out: dict[str, Any] = {}
+    for i, (stage, call) in enumerate(steps):
+        state = call()
+        if state.is_failed():
+            out[stage.value] = {"failed": str(state.message)}
+            for later, _ in steps[i + 1:]:
+                skip_stage(later, ctx, campaign_id, f"{stage.value} failed")
+                out[later.value] = "skipped"
+            break
+        out[stage.value] = state.result()
+    return out
+
+
+@flow(name="hunt-tick", log_prints=True)
+def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
+    """Advance every claimed campaign one step through the six stages."""
+    tick_id = uuid4()
+    ctx = TickContext(tick_id=tick_id, owner=f"tick:{tick_id}")
+    only = [UUID(c) for c in campaign_ids] if campaign_ids else None
+    claimed = discover(ctx, only)
+    results: dict[str, Any] = {}
+    for campaign_id in claimed:
+        try:
+            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id)
+        finally:
+            with session() as conn:
+                campaigns.release_lease(conn, campaign_id, ctx.owner)
+    get_run_logger().info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
+    return {"tick_id": str(tick_id), "campaigns": results}

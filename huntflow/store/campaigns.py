@@ -1,0 +1,211 @@
+"""Campaign rows: insert, read, claim a cohort under a lease, finish.
+
+A tick claims campaigns with a lease (``lease_owner``, ``lease_expires_at`` compared with the
+database clock), so overlapping ticks never work the same campaign; a crashed tick's lease simply
+expires. Completion is guarded by ``status = 'active'``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from huntflow.engine.spec import CampaignSpec, parse_spec
+from huntflow.errors import HuntflowError, TerminalStateError
+from huntflow.store.states import CampaignStatus, Mode, Stage
+
+
+class DuplicateCampaign(HuntflowError, ValueError):
+    """Raised when a campaign with the same slug already exists."""
+
+
+def insert_campaign(conn: psycopg.Connection, spec: CampaignSpec) -> UUID:
+    """Store a validated spec as a new active campaign.
+
+    Returns:
+        The new campaign id.
+    Raises:
+        DuplicateCampaign: the slug is taken (nothing is written).
+    """
+    try:
+        row = conn.execute(
+            """
+            insert into hunt.campaigns
+              (slug, title, spec, spec_fingerprint, model, seed, priority, evaluations_budget)
+            values (%s, %s, %s, %s, %s, %s, %s, %s)
+            returning campaign_id
+            """,
+            (
+                spec.slug, spec.title, Jsonb(spec.model_dump(mode="json")), spec.fingerprint(),
+                spec.model.name, spec.seed, spec.priority, spec.budget.evaluations,
+            ),
+        ).fetchone()
+    except psycopg.errors.UniqueViolation as e:
+        raise DuplicateCampaign(f"a campaign with slug {spec.slug!r} already exists") from e
+    return row["campaign_id"]
+
+
+def get_campaign(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
+    """A campaign row by id or slug.
+
+    Raises:
+        KeyError: no such campaign.
+    """
+    column = "campaign_id" if isinstance(ref, UUID) else "slug"
+    row = conn.execute(f"select * from hunt.campaigns where {column} = %s", (ref,)).fetchone()
+    if row is None:
+        raise KeyError(f"no campaign {ref!s}")
+    return row
+
+
+def spec_of(row: dict[str, Any]) -> CampaignSpec:
+    """The validated spec stored on a campaign row."""
+    spec = row["spec"]
+    return parse_spec(json.loads(spec) if isinstance(spec, str) else spec)
+
+
+def progress(conn: psycopg.Connection, slug: str | None = None) -> list[dict[str, Any]]:
+    """Rows of ``hunt.campaign_progress`` (all, or the one with ``slug``), newest first."""
+    if slug is None:
+        return conn.execute("select * from hunt.campaign_progress order by created_at, slug").fetchall()
+    return conn.execute("select * from hunt.campaign_progress where slug = %s", (slug,)).fetchall()
+
+
+def claim_cohort(
+    conn: psycopg.Connection, owner: str, limit: int, lease_seconds: float, only: list[UUID] | None = None
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` active campaigns nobody else holds, best ranked first.
+
+    Ranking: priority (high first), then the latest trajectory reward (high first), then age.
+    ``limit`` counts campaigns already leased by other live ticks, so the total in progress
+    never exceeds it. Rows locked by a concurrent claim are skipped, not waited for.
+    ``only`` restricts the claim to those campaign ids.
+
+    Returns:
+        The claimed campaign rows, in rank order.
+    """
+    with conn.transaction():
+        busy = conn.execute(
+            "select count(*) as n from hunt.campaigns where status = 'active'"
+            " and lease_expires_at > now() and lease_owner <> %s",
+            (owner,),
+        ).fetchone()["n"]
+        room = max(0, int(limit) - int(busy))
+        if room == 0:
+            return []
+        rows = conn.execute(
+            """
+            with ranked as (
+              select c.campaign_id, c.priority, t.reward, c.created_at
+              from hunt.campaigns c
+              left join lateral (
+                select reward from hunt.trajectories t
+                where t.campaign_id = c.campaign_id
+                order by generation_index desc limit 1
+              ) t on true
+              where c.status = 'active'
+                and (c.lease_expires_at is null or c.lease_expires_at < now() or c.lease_owner = %(owner)s)
+                and (%(only)s::uuid[] is null or c.campaign_id = any(%(only)s::uuid[]))
+              order by c.priority desc, t.reward desc nulls last, c.created_at
+              limit %(room)s
+              for update of c skip locked
+            )
+            update hunt.campaigns c
+               set lease_owner = %(owner)s,
+                   lease_expires_at = now() + make_interval(secs => %(lease)s),
+                   current_stage = 'discover', updated_at = now()
+              from ranked
+             where c.campaign_id = ranked.campaign_id
+            returning c.*, ranked.reward as rank_reward
+            """,
+            {"owner": owner, "room": room, "lease": float(lease_seconds), "only": only},
+        ).fetchall()
+    rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
+    return rows
+
+
+def release_lease(conn: psycopg.Connection, campaign_id: UUID, owner: str) -> bool:
+    """Drop the lease if ``owner`` still holds it; ``False`` when someone else does."""
+    cur = conn.execute(
+        "update hunt.campaigns set lease_owner = null, lease_expires_at = null, updated_at = now()"
+        " where campaign_id = %s and lease_owner = %s",
+        (campaign_id, owner),
+    )
+    return cur.rowcount == 1
+
+
+def set_stage(conn: psycopg.Connection, campaign_id: UUID, stage: Stage) -> None:
+    conn.execute(
+        "update hunt.campaigns set current_stage = %s, updated_at = now() where campaign_id = %s",
+        (stage.value, campaign_id),
+    )
+
+
+def set_mode(conn: psycopg.Connection, campaign_id: UUID, mode: Mode) -> None:
+    conn.execute(
+        "update hunt.campaigns set mode = %s, updated_at = now() where campaign_id = %s",
+        (mode.value, campaign_id),
+    )
+
+
+def set_best(conn: psycopg.Connection, campaign_id: UUID, objective: float | None, evaluation_id: UUID | None) -> None:
+    conn.execute(
+        "update hunt.campaigns set best_objective = %s, best_evaluation_id = %s, updated_at = now()"
+        " where campaign_id = %s",
+        (objective, evaluation_id, campaign_id),
+    )
+
+
+def finish_campaign(
+    conn: psycopg.Connection, campaign_id: UUID, status: CampaignStatus, reason: str
+) -> bool:
+    """Move an active campaign to a terminal status; cancel its unlaunched generations.
+
+    Returns:
+        ``False`` when the campaign was no longer active (a concurrent writer finished it).
+    """
+    if not status.is_finished():
+        raise ValueError(f"{status} is not a terminal status")
+    with conn.transaction():
+        cur = conn.execute(
+            "update hunt.campaigns set status = %s, completion_reason = %s, completed_at = now(),"
+            " lease_owner = null, lease_expires_at = null, updated_at = now()"
+            " where campaign_id = %s and status = 'active'",
+            (status.value, reason, campaign_id),
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            "update hunt.generations set status = 'cancelled', updated_at = now()"
+            " where campaign_id = %s and status = 'planned'",
+            (campaign_id,),
+        )
+    return True
+
+
+def extend_budget(conn: psycopg.Connection, ref: UUID | str, evaluations: int) -> dict[str, Any]:
+    """Raise a campaign's evaluation budget by ``evaluations``; a completed campaign reopens.
+
+    The optimizer learns the new budget at its next evolve (it compares the row's budget with
+    its own). Raises:
+        KeyError: no such campaign.
+        TerminalStateError: the campaign failed or was cancelled.
+        ValueError: ``evaluations`` is not positive.
+    """
+    if evaluations <= 0:
+        raise ValueError("evaluations: must be > 0")
+    row = get_campaign(conn, ref)
+    status = CampaignStatus(row["status"])
+    if status in (CampaignStatus.FAILED, CampaignStatus.CANCELLED):
+        raise TerminalStateError(f"campaign {row['slug']} is {status.value}; its budget cannot be extended")
+    return conn.execute(
+        "update hunt.campaigns set evaluations_budget = evaluations_budget + %s,"
+        " status = 'active', completion_reason = null, completed_at = null, search_finished = false,"
+        " updated_at = now() where campaign_id = %s and status in ('active', 'paused', 'completed')"
+        " returning *",
+        (evaluations, row["campaign_id"]),
+    ).fetchone()

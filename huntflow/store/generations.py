@@ -1,0 +1,316 @@
+"""Generations and their evaluation rows: planned by evolve, launched, parsed, reviewed, told.
+
+Lifecycle (``hunt.generation_status``)::
+
+    planned -> dispatched -> running -> succeeded -> parsed -> reviewed -> told
+       ^            |            |           |
+       +------------+------------+-----------+--> failed   (attempts exhausted)
+     (retry: lost run, corrupt result, below the quality floor)
+
+Every transition is one ``UPDATE ... WHERE generation_id = %s AND status = ANY(expected)``;
+it returns ``False`` when the row was not in an expected status (a concurrent writer won).
+Evaluation rows are written in the same transaction as the transition they belong to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from huntflow.errors import StaleTransition
+from huntflow.store.states import GenerationStatus as GS
+
+
+@dataclass(frozen=True)
+class PlannedGeneration:
+    """A generation evolve is about to write (one optimizer ask)."""
+
+    ask_id: int
+    generation_index: int
+    kind: str
+    fidelity: int
+    fidelity_name: str
+    seed: int
+    operator: str
+    max_attempts: int
+    candidates: list[dict[str, float]]
+    param_hashes: list[str]
+    decisions: list[dict[str, Any]]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _statuses(expected: Iterable[GS]) -> list[str]:
+    return [s.value for s in expected]
+
+
+def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], to: GS, **sets: Any) -> bool:
+    """Move a generation from one of ``expected`` to ``to``, setting extra columns.
+
+    Values in ``sets`` are parameters; the special value ``"now()"`` stamps the database clock.
+
+    Returns:
+        ``False`` if the row was not in an expected status (nothing changed).
+    """
+    assignments = ["status = %(to)s", "updated_at = now()"]
+    params: dict[str, Any] = {"to": to.value, "id": generation_id, "expected": _statuses(expected)}
+    for column, value in sets.items():
+        if value == "now()":
+            assignments.append(f"{column} = now()")
+        else:
+            assignments.append(f"{column} = %({column})s")
+            params[column] = Jsonb(value) if isinstance(value, (dict, list)) else value
+    cur = conn.execute(
+        f"update hunt.generations set {', '.join(assignments)}"
+        " where generation_id = %(id)s and status = any(%(expected)s::hunt.generation_status[])",
+        params,
+    )
+    return cur.rowcount == 1
+
+
+def get(conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any]:
+    """A generation row. Raises ``KeyError`` when absent."""
+    row = conn.execute("select * from hunt.generations where generation_id = %s", (generation_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no generation {generation_id}")
+    return row
+
+
+def evaluations(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
+    """A generation's evaluation rows in candidate order."""
+    return conn.execute(
+        "select * from hunt.evaluations where generation_id = %s order by candidate_index", (generation_id,)
+    ).fetchall()
+
+
+def by_status(conn: psycopg.Connection, campaign_id: UUID, statuses: Iterable[GS]) -> list[dict[str, Any]]:
+    """The campaign's generations in any of ``statuses``, oldest ask first."""
+    return conn.execute(
+        "select * from hunt.generations where campaign_id = %s"
+        " and status = any(%s::hunt.generation_status[]) order by ask_id",
+        (campaign_id, _statuses(statuses)),
+    ).fetchall()
+
+
+def in_flight_count(conn: psycopg.Connection, campaign_id: UUID) -> int:
+    """Generations asked but not yet told, failed or cancelled."""
+    return conn.execute(
+        "select count(*) as n from hunt.generations where campaign_id = %s"
+        " and status not in ('told', 'failed', 'cancelled')",
+        (campaign_id,),
+    ).fetchone()["n"]
+
+
+def next_index(conn: psycopg.Connection, campaign_id: UUID) -> int:
+    return conn.execute(
+        "select coalesce(max(generation_index) + 1, 0) as n from hunt.generations where campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()["n"]
+
+
+def commit_evolve(
+    conn: psycopg.Connection,
+    campaign_id: UUID,
+    *,
+    expected_seq: int,
+    checkpoint: bytes,
+    summary: dict[str, Any],
+    finished: bool,
+    told: dict[UUID, list[tuple[UUID, dict[str, Any]]]],
+    planned: list[PlannedGeneration],
+    already_final: frozenset[UUID] = frozenset(),
+) -> list[UUID]:
+    """Evolve's write-ahead commit, all in one transaction.
+
+    Marks the ``told`` generations (reviewed -> told; those in ``already_final`` — failed
+    generations the optimizer is told about as failures — keep their status) with each
+    evaluation's annotation, inserts
+    the ``planned`` generations and their pending evaluations (each carrying the checkpoint),
+    and stores the checkpoint on the campaign with a compare-and-set on ``optimizer_seq``.
+
+    Returns:
+        The new generations' ids.
+    Raises:
+        StaleTransition: another evolve committed first (``optimizer_seq`` moved) or a told
+            generation was no longer ``reviewed``; nothing is written.
+    """
+    new_ids: list[UUID] = []
+    with conn.transaction():
+        cur = conn.execute(
+            "update hunt.campaigns set optimizer_state = %s, optimizer_seq = optimizer_seq + 1,"
+            " search_summary = %s, search_finished = %s, updated_at = now()"
+            " where campaign_id = %s and optimizer_seq = %s",
+            (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
+        )
+        if cur.rowcount != 1:
+            raise StaleTransition(f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}")
+        for generation_id, annotations in told.items():
+            if generation_id not in already_final and not transition(conn, generation_id, [GS.REVIEWED], GS.TOLD):
+                raise StaleTransition(f"generation {generation_id} is no longer reviewed")
+            with conn.cursor() as c:
+                c.executemany(
+                    """
+                    update hunt.evaluations set
+                      objectives = %(objectives)s, objective = %(objective)s,
+                      constraints = %(constraints)s, feasible = %(feasible)s,
+                      alm_loss = %(alm_loss)s, alm_lambda = %(alm_lambda)s, alm_rho = %(alm_rho)s,
+                      alm_outer = %(alm_outer)s, updated_at = now()
+                    where evaluation_id = %(evaluation_id)s
+                    """,
+                    [
+                        {
+                            "evaluation_id": evaluation_id,
+                            "objectives": a.get("objectives"),
+                            "objective": a.get("objective"),
+                            "constraints": a.get("constraints"),
+                            "feasible": a.get("feasible"),
+                            "alm_loss": a.get("alm_loss"),
+                            "alm_lambda": a.get("alm_lambda"),
+                            "alm_rho": a.get("alm_rho"),
+                            "alm_outer": a.get("alm_outer"),
+                        }
+                        for evaluation_id, a in annotations
+                    ],
+                )
+        for g in planned:
+            row = conn.execute(
+                """
+                insert into hunt.generations
+                  (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed,
+                   operator, max_attempts, optimizer_checkpoint, meta)
+                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                returning generation_id
+                """,
+                (
+                    campaign_id, g.generation_index, g.ask_id, g.kind, g.fidelity, g.fidelity_name,
+                    g.seed, g.operator, g.max_attempts, checkpoint, Jsonb(g.meta),
+                ),
+            ).fetchone()
+            gid = row["generation_id"]
+            with conn.cursor() as c:
+                c.executemany(
+                    "insert into hunt.evaluations"
+                    " (generation_id, campaign_id, candidate_index, params, param_hash, fidelity, decision)"
+                    " values (%s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (gid, campaign_id, i, Jsonb(p), h, g.fidelity, Jsonb(d))
+                        for i, (p, h, d) in enumerate(zip(g.candidates, g.param_hashes, g.decisions, strict=True))
+                    ],
+                )
+            new_ids.append(gid)
+    return new_ids
+
+
+def mark_succeeded(
+    conn: psycopg.Connection, generation_id: UUID, *, result_document: dict[str, Any], artifact_path: str | None
+) -> bool:
+    """running -> succeeded, storing the raw result document and the artifact path."""
+    return transition(
+        conn, generation_id, [GS.RUNNING], GS.SUCCEEDED,
+        result_document=result_document, artifact_path=artifact_path, finished_at="now()", error=None,
+    )
+
+
+def record_parsed(
+    conn: psycopg.Connection, generation_id: UUID, rows: list[dict[str, Any]], summary: dict[str, Any]
+) -> bool:
+    """succeeded -> parsed, writing each evaluation's metrics, status and provenance.
+
+    ``rows``: dicts with ``candidate_index, status, failure_category, metrics, provenance,
+    wall_seconds``.
+    """
+    with conn.transaction():
+        if not transition(conn, generation_id, [GS.SUCCEEDED], GS.PARSED):
+            return False
+        with conn.cursor() as c:
+            c.executemany(
+                "update hunt.evaluations set status = %(status)s, failure_category = %(failure_category)s,"
+                " metrics = %(metrics)s, provenance = %(provenance)s, wall_seconds = %(wall_seconds)s,"
+                " updated_at = now() where generation_id = %(generation_id)s and candidate_index = %(candidate_index)s",
+                [
+                    {
+                        **r,
+                        "generation_id": generation_id,
+                        "metrics": Jsonb(r["metrics"]) if r.get("metrics") is not None else None,
+                        "provenance": Jsonb(r["provenance"]),
+                    }
+                    for r in rows
+                ],
+            )
+        conn.execute(
+            "update hunt.generations set meta = meta || %s where generation_id = %s",
+            (Jsonb({"parse": summary}), generation_id),
+        )
+    return True
+
+
+def record_reviewed(conn: psycopg.Connection, generation_id: UUID, rejected: list[UUID]) -> bool:
+    """parsed -> reviewed, marking ``rejected`` evaluations (critical/high findings)."""
+    with conn.transaction():
+        if not transition(conn, generation_id, [GS.PARSED], GS.REVIEWED):
+            return False
+        if rejected:
+            conn.execute(
+                "update hunt.evaluations set status = 'rejected', failure_category = coalesce(failure_category, 'review'),"
+                " updated_at = now() where evaluation_id = any(%s) and status = 'succeeded'",
+                (rejected,),
+            )
+    return True
+
+
+def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str) -> GS | None:
+    """Send a generation back to ``planned`` for another attempt, or fail it when out of attempts.
+
+    Its evaluations return to ``pending`` (retry) or become ``failed`` (give up), in the same
+    transaction. Returns the new status, or ``None`` when the row had already moved on.
+    """
+    with conn.transaction():
+        row = conn.execute(
+            "select attempt, max_attempts from hunt.generations where generation_id = %s for update",
+            (generation_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no generation {generation_id}")
+        if row["attempt"] < row["max_attempts"]:
+            to = GS.PLANNED
+            ok = transition(conn, generation_id, expected, to, error=error, result_document=None,
+                            dispatch_ref=None, artifact_path=None)
+            if ok:
+                conn.execute(
+                    "update hunt.evaluations set status = 'pending', failure_category = null, metrics = null,"
+                    " updated_at = now() where generation_id = %s",
+                    (generation_id,),
+                )
+        else:
+            to = GS.FAILED
+            ok = transition(conn, generation_id, expected, to, error=error, finished_at="now()")
+            if ok:
+                conn.execute(
+                    "update hunt.evaluations set status = 'failed', failure_category = 'generation_failed',"
+                    " updated_at = now() where generation_id = %s and status = 'pending'",
+                    (generation_id,),
+                )
+    return to if ok else None
+
+
+def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) -> list[dict[str, Any]]:
+    """Launched generations whose heartbeat (or dispatch time) is older than ``timeout_seconds``."""
+    return conn.execute(
+        "select * from hunt.generations where campaign_id = %s and status in ('dispatched', 'running')"
+        " and coalesce(heartbeat_at, dispatched_at) < now() - make_interval(secs => %s) order by ask_id",
+        (campaign_id, float(timeout_seconds)),
+    ).fetchall()
+
+
+def campaign_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
+    """Every evaluation of a campaign with its generation's index and kind, in ask order."""
+    return conn.execute(
+        "select e.*, g.generation_index, g.kind, g.ask_id from hunt.evaluations e"
+        " join hunt.generations g using (generation_id)"
+        " where e.campaign_id = %s order by g.ask_id, e.candidate_index",
+        (campaign_id,),
+    ).fetchall()

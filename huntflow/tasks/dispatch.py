@@ -1,0 +1,83 @@
+"""dispatch: launch each planned generation on its operator; record where it went.
+
+Operators:
+  ``inline`` — run in this process (the generation flow as a subflow); one tick completes one
+               generation. Any inline generation still ``dispatched``/``running`` when a tick
+               holding the campaign's lease reaches dispatch was left by a dead process: it is
+               sent back for another attempt first.
+  ``pool``   — ``run_deployment`` of the ``hunt-generation/gpu`` deployment with the generation
+               id as idempotency key; returns at once, a later tick's parse collects the result.
+
+Idempotent: launching is a guarded ``planned -> dispatched`` transition, so a generation is
+launched once per attempt however often dispatch runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from huntflow.config import get_settings
+
+from huntflow.store import generations
+from huntflow.store.states import GenerationStatus as GS
+from huntflow.store.states import Stage
+from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
+from huntflow.tasks.execute import execute_generation
+
+InlineRunner = Callable[[str], dict[str, Any]]
+
+
+def _launch_pool(generation: dict[str, Any], ctx: TickContext) -> str:
+    from prefect.deployments import run_deployment
+
+    flow_run = run_deployment(
+        get_settings().generation_deployment,
+        parameters={"generation_id": str(generation["generation_id"])},
+        timeout=0,
+        idempotency_key=f"{generation['generation_id']}:{generation['attempt'] + 1}",
+        as_subflow=False,
+    )
+    return str(flow_run.id)
+
+
+def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
+        inline_runner: InlineRunner | None = None) -> dict[str, Any]:
+    """Launch the campaign's planned generations; return what was launched where."""
+    runner = inline_runner or execute_generation
+    recovered = []
+    for g in generations.by_status(conn, campaign["campaign_id"], [GS.DISPATCHED, GS.RUNNING]):
+        if g["operator"] == "inline" and g["dispatch_ref"] != f"inline:{ctx.tick_id}":
+            status = generations.retry_or_fail(
+                conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
+                "lost: the inline run's process ended before the generation finished",
+            )
+            recovered.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
+    launched = []
+    for g in generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED]):
+        gid = g["generation_id"]
+        if g["operator"] == "inline":
+            if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED,
+                                          dispatch_ref=f"inline:{ctx.tick_id}", attempt=g["attempt"] + 1,
+                                          dispatched_at="now()", heartbeat_at="now()"):
+                continue
+            result = runner(str(gid))
+            launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
+        else:
+            ref = _launch_pool(g, ctx)
+            if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
+                                      attempt=g["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()"):
+                launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
+    return {"launched": launched, "recovered": recovered}
+
+
+@task(cache_policy=NO_CACHE, name="dispatch", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
+      timeout_seconds=3600)
+def dispatch(ctx: TickContext, campaign_id: UUID, inline_runner: InlineRunner | None = None) -> dict[str, Any]:
+    """Launch planned generations on their operators."""
+    return run_stage(Stage.DISPATCH, ctx, campaign_id, lambda c, row, x: run(c, row, x, inline_runner))

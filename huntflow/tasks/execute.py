@@ -1,0 +1,98 @@
+"""Execute one generation: the body of the ``hunt-generation`` flow.
+
+Loads the generation row, evaluates the whole population in one batched JAX call, writes one
+HDF5 artifact and the raw result document, and marks the generation ``succeeded`` with both in
+one transaction. Re-running a generation that already succeeded is a no-op, so the generation
+id is a safe idempotency key for any operator.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+
+from huntflow.config import get_settings
+from huntflow.engine import artifacts, provenance
+from huntflow.engine.evaluate import evaluate_population
+from huntflow.engine.results import build_result_document
+from huntflow.store import campaigns, generations
+from huntflow.store.connection import session
+from huntflow.store.states import GenerationStatus as GS
+
+_DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
+
+
+def execute_generation(generation_id: UUID | str) -> dict[str, Any]:
+    """Run a planned or dispatched generation to ``succeeded``.
+
+    Returns:
+        A summary: ``{"generation_id", "status", "candidates", "ok", "wall_seconds", ...}``;
+        ``status`` is ``"noop"`` when the generation had already succeeded or was not runnable.
+    Raises:
+        KeyError: no such generation.
+        Exception: evaluation failed; the generation is sent back for another attempt (or
+            failed when out of attempts) before the error propagates.
+    """
+    generation_id = UUID(str(generation_id))
+    with session() as conn:
+        gen = generations.get(conn, generation_id)
+        if GS(gen["status"]) in _DONE or GS(gen["status"]).is_finished():
+            return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
+        if not generations.transition(
+            conn, generation_id, [GS.PLANNED, GS.DISPATCHED], GS.RUNNING,
+            started_at="now()", heartbeat_at="now()",
+        ):
+            return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
+        campaign = campaigns.get_campaign(conn, gen["campaign_id"])
+        spec = campaigns.spec_of(campaign)
+        rows = generations.evaluations(conn, generation_id)
+
+    fidelity = spec.fidelities[gen["fidelity"]]
+    names = spec.param_names
+    params = np.array([[float(r["params"][n]) for n in names] for r in rows], dtype=np.float64)
+    t0 = time.perf_counter()
+    try:
+        result = evaluate_population(
+            spec.model.name, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
+            fidelity=fidelity.settings, dtype=spec.dtype,
+        )
+        prov = {
+            **provenance.runtime(),
+            "dtype": spec.dtype,
+            "seed": int(gen["seed"]),
+            "fidelity": {"index": gen["fidelity"], "name": fidelity.name, **fidelity.settings},
+            "model": spec.model.name,
+        }
+        settings = get_settings()
+        path = settings.artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
+        artifacts.write_generation(
+            path, param_names=names, params=params, result=result, provenance=prov,
+            generation={"generation_id": str(generation_id), "campaign": spec.slug,
+                        "generation_index": gen["generation_index"], "kind": gen["kind"],
+                        "attempt": gen["attempt"]},
+        )
+        doc = build_result_document(
+            generation_id=str(generation_id), model=spec.model.name, fidelity=fidelity.settings,
+            seed=int(gen["seed"]), metrics=result.metrics, status=result.status, provenance=prov,
+            wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
+        )
+    except Exception as e:
+        with session() as conn:
+            generations.retry_or_fail(conn, generation_id, [GS.RUNNING], f"evaluation failed: {type(e).__name__}: {e}")
+        raise
+    with session() as conn:
+        won = generations.mark_succeeded(conn, generation_id, result_document=doc, artifact_path=str(path))
+    ok = int(np.sum(result.status == 0))
+    return {
+        "generation_id": str(generation_id),
+        "status": "succeeded" if won else "lost_race",
+        "candidates": len(rows),
+        "ok": ok,
+        "wall_seconds": round(time.perf_counter() - t0, 4),
+        "compile_seconds": round(result.compile_seconds, 4),
+        "artifact": str(path),
+        "best": {k: float(np.nanmin(v)) for k, v in result.metrics.items()} if ok else {},
+    }

@@ -1,0 +1,196 @@
+"""learn: record the trajectory, switch mode on stagnation, decide completion.
+
+After each told generation a ``hunt.trajectories`` row records, from the database alone:
+  best_objective    best feasible objective so far at the top fidelity (certified), else at any
+                    fidelity (user's sign: the smallest for minimize, the largest for maximize)
+  improvement       how much better than the previous row's best (>= 0; ``None`` at first)
+  feasible_fraction share of the generation's evaluations that were feasible
+  hypervolume       (several objectives) of the feasible front against ``reference_point``
+  mode              explore / exploit / recover (rules below)
+  reward            ``min(1, improvement / (|previous best| + 1e-9)) + 0.1 · feasible_fraction``;
+                    discover ranks equal-priority campaigns by it.
+Mode: ``recover`` after ``max(3, patience // 2)`` generations without improvement; ``exploit``
+once a third of the budget is spent and the best improved within the last three generations;
+``explore`` otherwise.
+Completion (first that holds): ``target_met`` (a feasible top-fidelity evaluation meets every
+objective target), ``budget_spent`` (the optimizer has nothing more to ask and nothing is in
+flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (``budget.patience``
+generations without improvement). A completed campaign emits the Prefect event
+``huntflow.campaign.completed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from huntflow.engine.optimize.pareto import hypervolume
+from huntflow.engine.spec import CampaignSpec
+from huntflow.store import campaigns, generations, trajectories
+from huntflow.store.states import CampaignStatus, Mode, Stage
+from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
+
+IMPROVEMENT_TOL = 1e-12
+
+
+def _better(spec: CampaignSpec, a: float, b: float | None) -> bool:
+    if b is None:
+        return True
+    return a < b if spec.objectives[0].goal == "minimize" else a > b
+
+
+def best_of(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best feasible evaluation: top fidelity first, else any fidelity."""
+    top = len(spec.fidelities) - 1
+    ok = [e for e in evals if e["status"] == "succeeded" and e["feasible"] and e["objective"] is not None]
+    pool = [e for e in ok if e["fidelity"] == top] or ok
+    best = None
+    for e in pool:
+        if best is None or _better(spec, e["objective"], best["objective"]):
+            best = e
+    return best
+
+
+def target_met(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A feasible top-fidelity evaluation meeting every objective target, if any."""
+    if all(o.target is None for o in spec.objectives):
+        return None
+    top = len(spec.fidelities) - 1
+    for e in evals:
+        if e["status"] != "succeeded" or not e["feasible"] or e["fidelity"] != top or not e["metrics"]:
+            continue
+        met = True
+        for o in spec.objectives:
+            if o.target is None:
+                continue
+            v = e["metrics"].get(o.metric)
+            if v is None or (v > o.target if o.goal == "minimize" else v < o.target):
+                met = False
+        if met:
+            return e
+    return None
+
+
+def _hypervolume(spec: CampaignSpec, evals: list[dict[str, Any]]) -> float | None:
+    if len(spec.objectives) < 2 or spec.reference_point is None:
+        return None
+    pts = [e["objectives"] for e in evals if e["status"] == "succeeded" and e["feasible"] and e["objectives"]]
+    if not pts:
+        return 0.0
+    ref = np.array([r * (1 if o.goal == "minimize" else -1) for r, o in zip(spec.reference_point, spec.objectives)])
+    return float(hypervolume(np.asarray(pts, dtype=float), ref))
+
+
+def choose_mode(stagnant: int, patience: int | None, used_fraction: float) -> Mode:
+    if stagnant >= max(3, (patience or 6) // 2):
+        return Mode.RECOVER
+    if used_fraction >= 1 / 3 and stagnant < 3:
+        return Mode.EXPLOIT
+    return Mode.EXPLORE
+
+
+def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
+    spec = campaigns.spec_of(campaign)
+    cid = campaign["campaign_id"]
+    evals = generations.campaign_evaluations(conn, cid)
+    history = trajectories.for_campaign(conn, cid)
+    new_gens = conn.execute(
+        "select g.* from hunt.generations g left join hunt.trajectories t using (generation_id)"
+        " where g.campaign_id = %s and g.status = 'told' and t.trajectory_id is null order by g.ask_id",
+        (cid,),
+    ).fetchall()
+    prev_best = history[-1]["best_objective"] if history else None
+    stagnant = 0
+    for h in reversed(history):
+        if h["improvement"] is not None and h["improvement"] > IMPROVEMENT_TOL:
+            break
+        stagnant += 1
+    mode = Mode(campaign["mode"])
+    recorded = []
+    for gen in new_gens:
+        upto = [e for e in evals if e["ask_id"] <= gen["ask_id"] and e["status"] != "pending"]
+        mine = [e for e in evals if e["generation_id"] == gen["generation_id"]]
+        best = best_of(spec, upto)
+        best_value = None if best is None else best["objective"]
+        improvement = None
+        if best_value is not None and prev_best is not None:
+            improvement = abs(best_value - prev_best) if _better(spec, best_value, prev_best) else 0.0
+        stagnant = 0 if (improvement is None and best_value is not None) or (improvement or 0) > IMPROVEMENT_TOL else stagnant + 1
+        used = len(upto)
+        mode = choose_mode(stagnant, spec.budget.patience, used / max(1, campaign["evaluations_budget"]))
+        feasible_fraction = (sum(1 for e in mine if e["feasible"]) / len(mine)) if mine else 0.0
+        reward = 0.1 * feasible_fraction
+        if improvement is not None and prev_best is not None:
+            reward += min(1.0, improvement / (abs(prev_best) + 1e-9))
+        row = {
+            "campaign_id": cid, "generation_id": gen["generation_id"],
+            "generation_index": gen["generation_index"], "evaluations_used": used,
+            "best_objective": best_value, "improvement": improvement,
+            "feasible_fraction": feasible_fraction, "hypervolume": _hypervolume(spec, upto),
+            "mode": mode.value, "reward": reward,
+            "details": {"kind": gen["kind"], "fidelity": gen["fidelity_name"], "stagnant": stagnant},
+        }
+        trajectories.record(conn, row)
+        recorded.append({k: row[k] for k in ("generation_index", "best_objective", "improvement", "mode")})
+        if best_value is not None:
+            prev_best = best_value
+    best = best_of(spec, evals)
+    if best is not None:
+        campaigns.set_best(conn, cid, best["objective"], best["evaluation_id"])
+    if mode.value != campaign["mode"]:
+        campaigns.set_mode(conn, cid, mode)
+
+    reason = completion_reason(conn, spec, campaign, evals, stagnant)
+    completed = False
+    if reason is not None:
+        completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
+        if completed:
+            _emit_completed(campaign, reason, best)
+    return {"recorded": recorded, "mode": mode.value, "stagnant": stagnant,
+            "best_objective": None if best is None else best["objective"],
+            "completed": completed, "reason": reason}
+
+
+def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
+                      evals: list[dict[str, Any]], stagnant: int) -> str | None:
+    if target_met(spec, evals) is not None:
+        return "target_met"
+    fresh = campaigns.get_campaign(conn, campaign["campaign_id"])
+    if fresh["search_finished"] and generations.in_flight_count(conn, campaign["campaign_id"]) == 0:
+        return "budget_spent"
+    if spec.budget.wall_time_hours is not None:
+        age = dt.datetime.now(dt.timezone.utc) - campaign["created_at"]
+        if age.total_seconds() > spec.budget.wall_time_hours * 3600:
+            return "wall_time"
+    if spec.budget.patience is not None and stagnant >= spec.budget.patience:
+        return "stagnated"
+    return None
+
+
+def _emit_completed(campaign: dict[str, Any], reason: str, best: dict[str, Any] | None) -> None:
+    try:
+        from prefect.events import emit_event
+
+        emit_event(
+            event="huntflow.campaign.completed",
+            resource={"prefect.resource.id": f"huntflow.campaign.{campaign['slug']}",
+                      "prefect.resource.name": campaign["slug"]},
+            payload={"reason": reason,
+                     "best_objective": None if best is None or not math.isfinite(best["objective"]) else best["objective"]},
+        )
+    except Exception:  # events are a notification, never a reason to fail the stage
+        pass
+
+
+@task(cache_policy=NO_CACHE, name="learn", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
+      timeout_seconds=300)
+def learn(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
+    """Record the trajectory, switch mode, decide completion."""
+    return run_stage(Stage.LEARN, ctx, campaign_id, run)

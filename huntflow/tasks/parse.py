@@ -1,0 +1,127 @@
+"""parse: collect finished generations into evaluation rows.
+
+For each ``succeeded`` generation:
+  tier 1 — validate the raw result document against the generation (format, id, candidates);
+  tier 2 — if the document is missing or corrupt, recompute the metrics from the HDF5 artifact;
+  quality floor — if fewer than ``QUALITY_FLOOR`` of the candidates parsed, the generation is
+  sent back for another attempt (or failed when out of attempts).
+Lost runs — pool generations ``dispatched``/``running`` whose heartbeat is older than
+``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from huntflow.engine import artifacts
+from huntflow.engine.models.base import Status
+from huntflow.engine.results import ParsedCandidate, validate_result_document
+from huntflow.errors import ArtifactError, ResultDocumentError
+from huntflow.store import campaigns, generations
+from huntflow.store.states import GenerationStatus as GS
+from huntflow.store.states import Stage
+from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
+
+QUALITY_FLOOR = 0.5
+"""Fraction of a generation's candidates that must parse (ok or a recorded failure)."""
+
+
+def generation_timeout() -> float:
+    return float(os.environ.get("HUNTFLOW_GENERATION_TIMEOUT_SECONDS", "3600"))
+
+
+def _from_artifact(path: str | None, n: int) -> list[ParsedCandidate]:
+    """Tier 2: metrics recomputed from the generation's HDF5 artifact."""
+    if not path:
+        raise ArtifactError("no artifact recorded for this generation")
+    art = artifacts.read_generation(path)
+    out = []
+    for i in range(min(n, len(art.status))):
+        code = int(art.status[i])
+        metrics = {k: (float(v[i]) if math.isfinite(float(v[i])) else None) for k, v in art.metrics.items()}
+        st = Status(code)
+        out.append(ParsedCandidate(i, st is Status.OK, st.failure_category, metrics))
+    return out
+
+
+def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """Parse one succeeded generation; returns what happened to it."""
+    gid = gen["generation_id"]
+    rows = generations.evaluations(conn, gid)
+    n = len(rows)
+    tier, problem = 1, None
+    try:
+        parsed = validate_result_document(
+            gen["result_document"], generation_id=str(gid), n_candidates=n, required_metrics=required
+        )
+        if len(parsed) < n:
+            problem = f"result document: {n - len(parsed)} of {n} candidate entries malformed"
+            raise ResultDocumentError(problem)
+    except ResultDocumentError as e:
+        problem = str(e)
+        tier = 2
+        try:
+            parsed = _from_artifact(gen["artifact_path"], n)
+        except ArtifactError as ae:
+            parsed, problem = [], f"{problem}; artifact: {ae}"
+    if len(parsed) < QUALITY_FLOOR * n:
+        status = generations.retry_or_fail(
+            conn, gid, [GS.SUCCEEDED], f"only {len(parsed)}/{n} candidates parsed ({problem})"
+        )
+        return {"generation_id": str(gid), "outcome": status.value if status else "moved", "problem": problem}
+    doc = gen["result_document"] if isinstance(gen["result_document"], dict) else {}
+    provenance = {**(doc.get("provenance") or {}), "attempt": gen["attempt"], "parse_tier": tier}
+    if tier == 2:
+        try:
+            provenance = {**artifacts.read_generation(gen["artifact_path"]).provenance, **provenance}
+        except ArtifactError:
+            pass
+    got = {p.index: p for p in parsed}
+    updates = []
+    for r in rows:
+        p = got.get(r["candidate_index"])
+        if p is None:
+            updates.append({"candidate_index": r["candidate_index"], "status": "failed",
+                            "failure_category": "unparsed", "metrics": None, "provenance": provenance,
+                            "wall_seconds": None})
+            continue
+        updates.append({
+            "candidate_index": p.index,
+            "status": "succeeded" if p.ok else "failed",
+            "failure_category": p.failure_category,
+            "metrics": p.metrics,
+            "provenance": provenance,
+            "wall_seconds": (doc.get("wall_seconds") or 0.0) / max(n, 1),
+        })
+    summary = {"tier": tier, "parsed": len(parsed), "candidates": n, "problem": problem}
+    generations.record_parsed(conn, gid, updates, summary)
+    return {"generation_id": str(gid), "outcome": "parsed", **summary}
+
+
+def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
+    spec = campaigns.spec_of(campaign)
+    required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
+    lost = []
+    for g in generations.lost(conn, campaign["campaign_id"], generation_timeout()):
+        if g["operator"] == "inline":
+            continue  # dispatch recovers inline runs (it knows which tick launched them)
+        status = generations.retry_or_fail(conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
+                                           f"lost: no heartbeat for {generation_timeout():.0f} s")
+        lost.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
+    results = [parse_generation(conn, g, required)
+               for g in generations.by_status(conn, campaign["campaign_id"], [GS.SUCCEEDED])]
+    return {"parsed": results, "lost": lost}
+
+
+@task(cache_policy=NO_CACHE, name="parse", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
+      timeout_seconds=600)
+def parse(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
+    """Validate finished generations' results into evaluation rows."""
+    return run_stage(Stage.PARSE, ctx, campaign_id, run)
