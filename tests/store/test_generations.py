@@ -1,0 +1,86 @@
+"""Contract of huntflow.store.generations: guarded transitions and the write-ahead commit."""
+
+from __future__ import annotations
+
+import pytest
+
+from huntflow.errors import StaleTransition
+from huntflow.store import campaigns, generations
+from huntflow.store.generations import PlannedGeneration
+from huntflow.store.states import GenerationStatus as GS
+
+
+def _planned(ask_id: int, index: int, n: int = 3, max_attempts: int = 2) -> PlannedGeneration:
+    cands = [{"x0": 0.1 * i, "x1": 0.0, "x2": -0.1 * i} for i in range(n)]
+    return PlannedGeneration(
+        ask_id=ask_id, generation_index=index, kind="search", fidelity=0, fidelity_name="default",
+        seed=11, operator="inline", max_attempts=max_attempts, candidates=cands,
+        param_hashes=[f"h{i}" for i in range(n)], decisions=[{} for _ in range(n)],
+    )
+
+
+@pytest.fixture
+def campaign(db, make_spec):
+    return campaigns.insert_campaign(db, make_spec())
+
+
+def _commit(db, cid, seq, planned=(), told=None, state=b"ckpt"):
+    return generations.commit_evolve(db, cid, expected_seq=seq, checkpoint=state, summary={"s": seq},
+                                     finished=False, told=told or {}, planned=list(planned))
+
+
+def test_commit_evolve_writes_generation_candidates_and_checkpoint_together(db, campaign):
+    (gid,) = _commit(db, campaign, 0, [_planned(0, 0)])
+    row = generations.get(db, gid)
+    assert row["status"] == "planned" and bytes(row["optimizer_checkpoint"]) == b"ckpt"
+    evals = generations.evaluations(db, gid)
+    assert [e["params"]["x0"] for e in evals] == [0.0, 0.1, 0.2]
+    assert all(e["status"] == "pending" for e in evals)
+    c = campaigns.get_campaign(db, campaign)
+    assert (bytes(c["optimizer_state"]), c["optimizer_seq"]) == (b"ckpt", 1)
+
+
+def test_stale_evolve_commit_writes_nothing(db, campaign):
+    _commit(db, campaign, 0, [_planned(0, 0)])
+    with pytest.raises(StaleTransition):
+        _commit(db, campaign, 0, [_planned(1, 1)], state=b"other")
+    assert generations.next_index(db, campaign) == 1
+    assert bytes(campaigns.get_campaign(db, campaign)["optimizer_state"]) == b"ckpt"
+
+
+def test_transition_reports_a_lost_race(db, campaign):
+    (gid,) = _commit(db, campaign, 0, [_planned(0, 0)])
+    assert generations.transition(db, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref="a") is True
+    assert generations.transition(db, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref="b") is False
+    assert generations.get(db, gid)["dispatch_ref"] == "a"
+
+
+def test_retry_then_fail_after_max_attempts(db, campaign):
+    (gid,) = _commit(db, campaign, 0, [_planned(0, 0, max_attempts=2)])
+    for attempt in (1, 2):
+        assert generations.transition(db, gid, [GS.PLANNED], GS.DISPATCHED, attempt=attempt)
+        expected = GS.PLANNED if attempt < 2 else GS.FAILED
+        assert generations.retry_or_fail(db, gid, [GS.DISPATCHED], f"lost {attempt}") is expected
+    row = generations.get(db, gid)
+    assert row["status"] == "failed" and row["error"] == "lost 2"
+    assert {e["status"] for e in generations.evaluations(db, gid)} == {"failed"}
+    assert generations.retry_or_fail(db, gid, [GS.DISPATCHED], "again") is None
+
+
+def test_told_generation_gets_annotations_and_a_stale_tell_is_refused(db, campaign):
+    (gid,) = _commit(db, campaign, 0, [_planned(0, 0, n=2)])
+    for a, b in ((GS.PLANNED, GS.DISPATCHED), (GS.DISPATCHED, GS.RUNNING)):
+        generations.transition(db, gid, [a], b)
+    generations.mark_succeeded(db, gid, result_document={"x": 1}, artifact_path=None)
+    rows = [{"candidate_index": i, "status": "succeeded", "failure_category": None,
+             "metrics": {"f": float(i)}, "provenance": {"seed": 11}, "wall_seconds": 0.1} for i in range(2)]
+    assert generations.record_parsed(db, gid, rows, {"tier": 1})
+    assert generations.record_reviewed(db, gid, [])
+    evals = generations.evaluations(db, gid)
+    ann = {"objectives": [1.0], "objective": 1.0, "constraints": [], "feasible": True, "alm_loss": 1.0,
+           "alm_lambda": [], "alm_rho": 1.0, "alm_outer": 0}
+    _commit(db, campaign, 1, told={gid: [(e["evaluation_id"], ann) for e in evals]})
+    assert generations.get(db, gid)["status"] == "told"
+    assert all(e["feasible"] and e["alm_rho"] == 1.0 for e in generations.evaluations(db, gid))
+    with pytest.raises(StaleTransition):
+        _commit(db, campaign, 2, told={gid: []})
