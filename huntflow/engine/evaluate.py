@@ -5,12 +5,22 @@ model's single-candidate function, wraps it in ``jax.vmap`` then ``jax.jit``, ca
 compiled function per (model, parameter names, fixed values, fidelity, dtype), and returns
 NumPy arrays. Each candidate's PRNG key is ``fold_in(key(seed), candidate_index)``, so a
 candidate's result does not depend on which other candidates share its batch.
+
+With D > 1 devices the population is sharded over a 1-D ``Mesh`` axis ``"batch"``: P is padded
+to a multiple of D (the padding rows repeat the last candidate, with their own keys), each
+device evaluates its P/D slice, and the padding is trimmed from the results.
+
+JAX's persistent compilation cache is switched on once per process
+(:func:`enable_compilation_cache`), so a later process with the same model, settings and batch
+shape loads the executable instead of compiling it.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -28,7 +38,9 @@ class PopulationResult:
     status:  (P,) int32 :class:`Status` codes
     extras:  name -> (P, ...) arrays (artifact-only data)
     wall_seconds: time of the compiled call (compilation excluded when it was cached)
-    compile_seconds: time spent tracing and compiling in this call (0.0 when cached)
+    compile_seconds: time spent tracing and compiling in this call (~0 when cached in-process;
+        a persistent-cache hit still traces and loads, so it is small but not 0)
+    device_count: devices the batch was sharded over (1: unsharded)
     """
 
     metrics: dict[str, np.ndarray]
@@ -36,6 +48,7 @@ class PopulationResult:
     extras: dict[str, np.ndarray]
     wall_seconds: float
     compile_seconds: float
+    device_count: int = 1
 
     def statuses(self) -> list[Status]:
         return [Status(int(s)) for s in self.status]
@@ -45,26 +58,69 @@ def _freeze(mapping: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted((str(k), v) for k, v in mapping.items()))
 
 
-@functools.lru_cache(maxsize=64)
-def _jitted(model_name: str, param_names: tuple[str, ...], fixed: tuple, fidelity: tuple, dtype: str):
+_CACHE_DIR: str | None = None
+
+
+def default_cache_dir() -> Path:
+    """``$HUNTFLOW_DATA_DIR/jax-cache``, else the platform user cache dir ``huntflow/jax-cache``."""
+    data = os.environ.get("HUNTFLOW_DATA_DIR")
+    if data:
+        return Path(data) / "jax-cache"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("huntflow")) / "jax-cache"
+
+
+def enable_compilation_cache(path: str | os.PathLike | None = None) -> Path:
+    """Turn on JAX's persistent compilation cache at ``path`` (default :func:`default_cache_dir`).
+
+    Every executable that took any compile time is stored. Idempotent; calling again with
+    another path moves the cache there. Returns the directory used.
+    """
+    global _CACHE_DIR
     import jax
+    from jax.experimental.compilation_cache import compilation_cache
+
+    target = Path(path) if path is not None else default_cache_dir()
+    if _CACHE_DIR == str(target):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(target))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+    # JAX decides once per process whether the cache is used (at its first compile); reset so
+    # that a cache enabled after some earlier compile still takes effect.
+    compilation_cache.reset_cache()
+    _CACHE_DIR = str(target)
+    return target
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted(model_name: str, param_names: tuple[str, ...], fixed: tuple, fidelity: tuple, dtype: str, devices: int):
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     model = REGISTRY.get(model_name)
-    fn = model.build(param_names, dict(fixed), dict(fidelity), dtype=np.dtype(dtype))
-    return jax.jit(jax.vmap(fn))
+    fn = jax.vmap(model.build(param_names, dict(fixed), dict(fidelity), dtype=np.dtype(dtype)))
+    if devices == 1:
+        return jax.jit(fn), None
+    mesh = Mesh(np.asarray(jax.devices()[:devices]), ("batch",))
+    batch = NamedSharding(mesh, PartitionSpec("batch"))
+    return jax.jit(fn, in_shardings=(batch, batch), out_shardings=batch), batch
 
 
 _EXECUTABLES: dict[tuple, Any] = {}
 
 
 def _executable(model_name: str, key: tuple, x, keys):
-    """The compiled executable for this model/settings and batch shape (compiled once)."""
+    """The compiled executable and input sharding for this model/settings and batch shape."""
     cache_key = (model_name, key, x.shape)
-    exe = _EXECUTABLES.get(cache_key)
-    if exe is None:
-        exe = _jitted(model_name, *key).lower(x, keys).compile()
-        _EXECUTABLES[cache_key] = exe
-    return exe
+    hit = _EXECUTABLES.get(cache_key)
+    if hit is None:
+        jitted, sharding = _jitted(model_name, *key)
+        hit = (jitted.lower(x, keys).compile(), sharding)
+        _EXECUTABLES[cache_key] = hit
+    return hit
 
 
 def evaluate_population(
@@ -104,24 +160,36 @@ def evaluate_population(
 
     if dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype)
+    if _CACHE_DIR is None:
+        enable_compilation_cache()
+    n = params.shape[0]
+    devices = jax.device_count()
+    devices = max(1, min(devices, n))
+    padded = -(-n // devices) * devices
+    if padded > n:
+        params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])
+    key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype, devices)
     base = jax.random.key(int(seed))
     if candidate_indices is None:
-        candidate_indices = np.arange(params.shape[0])
-    indices = jnp.asarray(np.asarray(candidate_indices, dtype=np.uint32))
-    if indices.shape != (params.shape[0],):
-        raise ValueError(f"candidate_indices must have shape ({params.shape[0]},), got {indices.shape}")
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(indices)
+        candidate_indices = np.arange(n)
+    indices = np.asarray(candidate_indices, dtype=np.uint32)
+    if indices.shape != (n,):
+        raise ValueError(f"candidate_indices must have shape ({n},), got {indices.shape}")
+    indices = np.concatenate([indices, np.repeat(indices[-1:], padded - n)])
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
     x = jnp.asarray(params, dtype=dtype)
     t0 = time.perf_counter()
-    executable = _executable(model_name, key, x, keys)
+    executable, sharding = _executable(model_name, key, x, keys)
+    if sharding is not None:
+        x, keys = jax.device_put(x, sharding), jax.device_put(keys, sharding)
     t1 = time.perf_counter()
     out = jax.block_until_ready(executable(x, keys))
     t2 = time.perf_counter()
     return PopulationResult(
-        metrics={k: np.asarray(v, dtype=np.float64) for k, v in out.metrics.items()},
-        status=np.asarray(out.status, dtype=np.int32),
-        extras={k: np.asarray(v) for k, v in out.extras.items()},
+        metrics={k: np.asarray(v, dtype=np.float64)[:n] for k, v in out.metrics.items()},
+        status=np.asarray(out.status, dtype=np.int32)[:n],
+        extras={k: np.asarray(v)[:n] for k, v in out.extras.items()},
         wall_seconds=t2 - t1,
         compile_seconds=t1 - t0,
+        device_count=devices,
     )

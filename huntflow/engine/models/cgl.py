@@ -15,7 +15,7 @@ linear part and the cubic nonlinearity::
 
 Time stepping (step h = ``dt``) is exponential time differencing: ``etdrk4`` (Cox & Matthews
 2002, fourth order; default) or ``etdrk2`` (Cox & Matthews, second order). The φ-functions of
-z = hΛ are evaluated by the Kassam–Trefethen (2005) contour mean over M = 32 points on the unit
+z = hΛ are evaluated by the Kassam–Trefethen (2005) contour mean over M = 16 points on the unit
 circle around z, which has no cancellation as z → 0 and is accurate in float32. Noise is added
 after each deterministic step, Â ← Â + σ √h · N²/L · η̂ with η̂ standard complex normal
 (E|η̂|² = 1), the Fourier image of an Euler–Maruyama increment of variance h/(L/N)² per cell
@@ -43,8 +43,9 @@ Metrics of the final field (``metrics``; m = 4 primes p = 2, 3, 5, 7):
                 A trustworthy run has h_norm ≪ 1; it grows like h² × (time scale)⁻².
 
 Status (per candidate, never raised): INVALID_PARAMS if a parameter is non-finite, ℓ ≤ 0 or
-σ < 0; else BLOWUP if max|A| at any record point or at the end exceeds ``blowup``; else NONFINITE
-if the final field or a metric is not finite; else OK. Metrics of INVALID_PARAMS are NaN.
+σ < 0; else BLOWUP if max|A| at any record point or at the end exceeds ``blowup`` or is not
+finite (a diverged state); else NONFINITE if a metric is not finite (e.g. h_norm of a zero field);
+else OK. Metrics of INVALID_PARAMS are NaN.
 
 Searched or fixed parameters (defaults when neither): alpha 0, beta 0, kappa 0, ell 1, sigma 0.
 Other ``fixed`` options: ``L`` (domain side, 40), ``amp0`` (initial noise amplitude: A₀ = amp0·η
@@ -74,7 +75,7 @@ FIDELITY: dict[str, Any] = {"grid": 32, "steps": 200, "dt": 0.05, "record_every"
 METRICS = ("log_prime_sse", "h_norm", "energy", "max_amp")
 PRIMES = (2, 3, 5, 7)
 PEAK_FLOOR = 1e-3
-CONTOUR_POINTS = 32
+CONTOUR_POINTS = 16
 MAX_STORED_GRID = 64
 
 
@@ -316,9 +317,14 @@ def spectrum_metrics(a_hat: jax.Array, length: float) -> dict[str, jax.Array]:
     scalar log_prime_sse, all of Â's real dtype (module docstring gives the definitions).
     """
     n = a_hat.shape[-1]
-    real = a_hat.real.dtype
     power = (a_hat.real**2 + a_hat.imag**2).ravel() / n**4
-    spec = power @ jnp.asarray(_shell_matrix(n), real)
+    spec = power @ jnp.asarray(_shell_matrix(n), a_hat.real.dtype)
+    return {"radial_spectrum": spec, **peak_metrics(spec, length)}
+
+
+def peak_metrics(spec: jax.Array, length: float) -> dict[str, jax.Array]:
+    """``peak_wavenumbers`` (m,) and ``log_prime_sse`` () of a radial spectrum S (N/2+1,)."""
+    real = spec.dtype
     s = spec.shape[0]
     inner = spec[1:]
     left = jnp.concatenate([jnp.full((1,), -jnp.inf, real), inner[:-1]])
@@ -342,7 +348,22 @@ def spectrum_metrics(a_hat: jax.Array, length: float) -> dict[str, jax.Array]:
     targets = jnp.asarray([math.log(p) / math.log(2) for p in PRIMES], real)
     sse = jnp.sum((ratios[1:] - targets[1:]) ** 2)
     k_peaks = jnp.where(present, pos * (2 * math.pi / length), jnp.nan)
-    return {"radial_spectrum": spec, "peak_wavenumbers": k_peaks, "log_prime_sse": sse}
+    return {"peak_wavenumbers": k_peaks, "log_prime_sse": sse}
+
+
+def metrics_from_extras(extras: Mapping[str, np.ndarray], *, length: float, grid: int) -> dict[str, np.ndarray]:
+    """Recompute metrics of P candidates from their stored extras (NumPy in, (P,) float64 out).
+
+    ``log_prime_sse`` always (from ``radial_spectrum`` (P, N/2+1)); ``energy`` and ``max_amp``
+    only when the stored field (P, M, M) is at full resolution (M = grid).
+    """
+    spec = jnp.asarray(np.asarray(extras["radial_spectrum"]))
+    out = {"log_prime_sse": np.asarray(jax.vmap(lambda sp: peak_metrics(sp, length)["log_prime_sse"])(spec), np.float64)}
+    if "field_re" in extras and np.shape(extras["field_re"])[-1] == grid:
+        amp2 = np.asarray(extras["field_re"], np.float64) ** 2 + np.asarray(extras["field_im"], np.float64) ** 2
+        out["energy"] = amp2.mean(axis=(-2, -1))
+        out["max_amp"] = np.sqrt(amp2.max(axis=(-2, -1)))
+    return out
 
 
 def _settings(param_names, fixed, fidelity) -> dict[str, Any]:
@@ -423,11 +444,11 @@ class CGLModel:
             extras["energy_series"] = records["energy"]
             extras["amp_series"] = records["max_amp"]
             amps = jnp.append(records["max_amp"], metrics["max_amp"])
-            peak = jnp.max(jnp.where(jnp.isnan(amps), 0.0, amps))
-            finite = jnp.all(jnp.isfinite(jnp.stack(list(metrics.values())))) & jnp.all(jnp.isfinite(state.a_hat))
+            blew_up = jnp.any(~(amps <= blowup)) | ~jnp.all(jnp.isfinite(state.a_hat))  # NaN counts
+            finite = jnp.all(jnp.isfinite(jnp.stack(list(metrics.values()))))
             status = jnp.where(
                 ~valid, Status.INVALID_PARAMS,
-                jnp.where(peak > blowup, Status.BLOWUP, jnp.where(finite, Status.OK, Status.NONFINITE)),
+                jnp.where(blew_up, Status.BLOWUP, jnp.where(finite, Status.OK, Status.NONFINITE)),
             ).astype(jnp.int32)
             metrics = {k: jnp.where(valid, v, jnp.nan) for k, v in metrics.items()}
             return CandidateResult(metrics=metrics, status=status, extras=extras)

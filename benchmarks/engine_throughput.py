@@ -1,0 +1,221 @@
+"""Engine throughput: batched CGL generations vs one subprocess per candidate vs NumPy.
+
+Measures candidate-steps per second (P candidates × steps / wall seconds) of
+``evaluate_population("cgl", ...)`` warm (compilation reported apart), on the original
+design's workload (population 64, grid 32, 200 steps, dt 0.05, ETDRK4, float32), against:
+
+* the old design: one subprocess per candidate that starts Python, imports JAX, builds and
+  compiles the single-candidate function, runs it and writes a provenance JSON (a handful of
+  runs, extrapolated per candidate; run one after another, as the old hub did);
+* a NumPy implementation of the same ETDRK4 scheme, vectorised over the population, in
+  complex64 (same precision as the engine; the headline ratio) and complex128.
+
+Also reports the same batch sharded over one XLA host device per CPU core (a subprocess with
+``--xla_force_host_platform_device_count``). ``--quick`` keeps the run under two minutes; the full
+run adds grids 64 and 128. The last stdout line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("alpha", "beta", "kappa", "ell")
+FIXED = {"sigma": 0.0, "L": 40.0}
+
+
+def population(p: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.column_stack([rng.uniform(-2, 2, p), rng.uniform(-2, 2, p), rng.uniform(0, 1, p), rng.uniform(0.5, 4, p)])
+
+
+def fidelity(grid: int, steps: int) -> dict:
+    return {"grid": grid, "steps": steps, "dt": 0.05}
+
+
+def batched(p: int, grid: int, steps: int, repeats: int = 3) -> dict:
+    from huntflow.engine.evaluate import evaluate_population
+
+    x = population(p)
+    first = evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fidelity(grid, steps))
+    walls = [
+        evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fidelity(grid, steps)).wall_seconds
+        for _ in range(repeats)
+    ]
+    wall = statistics.median(walls)
+    return {"population": p, "grid": grid, "steps": steps, "compile_seconds": first.compile_seconds,
+            "wall_seconds": wall, "candidate_steps_per_second": p * steps / wall,
+            "ok": int(np.sum(first.status == 0))}
+
+
+OLD_WORKER = """
+import json, sys, time
+t0 = time.perf_counter()
+import jax, numpy as np
+from huntflow.engine.models import REGISTRY
+from huntflow.engine.provenance import runtime
+params, grid, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+fn = REGISTRY.get("cgl").build(("alpha", "beta", "kappa", "ell"), {"sigma": 0.0, "L": 40.0},
+                               {"grid": grid, "steps": steps, "dt": 0.05}, dtype=np.dtype("float32"))
+res = jax.block_until_ready(jax.jit(fn)(np.asarray(params, np.float32), jax.random.key(1)))
+doc = {"params": params, "metrics": {k: float(v) for k, v in res.metrics.items()},
+       "status": int(res.status), "provenance": runtime(), "seconds": time.perf_counter() - t0}
+open(out, "w").write(json.dumps(doc))
+"""
+
+
+def subprocess_design(grid: int, steps: int, runs: int) -> dict:
+    """Seconds per candidate of the one-subprocess-per-candidate design (no compile cache)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_COMPILATION_CACHE", "XLA_FLAGS"))}
+    env["PYTHONPATH"] = str(ROOT)
+    times = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, row in enumerate(population(runs, seed=5)):
+            out = Path(tmp) / f"job-{i}.json"
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-c", OLD_WORKER, json.dumps(row.tolist()), str(grid), str(steps), str(out)],
+                           env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - t0)
+            json.loads(out.read_text())
+    return {"runs": runs, "seconds_per_candidate": statistics.mean(times), "seconds": times}
+
+
+def numpy_etdrk4(params: np.ndarray, a0: np.ndarray, *, length: float, dt: float, steps: int, cdtype) -> np.ndarray:
+    """The engine's ETDRK4 scheme in NumPy, vectorised over P: params (P, 4) [α, β, κ, ℓ], a0 (P, N, N)."""
+    n = a0.shape[-1]
+    k = 2 * np.pi / length * np.fft.fftfreq(n, 1.0 / n)
+    k2 = k[:, None] ** 2 + k[None, :] ** 2
+    al, be, ka, ell = (params[:, i, None, None] for i in range(4))
+    lin = 1 - k2 - 1j * al * k2 + ka * (np.exp(-0.5 * ell**2 * k2) - 1)
+    z = dt * lin
+    r = z[..., None] + np.exp(1j * np.pi * (np.arange(1, 17) - 0.5) / 8)
+    er, ir = np.exp(r), 1 / r
+    q = dt * np.mean((np.exp(r / 2) - 1) * ir, -1)
+    f1 = dt * np.mean((-4 - r + er * (4 - 3 * r + r * r)) * ir**3, -1)
+    f2 = dt * np.mean((2 + r + er * (r - 2)) * ir**3, -1)
+    f3 = dt * np.mean((-4 - 3 * r - r * r + er * (4 - r)) * ir**3, -1)
+    e, e2, q, f1, f2, f3 = (c.astype(cdtype) for c in (np.exp(z), np.exp(z / 2), q, f1, f2, f3))
+    g = (-(1 + 1j * be)).astype(cdtype)
+
+    def nl(v):
+        a = np.fft.ifft2(v)
+        return np.fft.fft2(g * (a.real**2 + a.imag**2) * a)
+
+    v = np.fft.fft2(a0.astype(cdtype))
+    for _ in range(steps):
+        nv = nl(v)
+        a = e2 * v + q * nv
+        na = nl(a)
+        b = e2 * v + q * na
+        nb = nl(b)
+        c = e2 * a + q * (2 * nb - nv)
+        nc = nl(c)
+        v = e * v + f1 * nv + 2 * f2 * (na + nb) + f3 * nc
+    return np.fft.ifft2(v)
+
+
+def numpy_reference(p: int, grid: int, steps: int) -> dict:
+    """Time the NumPy scheme on the same population and initial fields; check it agrees."""
+    import jax
+
+    from huntflow.engine.models.cgl import CGL, CGLParams
+
+    x = population(p)
+    solver = CGL(grid, FIXED["L"], 0.05)
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(np.arange(p, dtype=np.uint32))
+    init = jax.vmap(lambda row, k: jax.numpy.fft.ifft2(
+        solver.init(CGLParams(row[0], row[1], row[2], row[3], row[0] * 0), key=k, amp0=0.1).a_hat))
+    a0 = np.asarray(init(x.astype(np.float32), keys))
+    out = {}
+    for name, cdtype in (("complex64", np.complex64), ("complex128", np.complex128)):
+        t0 = time.perf_counter()
+        final = numpy_etdrk4(x, a0, length=FIXED["L"], dt=0.05, steps=steps, cdtype=cdtype)
+        wall = time.perf_counter() - t0
+        out[name] = {"wall_seconds": wall, "candidate_steps_per_second": p * steps / wall}
+        out[name]["energy_mean"] = float(np.mean(np.abs(final) ** 2))
+    from huntflow.engine.evaluate import evaluate_population
+
+    engine = evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fidelity(grid, steps))
+    out["energy_mean_engine"] = float(np.mean(engine.metrics["energy"]))
+    return out
+
+
+SHARDED = """
+import json, sys
+sys.path.insert(0, {root!r})
+from benchmarks.engine_throughput import batched
+print(json.dumps(batched({p}, {grid}, {steps})))
+"""
+
+
+def sharded(p: int, grid: int, steps: int, devices: int) -> dict:
+    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", SHARDED.format(root=str(ROOT), p=p, grid=grid, steps=steps)],
+                         env=env, check=True, capture_output=True, text=True)
+    return {"devices": devices, **json.loads(out.stdout.strip().splitlines()[-1])}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="grid 32 only (under two minutes)")
+    ap.add_argument("--subprocess-runs", type=int, default=3)
+    args = ap.parse_args()
+    import jax
+
+    from huntflow.engine.evaluate import enable_compilation_cache
+
+    # a private cache dir: the headline compile time is a cold compile, not a cache hit
+    enable_compilation_cache(tempfile.mkdtemp(prefix="huntflow-bench-cache-"))
+    p, grid, steps = 64, 32, 200
+    rows = [batched(16, grid, steps), batched(p, grid, steps)]
+    for g in () if args.quick else (64, 128):
+        rows.append(batched(p, g, steps))
+    head = rows[1]
+    print(f"batched P={p} N={grid} steps={steps}: compile {head['compile_seconds']:.2f}s, "
+          f"warm {head['wall_seconds']:.3f}s ({head['candidate_steps_per_second']:.0f} cand-steps/s)", flush=True)
+    old = subprocess_design(grid, steps, args.subprocess_runs)
+    print(f"subprocess design: {old['seconds_per_candidate']:.2f}s per candidate", flush=True)
+    ref = numpy_reference(p, grid, steps)
+    print(f"numpy: c64 {ref['complex64']['wall_seconds']:.2f}s, c128 {ref['complex128']['wall_seconds']:.2f}s", flush=True)
+    cores = os.cpu_count() or 1
+    per_core = sharded(p, grid, steps, cores) if cores > 1 else None
+    per_candidate = head["wall_seconds"] / p
+    result = {
+        "benchmark": "engine_throughput",
+        "workload": {"model": "cgl", "population": p, "grid": grid, "steps": steps, "dt": 0.05,
+                     "scheme": "etdrk4", "dtype": "float32"},
+        "speedup_vs_subprocess": old["seconds_per_candidate"] / per_candidate,
+        "speedup_vs_numpy": ref["complex64"]["wall_seconds"] / head["wall_seconds"],
+        "speedup_vs_numpy_complex128": ref["complex128"]["wall_seconds"] / head["wall_seconds"],
+        "compile_seconds": head["compile_seconds"],
+        "batched_wall_seconds": head["wall_seconds"],
+        "candidate_steps_per_second": head["candidate_steps_per_second"],
+        "subprocess_seconds_per_candidate": old["seconds_per_candidate"],
+        "subprocess_runs": old["seconds"],
+        "numpy": ref,
+        "rows": rows,
+        "sharded_per_core": per_core,
+        "speedup_vs_subprocess_sharded": (
+            old["seconds_per_candidate"] / (per_core["wall_seconds"] / p) if per_core else None),
+        "machine": {"cpu_count": cores, "platform": platform.platform(), "processor": platform.machine(),
+                    "python": platform.python_version(), "jax": jax.__version__,
+                    "jax_backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+                    "loadavg_1m": os.getloadavg()[0]},
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""Optimizer quality: huntflow's evolve-stage engine against Optuna and random search.
+
+Every method gets the same number of evaluations, spent in batches of ``POPULATION`` through
+the same batched JAX evaluator (:func:`huntflow.engine.evaluate.evaluate_population`):
+
+* ``huntflow``: :class:`huntflow.engine.optimize.Hunt` with its default optimizer (NGOpt), in a
+  pure loop ask -> evaluate -> tell; on a problem with a fidelity ladder it searches the cheap
+  rungs and certifies at the top one (low-fidelity evaluations count in full, so the ladder
+  gets no cost discount here).
+* ``tpe`` / ``cmaes`` / ``nsga2`` / ``motpe``: Optuna samplers in ask/tell batch mode
+  (``constraints_func`` on constrained problems; CMA-ES is left out where Optuna's CMA-ES
+  sampler does not support constraints or several objectives).
+* ``qmc``: Optuna's scrambled-Sobol ``QMCSampler``; ``random``: Optuna's ``RandomSampler``.
+
+Optuna's ``CmaEsSampler`` needs the optional ``cmaes`` package; where it is not installed (as
+on the machine the recorded results come from) that peer is skipped and the JSON says so.
+
+Score per (problem, method, seed): single objective, the *regret* ``f(best) - f*`` of the best
+feasible evaluation, at the top fidelity, using the noise-free value (``f_true``) of the point
+each method believes best on noisy problems, and ``inf`` when nothing feasible was found;
+several objectives, the hypervolume of the feasible front against the problem's reference
+point. A problem counts in ``wins_or_ties`` when huntflow's median over seeds is at least as
+good as the best peer's median (a relative tolerance of 1e-6 decides ties).
+
+Usage: ``python benchmarks/optimizer_quality.py [--quick] [--seeds N] [--jobs N]``. The last
+stdout line is a JSON object: ``problems``, ``wins_or_ties``, ``table`` (per problem), ``machine``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+POPULATION = 16
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One benchmark problem: a spec fragment plus what is known about its optimum."""
+
+    name: str
+    model: str
+    dim: int
+    low: float
+    high: float
+    budget: int
+    quick_budget: int
+    objectives: tuple[str, ...] = ("f",)
+    constraints: tuple[str, ...] = ()
+    f_star: float | None = 0.0
+    noise: float = 0.0
+    reference: tuple[float, ...] | None = None
+    ladder: tuple[float, ...] = ()  # fidelity biases, cheapest first (empty: one rung)
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
+
+
+PROBLEMS = (
+    Problem("sphere-40d", "sphere", 40, -5.0, 5.0, 1600, 640),
+    Problem("rosenbrock-2d", "rosenbrock", 2, -2.0, 2.0, 400, 192),
+    Problem("rosenbrock-10d", "rosenbrock", 10, -2.0, 2.0, 1600, 480),
+    Problem("rosenbrock-40d", "rosenbrock", 40, -2.0, 2.0, 1600, 640),
+    Problem("rastrigin-10d", "rastrigin", 10, -5.12, 5.12, 1600, 480),
+    Problem("ackley-20d", "ackley", 20, -5.0, 5.0, 1600, 480),
+    Problem("rosen-suzuki-4d", "rosen_suzuki", 4, -3.0, 3.0, 800, 320, constraints=("g1", "g2", "g3"), f_star=-44.0),
+    Problem("constrained-sphere-10d", "constrained_sphere", 10, -2.0, 2.0, 1200, 480, constraints=("g",), f_star=10.0),
+    Problem("zdt1-2d", "zdt1", 2, 0.0, 1.0, 400, 192, objectives=("f1", "f2"), f_star=None, reference=(1.1, 1.1)),
+    Problem("zdt1-10d", "zdt1", 10, 0.0, 1.0, 1600, 480, objectives=("f1", "f2"), f_star=None, reference=(1.1, 11.0)),
+    Problem("noisy-sphere-10d", "sphere", 10, -5.0, 5.0, 800, 320, noise=0.5),
+    Problem("noisy-rosenbrock-5d", "rosenbrock", 5, -2.0, 2.0, 800, 320, noise=1.0),
+    Problem("rosenbrock-10d-ladder", "rosenbrock", 10, -2.0, 2.0, 1600, 480, ladder=(0.5, 0.0)),
+)
+
+
+def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt") -> dict:
+    spec = {
+        "slug": p.name.replace("_", "-"),
+        "model": {"name": p.model, "fixed": {"noise": p.noise} if p.noise else {}},
+        "space": {f"x{i}": {"low": p.low, "high": p.high} for i in range(p.dim)},
+        "objectives": [{"metric": m} for m in p.objectives],
+        "constraints": [{"metric": m, "max": 0.0} for m in p.constraints],
+        "budget": {"evaluations": budget},
+        "optimizer": {"name": optimizer, "population": POPULATION},
+        "seed": seed,
+    }
+    if p.reference is not None:
+        spec["reference_point"] = list(p.reference)
+    if p.ladder:
+        spec["fidelities"] = [{"name": f"bias{b}", "settings": {"bias": b}} for b in p.ladder]
+    return spec
+
+
+def _evaluate(p: Problem, x: np.ndarray, seed: int, bias: float = 0.0, noisy: bool = True) -> dict[str, np.ndarray]:
+    from huntflow.engine.evaluate import evaluate_population
+
+    names = tuple(f"x{i}" for i in range(p.dim))
+    fixed = {"noise": p.noise} if (p.noise and noisy) else {}
+    fidelity = {"bias": bias} if bias else {}
+    r = evaluate_population(p.model, names, np.atleast_2d(x), seed=seed, fixed=fixed, fidelity=fidelity, dtype="float64")
+    return r.metrics
+
+
+def _true_f(p: Problem, x: np.ndarray) -> float:
+    return float(_evaluate(p, np.atleast_2d(x), 0, noisy=False)["f"][0])
+
+
+def _score_single(p: Problem, best_x: np.ndarray | None) -> float:
+    if best_x is None:
+        return math.inf
+    return _true_f(p, best_x) - float(p.f_star)
+
+
+def _hv(p: Problem, points: list[list[float]]) -> float:
+    from huntflow.engine.optimize.pareto import hypervolume
+
+    return hypervolume(np.asarray(points, dtype=float).reshape(-1, len(p.objectives)), np.asarray(p.reference))
+
+
+def run_huntflow(p: Problem, budget: int, seed: int) -> float:
+    """Drive a Hunt in a pure loop; returns the score (regret or hypervolume)."""
+    from huntflow.engine.optimize import Hunt, Outcome
+    from huntflow.engine.spec import parse_spec
+
+    spec = parse_spec(_spec_dict(p, budget, seed))
+    hunt = Hunt.start(spec)
+    while (ask := hunt.ask()) is not None:
+        x = np.array([[c[n] for n in spec.param_names] for c in ask.candidates])
+        bias = float(spec.fidelities[ask.fidelity].settings.get("bias", 0.0))
+        m = _evaluate(p, x, seed * 100003 + ask.ask_id, bias=bias)
+        outs = []
+        for i in range(len(x)):
+            metrics = {k: float(v[i]) for k, v in m.items()}
+            ok = all(math.isfinite(v) for v in metrics.values())
+            outs.append(Outcome("ok", metrics) if ok else Outcome("failed", {}, "nonfinite"))
+        hunt.tell(ask.ask_id, outs)
+    s = hunt.summary()
+    if p.multi:
+        return _hv(p, [v["objectives"] for v in s["front"]])
+    best = s["best_params"]
+    return _score_single(p, None if best is None else np.array([best[n] for n in spec.param_names]))
+
+
+def _sampler(method: str, seed: int, constrained: bool):
+    import optuna
+
+    cons = (lambda t: t.user_attrs["constraints"]) if constrained else None
+    if method == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=cons)
+    if method == "motpe":
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=cons)
+    if method == "cmaes":
+        return optuna.samplers.CmaEsSampler(seed=seed)
+    if method == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=cons, population_size=POPULATION * 2)
+    if method == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if method == "qmc":
+        return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed)
+    raise ValueError(method)
+
+
+def run_optuna(p: Problem, budget: int, seed: int, method: str) -> float:
+    """Optuna in ask/tell batches of POPULATION, at the top fidelity; returns the score."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    constrained = bool(p.constraints)
+    study = optuna.create_study(
+        sampler=_sampler(method, seed, constrained),
+        directions=["minimize"] * len(p.objectives),
+    )
+    dists = {f"x{i}": optuna.distributions.FloatDistribution(p.low, p.high) for i in range(p.dim)}
+    records = []  # (x, objectives, feasible)
+    asked = 0
+    batch_no = 0
+    while asked < budget:
+        n = min(POPULATION, budget - asked)
+        trials = [study.ask(dists) for _ in range(n)]
+        x = np.array([[t.params[f"x{i}"] for i in range(p.dim)] for t in trials])
+        m = _evaluate(p, x, seed * 100003 + batch_no)
+        batch_no += 1
+        for i, t in enumerate(trials):
+            obj = [float(m[k][i]) for k in p.objectives]
+            g = [float(m[c][i]) for c in p.constraints]
+            if not all(math.isfinite(v) for v in obj + g):
+                study.tell(t, state=optuna.trial.TrialState.FAIL)
+                continue
+            if constrained:
+                t.set_user_attr("constraints", g)
+            study.tell(t, obj if p.multi else obj[0])
+            records.append((x[i], obj, all(v <= 0 for v in g)))
+        asked += n
+    feasible = [r for r in records if r[2]]
+    if p.multi:
+        return _hv(p, [r[1] for r in feasible])
+    if not feasible:
+        return math.inf
+    best = min(feasible, key=lambda r: r[1][0])
+    return _score_single(p, best[0])
+
+
+def _cmaes_available() -> bool:
+    try:
+        import cmaes  # noqa: F401  (Optuna's CmaEsSampler needs the optional ``cmaes`` package)
+    except ImportError:
+        return False
+    return True
+
+
+def peers_for(p: Problem) -> list[str]:
+    """Which peers run on a problem (CMA-ES only where Optuna supports it and it is installed)."""
+    if p.multi:
+        return ["nsga2", "motpe", "random"]
+    if p.constraints:
+        return ["tpe", "qmc", "random"]
+    return ["tpe", "cmaes", "qmc", "random"] if _cmaes_available() else ["tpe", "qmc", "random"]
+
+
+def _job(args: tuple) -> tuple:
+    name, method, seed, budget = args
+    p = next(q for q in PROBLEMS if q.name == name)
+    t0 = time.perf_counter()
+    score = run_huntflow(p, budget, seed) if method == "huntflow" else run_optuna(p, budget, seed, method)
+    return name, method, seed, score, time.perf_counter() - t0
+
+
+def _better_or_equal(p: Problem, ours: float, theirs: float) -> bool:
+    tol = 1e-6 * max(1.0, abs(theirs)) if math.isfinite(theirs) else 0.0
+    if p.multi:
+        return ours >= theirs - tol
+    return ours <= theirs + tol
+
+
+def _finite(obj):
+    """JSON has no infinity: a regret of inf (nothing feasible found) is written as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _fmt(v: float) -> str:
+    return "inf" if not math.isfinite(v) else f"{v:.4g}"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small budgets, 3 seeds (under 5 minutes on 2 cores)")
+    ap.add_argument("--seeds", type=int, default=None)
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--problems", nargs="*", default=None, help="subset of problem names")
+    args = ap.parse_args(argv)
+    seeds = args.seeds or (3 if args.quick else 5)
+    problems = [p for p in PROBLEMS if args.problems is None or p.name in args.problems]
+    jobs = []
+    for p in problems:
+        budget = p.quick_budget if args.quick else p.budget
+        for method in ["huntflow", *peers_for(p)]:
+            for seed in range(seeds):
+                jobs.append((p.name, method, seed, budget))
+    t0 = time.perf_counter()
+    results: dict[tuple[str, str], list[float]] = {}
+    seconds: dict[tuple[str, str], float] = {}
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            done = list(pool.map(_job, jobs))
+    else:
+        done = [_job(j) for j in jobs]
+    for name, method, seed, score, sec in done:
+        results.setdefault((name, method), []).append(score)
+        seconds[(name, method)] = seconds.get((name, method), 0.0) + sec
+    table = []
+    wins = 0
+    for p in problems:
+        budget = p.quick_budget if args.quick else p.budget
+        med = {m: float(np.median(results[(p.name, m)])) for m in ["huntflow", *peers_for(p)]}
+        peers = {m: v for m, v in med.items() if m != "huntflow"}
+        best_peer = (max if p.multi else min)(peers, key=lambda m: peers[m])
+        ok = _better_or_equal(p, med["huntflow"], peers[best_peer])
+        wins += ok
+        table.append(
+            {
+                "problem": p.name,
+                "metric": "hypervolume (higher is better)" if p.multi else "regret (lower is better)",
+                "budget": budget,
+                "median": med,
+                "best_peer": best_peer,
+                "huntflow_win_or_tie": bool(ok),
+                "seconds": {m: round(seconds[(p.name, m)], 2) for m in med},
+            }
+        )
+        print(
+            f"{p.name:24s} " + " ".join(f"{m}={_fmt(v)}" for m, v in med.items())
+            + f"  best_peer={best_peer} {'WIN/TIE' if ok else 'loss'}",
+            file=sys.stderr,
+        )
+    import nevergrad
+    import optuna
+
+    out = {
+        "benchmark": "optimizer_quality",
+        "quick": args.quick,
+        "seeds": seeds,
+        "population": POPULATION,
+        "problems": len(problems),
+        "wins_or_ties": wins,
+        "table": table,
+        "wall_seconds": round(time.perf_counter() - t0, 1),
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "jobs": args.jobs,
+            "nevergrad": nevergrad.__version__,
+            "optuna": optuna.__version__,
+            "optuna_cmaes_available": _cmaes_available(),
+            "numpy": np.__version__,
+        },
+    }
+    print(json.dumps(_finite(out)))
+    return out
+
+
+if __name__ == "__main__":
+    main()
