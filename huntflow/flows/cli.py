@@ -235,6 +235,58 @@ def demo(
 
 
 @app.command()
+def summary(
+    slug: str = typer.Argument(..., help="campaign slug"),
+    out: Optional[Path] = typer.Option(None, "--out", help="directory for the CSV and PNG plots"
+                                       " (default: $HUNTFLOW_DATA_DIR/summaries/SLUG)"),
+    as_json: bool = typer.Option(False, "--json", help="print the KPIs as one JSON object"),
+) -> None:
+    """KPIs of a campaign; writes every evaluation to CSV and plots the KPIs as PNG."""
+    from huntflow.config import get_settings
+    from huntflow.engine import summary as kpi
+    from huntflow.store import campaigns, generations
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        try:
+            row = campaigns.get_campaign(conn, slug)
+        except KeyError:
+            _fail(f"no campaign {slug!r}")
+        spec = campaigns.spec_of(row)
+        evals = generations.campaign_evaluations(conn, row["campaign_id"])
+    out = out or get_settings().data_dir / "summaries" / slug
+    result = kpi.kpis(spec, evals)
+    csv_path = kpi.write_csv(spec, evals, out / "evaluations.csv")
+    plots = kpi.plot(spec, result, out)
+    result.update({"slug": slug, "status": row["status"], "csv": str(csv_path), "plots": [str(p) for p in plots],
+                   "hypervolume": (row["search_summary"] or {}).get("hypervolume")})
+    if as_json:
+        print(json.dumps(result, default=str))
+        return
+    best = result["best_objective"]
+    console.print(f"[bold]{slug}[/] ({row['status']}): {result['evaluations']} evaluations, "
+                  f"best {('—' if best is None else f'{best:.6g}')}, first feasible at evaluation "
+                  f"{result['first_feasible_at']}")
+    table = Table(title="feasibility by fidelity")
+    for col in ("fidelity", "evaluations", "succeeded", "feasible", "pass rate"):
+        table.add_column(col)
+    for r in result["feasibility"]:
+        rate = "—" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}"
+        table.add_row(r["fidelity"], str(r["evaluations"]), str(r["succeeded"]), str(r["feasible"]), rate)
+    console.print(table)
+    if result["promotion_deltas"]:
+        deltas = [d["objective_delta"] for d in result["promotion_deltas"]]
+        console.print(f"promotions: {len(deltas)}, objective delta low→high mean {sum(deltas) / len(deltas):+.4g}, "
+                      f"max |delta| {max(abs(d) for d in deltas):.4g}")
+    curve = [v for v in result["best_vs_evaluation"] if v is not None]
+    if curve:
+        marks = sorted({max(0, int(len(result["best_vs_evaluation"]) * q) - 1) for q in (0.1, 0.25, 0.5, 0.75, 1.0)})
+        console.print("best vs evaluation: " + ", ".join(
+            f"{i + 1}: {result['best_vs_evaluation'][i]:.4g}" for i in marks if result["best_vs_evaluation"][i] is not None))
+    console.print(f"wrote {csv_path} and {len(plots)} plot(s) in {out}")
+
+
+@app.command()
 def serve(
     interval_minutes: float = typer.Option(5.0, "--interval", help="minutes between scheduled ticks"),
 ) -> None:

@@ -39,7 +39,7 @@ def test_every_tick_writes_six_stage_rows_per_campaign(db, make_spec):
     assert all(r["lease_owner"] is None for r in db.execute("select lease_owner from hunt.campaigns"))
 
 
-def test_campaign_reaches_completed_within_budget(db, make_spec):
+def test_campaign_reaches_completed_within_budget(db, make_spec, tmp_path):
     spec = make_spec(budget={"evaluations": 40}, optimizer={"name": "ngopt", "population": 8})
     cid = campaigns.insert_campaign(db, spec)
     for _ in range(15):
@@ -58,6 +58,25 @@ def test_campaign_reaches_completed_within_budget(db, make_spec):
         p = e["provenance"]
         assert {"engine_version", "git_commit", "jax_version", "jax_backend", "seed", "fidelity"} <= set(p)
         assert e["wall_seconds"] is not None
+
+    # the summary command reports the same campaign: KPIs, a CSV row per evaluation, plots
+    from typer.testing import CliRunner
+
+    from huntflow.flows.cli import app
+
+    out_dir = tmp_path / "summary"
+    result = CliRunner().invoke(app, ["summary", spec.slug, "--out", str(out_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    kpis = json.loads(result.stdout)
+    assert kpis["best_objective"] == pytest.approx(best)
+    assert kpis["evaluations"] == len(evals)
+    curve = [v for v in kpis["best_vs_evaluation"] if v is not None]
+    assert curve == sorted(curve, reverse=True) and curve[-1] == pytest.approx(best)
+    assert sum(r["evaluations"] for r in kpis["feasibility"]) == len(evals)
+    with open(kpis["csv"]) as fh:
+        assert len(fh.readlines()) == len(evals) + 1
+    assert {os.path.basename(p) for p in kpis["plots"]} >= {"best_vs_evaluation.png", "feasibility_by_fidelity.png"}
+    assert all(os.path.getsize(p) > 1000 for p in kpis["plots"])
 
 
 def test_target_met_completes_early(db, make_spec):

@@ -1,0 +1,197 @@
+"""Campaign KPIs from its evaluation rows: what ``huntflow summary`` prints, writes and plots.
+
+Pure functions of plain dicts (one per evaluation, as stored in ``hunt.evaluations`` plus the
+generation's ``generation_index``, ``kind`` and ``ask_id``), so they work on a query result, a
+CSV or a test fixture alike.
+
+KPIs:
+  best_vs_evaluation  best feasible objective so far (user's sign) after each evaluation, in
+                      ask order — the convergence curve;
+  feasibility         per fidelity rung: evaluations, succeeded, feasible, pass rate;
+  promotion_deltas    for each candidate evaluated at two rungs (same ``param_hash``): the
+                      objective and constraint change from the lower to the higher rung;
+  front               (several objectives) the feasible Pareto front.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from huntflow.engine.optimize.pareto import nondominated_mask
+from huntflow.engine.spec import CampaignSpec
+
+
+def _usable(e: dict[str, Any]) -> bool:
+    return e["status"] == "succeeded" and bool(e.get("feasible")) and e.get("objective") is not None
+
+
+def best_vs_evaluation(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[float | None]:
+    minimize = spec.objectives[0].goal == "minimize"
+    best: float | None = None
+    out: list[float | None] = []
+    for e in evals:
+        if _usable(e):
+            v = float(e["objective"])
+            if best is None or (v < best if minimize else v > best):
+                best = v
+        out.append(best)
+    return out
+
+
+def feasibility(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for rung, fid in enumerate(spec.fidelities):
+        mine = [e for e in evals if e["fidelity"] == rung and e["status"] != "pending"]
+        ok = [e for e in mine if e["status"] == "succeeded"]
+        feas = [e for e in ok if e.get("feasible")]
+        rows.append({
+            "fidelity": fid.name, "evaluations": len(mine), "succeeded": len(ok), "feasible": len(feas),
+            "pass_rate": (len(feas) / len(mine)) if mine else None,
+        })
+    return rows
+
+
+def promotion_deltas(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    by_hash: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+    for e in evals:
+        if e["status"] == "succeeded" and e.get("objective") is not None:
+            by_hash[e["param_hash"]].setdefault(e["fidelity"], e)
+    out = []
+    for h, rungs in by_hash.items():
+        levels = sorted(rungs)
+        for lo, hi in zip(levels, levels[1:]):
+            a, b = rungs[lo], rungs[hi]
+            ca, cb = a.get("constraints") or [], b.get("constraints") or []
+            out.append({
+                "param_hash": h, "from": spec.fidelities[lo].name, "to": spec.fidelities[hi].name,
+                "objective_low": a["objective"], "objective_high": b["objective"],
+                "objective_delta": b["objective"] - a["objective"],
+                "constraint_deltas": [y - x for x, y in zip(ca, cb)],
+                "feasible_high": bool(b.get("feasible")),
+            })
+    return out
+
+
+def front(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[list[float]]:
+    pts = [e["objectives"] for e in evals if _usable(e) and e.get("objectives")]
+    if len(spec.objectives) < 2 or not pts:
+        return []
+    arr = np.asarray(pts, dtype=float)
+    return arr[nondominated_mask(arr)].tolist()
+
+
+def kpis(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any]:
+    curve = best_vs_evaluation(spec, evals)
+    finals = [v for v in curve if v is not None]
+    return {
+        "evaluations": len(evals),
+        "best_objective": finals[-1] if finals else None,
+        "first_feasible_at": next((i for i, v in enumerate(curve) if v is not None), None),
+        "best_vs_evaluation": curve,
+        "feasibility": feasibility(spec, evals),
+        "promotion_deltas": promotion_deltas(spec, evals),
+        "front": front(spec, evals),
+        "failures": dict(sorted(_count(e.get("failure_category") for e in evals if e["status"] != "succeeded").items())),
+    }
+
+
+def _count(values) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for v in values:
+        out[str(v)] += 1
+    return out
+
+
+def write_csv(spec: CampaignSpec, evals: list[dict[str, Any]], path: Path) -> Path:
+    """One row per evaluation: identity, status, params, metrics, objectives, ALM state."""
+    metric_names = sorted({k for e in evals for k in (e.get("metrics") or {})})
+    head = ["generation_index", "kind", "ask_id", "candidate_index", "fidelity", "status", "failure_category",
+            "feasible", "objective", "alm_loss", "alm_rho", "alm_outer", "param_hash"]
+    head += [f"param.{n}" for n in spec.param_names] + [f"metric.{m}" for m in metric_names]
+    head += [f"g.{n}" for n in spec.constraint_names]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        for e in evals:
+            cons = e.get("constraints") or [None] * len(spec.constraint_names)
+            w.writerow(
+                [e.get(k) for k in head[:13]]
+                + [e["params"].get(n) for n in spec.param_names]
+                + [(e.get("metrics") or {}).get(m) for m in metric_names]
+                + list(cons)
+            )
+    return path
+
+
+def plot(spec: CampaignSpec, summary: dict[str, Any], out_dir: Path) -> list[Path]:
+    """PNG plots of the KPIs; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    curve = summary["best_vs_evaluation"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    xs = [i + 1 for i, v in enumerate(curve) if v is not None]
+    ys = [v for v in curve if v is not None]
+    if ys:
+        ax.plot(xs, ys, drawstyle="steps-post")
+    target = spec.objectives[0].target
+    if ys and all(y > 0 for y in ys) and (max(ys) / min(ys) > 100 or (target is not None and target > 0)):
+        ax.set_yscale("log")
+    if target is not None:
+        ax.axhline(target, color="tab:red", linestyle="--", label=f"target {target:g}")
+        ax.legend()
+    ax.set(xlabel="evaluation", ylabel=f"best feasible {spec.objectives[0].metric}", title=f"{spec.slug}: best so far")
+    fig.tight_layout()
+    written.append(out_dir / "best_vs_evaluation.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    feas = summary["feasibility"]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar([r["fidelity"] for r in feas], [r["pass_rate"] or 0.0 for r in feas])
+    ax.set(ylim=(0, 1), ylabel="feasible / evaluated", title="feasibility pass rate by fidelity")
+    fig.tight_layout()
+    written.append(out_dir / "feasibility_by_fidelity.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    deltas = summary["promotion_deltas"]
+    if deltas:
+        fig, ax = plt.subplots(figsize=(5, 5))
+        lo = [d["objective_low"] for d in deltas]
+        hi = [d["objective_high"] for d in deltas]
+        ax.scatter(lo, hi)
+        lim = [min(lo + hi), max(lo + hi)]
+        ax.plot(lim, lim, color="gray", linestyle=":")
+        ax.set(xlabel="objective at lower rung", ylabel="objective at higher rung", title="promotion: low → high")
+        fig.tight_layout()
+        written.append(out_dir / "promotion_deltas.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+
+    pts = summary["front"]
+    if pts and len(pts[0]) == 2:
+        fig, ax = plt.subplots(figsize=(5, 4))
+        arr = np.asarray(sorted(pts))
+        ax.plot(arr[:, 0], arr[:, 1], marker="o", drawstyle="steps-post")
+        ax.set(xlabel=spec.objectives[0].metric, ylabel=spec.objectives[1].metric, title="feasible Pareto front")
+        fig.tight_layout()
+        written.append(out_dir / "pareto_front.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def finite_or_none(v: Any) -> Any:
+    return v if not isinstance(v, float) or math.isfinite(v) else None
