@@ -5,7 +5,9 @@
 | ``SUPABASE_DB_URL``           | Postgres URL; absent ⇒ embedded Postgres under the data dir     |
 | ``HUNTFLOW_DATA_DIR``         | where the embedded database, artifacts and caches live          |
 | ``HUNTFLOW_OPERATOR``         | default operator for new generations: ``inline`` or ``pool``    |
-| ``HUNTFLOW_GPU_WORK_POOL``    | Prefect work pool of the ``hunt-generation/gpu`` deployment     |
+| ``HUNTFLOW_GENERATION_DEPLOYMENT`` | deployment pool generations run on (``hunt-generation/gpu``) |
+| ``HUNTFLOW_TICK_DEPLOYMENT``  | deployment a finished pool generation triggers at once          |
+| ``HUNTFLOW_CHAIN_TICKS``      | ``false`` to leave the pace to the schedule alone               |
 | ``PREFECT_API_URL``           | read by Prefect itself; absent ⇒ an ephemeral API in-process   |
 
 Secrets (the database URL's password) are never logged: use :func:`redact_url`.
@@ -33,8 +35,9 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(default_factory=_default_data_dir)
     operator: str = "inline"
-    gpu_work_pool: str = "gpu"
     generation_deployment: str = "hunt-generation/gpu"
+    tick_deployment: str = "hunt-tick/every-5-minutes"
+    chain_ticks: bool = True
 
     @property
     def artifacts_dir(self) -> Path:

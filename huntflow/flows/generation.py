@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow
+from prefect import flow, get_run_logger
+
+from huntflow.config import get_settings
 
 from huntflow.tasks.execute import execute_generation
 
@@ -27,10 +29,25 @@ def _table_artifact(summary: dict[str, Any]) -> None:
     )
 
 
+def _trigger_tick(summary: dict[str, Any]) -> None:
+    """A finished pool generation starts its campaign's next tick now, not at the next schedule."""
+    settings = get_settings()
+    if summary.get("operator") == "inline" or not settings.chain_ticks:
+        return
+    from prefect.deployments import run_deployment
+
+    try:
+        run_deployment(settings.tick_deployment, parameters={"campaign_ids": [summary["campaign_id"]]},
+                       timeout=0, as_subflow=False)
+    except Exception as e:  # the schedule is the safety net
+        get_run_logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
+
+
 @flow(name="hunt-generation", log_prints=True)
 def hunt_generation(generation_id: str) -> dict[str, Any]:
     """Evaluate one generation's whole population in one batched JAX call."""
     summary = execute_generation(generation_id)
     if summary.get("status") == "succeeded":
         _table_artifact(summary)
+        _trigger_tick(summary)
     return summary

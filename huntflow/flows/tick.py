@@ -13,6 +13,7 @@ from uuid import UUID, uuid4
 
 from prefect import flow, get_run_logger
 
+from huntflow.config import get_settings
 from huntflow.flows.generation import hunt_generation
 from huntflow.store import campaigns
 from huntflow.store.connection import session
@@ -51,6 +52,34 @@ def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
     return out
 
 
+def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
+    """On pools, start the campaign's next tick at once if work is waiting for one.
+
+    Waiting work is a generation evolve just planned (dispatch runs in the next tick) or one
+    that finished after this tick's parse. Inline campaigns advance by ticking back to back.
+    """
+    settings = get_settings()
+    if ctx.operator == "inline" or not settings.chain_ticks:
+        return False
+    with session() as conn:
+        waiting = conn.execute(
+            "select count(*) as n from hunt.generations g join hunt.campaigns c using (campaign_id)"
+            " where g.campaign_id = %s and c.status = 'active' and g.status in ('planned', 'succeeded')",
+            (campaign_id,),
+        ).fetchone()["n"]
+    if not waiting:
+        return False
+    from prefect.deployments import run_deployment
+
+    try:
+        run_deployment(settings.tick_deployment, parameters={"campaign_ids": [str(campaign_id)]},
+                       timeout=0, as_subflow=False)
+    except Exception as e:  # the schedule is the safety net
+        get_run_logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
+        return False
+    return True
+
+
 @flow(name="hunt-tick", log_prints=True)
 def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     """Advance every claimed campaign one step through the six stages."""
@@ -65,5 +94,6 @@ def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
         finally:
             with session() as conn:
                 campaigns.release_lease(conn, campaign_id, ctx.owner)
+        results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
     get_run_logger().info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
     return {"tick_id": str(tick_id), "campaigns": results}

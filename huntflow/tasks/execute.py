@@ -88,6 +88,8 @@ def execute_generation(generation_id: UUID | str) -> dict[str, Any]:
     ok = int(np.sum(result.status == 0))
     return {
         "generation_id": str(generation_id),
+        "campaign_id": str(gen["campaign_id"]),
+        "operator": gen["operator"],
         "status": "succeeded" if won else "lost_race",
         "candidates": len(rows),
         "ok": ok,

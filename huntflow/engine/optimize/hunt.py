@@ -10,10 +10,14 @@ What the optimizer is told (search asks only; promotion and certification evalua
 recorded but not told, since the optimizer never asked for them at that rung):
 
 * ``ok``: the augmented Lagrangian loss (:mod:`~huntflow.engine.optimize.alm`) of the
-  objective. With several objectives the objective is first scalarized by an augmented
-  Chebyshev function with random weights drawn per candidate from a Dirichlet(1, ..., 1) with
-  an RNG seeded by ``(spec.seed, ask_id)`` (ParEGO style), normalized by the ideal and nadir of
-  the successful evaluations told so far, this batch included.
+  objective. With several objectives the objective is first scalarized. Default
+  (``optimizer.options.scalarization: hypervolume``): :func:`~huntflow.engine.optimize.pareto.front_loss`
+  against the feasible front of the same rung told before this batch, in the box spanned by the
+  observed ideal and the worse of the observed nadir and the reference point (minus the
+  hypervolume improvement for a non-dominated point, the missing additive epsilon for a
+  dominated one). Option ``chebyshev``: an augmented Chebyshev function with random weights drawn
+  per candidate from a Dirichlet(1, ..., 1) with an RNG seeded by ``(spec.seed, ask_id)``
+  (ParEGO style; the weights are recorded in ``Ask.decisions``).
 * ``rejected`` (review found it untrustworthy) and prefilter rejections: infeasible. They are
   told a penalty derived from the ALM losses observed so far, strictly worse than all of them:
   ``L_max + max(L_max - L_min, 1)``. Before any loss has been observed they are not told.
@@ -45,7 +49,8 @@ from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
 from huntflow.engine.optimize.backends import make_backend, to_params
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
-from huntflow.engine.optimize.pareto import chebyshev
+from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
+from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
 from huntflow.engine.spec import CampaignSpec
 
@@ -117,6 +122,9 @@ class Hunt:
         self.stages: list[Stage] = plan_ladder(
             self.total, [f.budget for f in spec.fidelities], [f.promote_top_k for f in spec.fidelities]
         )
+        self.scalarization = str(spec.optimizer.options.get("scalarization", "hypervolume"))
+        if self.scalarization not in ("hypervolume", "chebyshev"):
+            raise ValueError(f"optimizer.options.scalarization must be 'hypervolume' or 'chebyshev', got {self.scalarization!r}")
         self.prefilter = pf.PrefilterConfig.from_options(dict(spec.optimizer.options))
         search_budget = sum(s.count for s in self.stages if s.kind == "search")
         self.backend = make_backend(
@@ -265,7 +273,7 @@ class Hunt:
             accepted.append((token, u, p))
         ask_id = self._new_id()
         weights = None
-        if self.n_obj > 1:
+        if self.n_obj > 1 and self.scalarization == "chebyshev":
             rng = np.random.default_rng([self.spec.seed, ask_id])
             weights = [rng.dirichlet(np.ones(self.n_obj)).tolist() for _ in accepted]
         values = [to_params(u, self.bounds).tolist() for _, u, _ in accepted]
@@ -374,11 +382,28 @@ class Hunt:
             return "failed", None, None, "nonfinite"
         return outcome.status, obj, g, outcome.failure_category
 
-    def _scalar(self, obj: list[float], weights: list[float] | None, ideal: np.ndarray, scale: np.ndarray) -> float:
+    def _mo_context(self, fidelity: int, batch: list[list[float]]) -> dict:
+        """Front (feasible, this rung, told before this batch) and normalization box."""
+        prior = [e for e in self.evals if e["fidelity"] == fidelity and e["status"] == "ok"]
+        feas = np.array([e["objectives"] for e in prior if e["feasible"]], dtype=float).reshape(-1, self.n_obj)
+        front = feas[nondominated_mask(feas)] if feas.shape[0] else feas
+        seen = np.array([e["objectives"] for e in prior] + list(batch), dtype=float).reshape(-1, self.n_obj)
+        ideal = seen.min(axis=0) if seen.shape[0] else np.zeros(self.n_obj)
+        upper = seen.max(axis=0) if seen.shape[0] else np.ones(self.n_obj)
+        ref = report_reference(self)
+        if ref is not None:
+            upper = np.maximum(upper, ref)
+        upper = upper + 1e-9 * np.maximum(1.0, np.abs(upper))
+        return {"front": front, "ideal": ideal, "upper": upper}
+
+    def _scalar(self, obj: list[float], weights: list[float] | None, mo: dict | None) -> float:
         if self.n_obj == 1:
             return obj[0]
-        w = np.full(self.n_obj, 1.0 / self.n_obj) if weights is None else np.asarray(weights)
-        return chebyshev(np.asarray(obj), w, ideal, scale)
+        if self.scalarization == "chebyshev":
+            w = np.full(self.n_obj, 1.0 / self.n_obj) if weights is None else np.asarray(weights)
+            scale = np.maximum(mo["upper"] - mo["ideal"], 1e-12)
+            return chebyshev(np.asarray(obj), w, mo["ideal"], scale)
+        return front_loss(np.asarray(obj), mo["front"], mo["upper"], mo["ideal"])
 
     def tell(self, ask_id: int, outcomes: list[Outcome]) -> list[dict]:
         """Record the reviewed outcomes of an ask and update the optimizer.
@@ -406,13 +431,7 @@ class Hunt:
         parsed = [self._parse(o) for o in outcomes]
         del self.pending_asks[ask_id]
 
-        ok_obj = [e["objectives"] for e in self.evals if e["status"] == "ok"]
-        ok_obj += [obj for st, obj, _, _ in parsed if st == "ok"]
-        ideal = scale = None
-        if self.n_obj > 1 and ok_obj:
-            arr = np.asarray(ok_obj, dtype=float)
-            ideal = arr.min(axis=0)
-            scale = np.maximum(arr.max(axis=0) - ideal, 1e-12)
+        mo = self._mo_context(p.fidelity, [obj for st, obj, _, _ in parsed if st == "ok"]) if self.n_obj > 1 else None
         state = self.alm
         notes: list[dict] = []
         losses: list[float | None] = []
@@ -421,7 +440,7 @@ class Hunt:
             loss = None
             if status == "ok":
                 w = p.weights[i] if p.weights is not None else None
-                loss = alm_loss(self._scalar(obj, w, ideal, scale), g, state.lam, state.rho)
+                loss = alm_loss(self._scalar(obj, w, mo), g, state.lam, state.rho)
             losses.append(loss)
             record = {
                 "ask_id": ask_id,

@@ -124,9 +124,11 @@ def hypervolume(points: np.ndarray, reference: np.ndarray) -> float:
         ValueError: the shapes disagree.
     """
     ref = np.asarray(reference, dtype=float)
-    pts = np.asarray(points, dtype=float).reshape(-1, ref.shape[0]) if np.size(points) else np.zeros((0, ref.shape[0]))
+    pts = np.asarray(points, dtype=float)
+    if pts.size == 0:
+        return 0.0
     if pts.ndim != 2 or pts.shape[1] != ref.shape[0]:
-        raise ValueError(f"points must have shape (n, {ref.shape[0]}), got {np.shape(points)}")
+        raise ValueError(f"points must have shape (n, {ref.shape[0]}), got {pts.shape}")
     pts = pts[np.all(np.isfinite(pts), axis=1) & np.all(pts < ref, axis=1)]
     if pts.shape[0] == 0:
         return 0.0
@@ -149,3 +151,36 @@ def chebyshev(values: np.ndarray, weights: np.ndarray, ideal: np.ndarray, scale:
     z = (np.asarray(values, float) - ideal) / scale
     wz = np.asarray(weights, float) * z
     return float(np.max(wz) + 0.05 * np.sum(wz))
+
+
+def front_loss(values: np.ndarray, front: np.ndarray, reference: np.ndarray, ideal: np.ndarray) -> float:
+    """A scalar loss that rewards improving a Pareto front (used to drive a 1-objective optimizer).
+
+    In the box normalized by ``ideal`` (0) and ``reference`` (1):
+
+    * a point the front does not dominate gets minus its hypervolume improvement,
+      ``-(HV(front + y) - HV(front))`` (<= 0);
+    * a dominated point gets the additive epsilon it lacks,
+      ``max_p min_i (y_i - p_i)`` over the front points ``p`` (>= 0): how far it must move,
+      equally in every objective, to stop being dominated.
+
+    The two branches meet at 0 on the front's attainment surface.
+
+    Args:
+        values: (d,) minimized objectives of the candidate.
+        front: (n, d) current non-dominated points (n may be 0).
+        reference: (d,) normalization upper corner (worse than every point considered).
+        ideal: (d,) normalization lower corner.
+
+    Returns:
+        The loss (a float; lower is better).
+    """
+    scale = np.maximum(np.asarray(reference, float) - ideal, 1e-12)
+    y = (np.asarray(values, float) - ideal) / scale
+    f = (np.asarray(front, float).reshape(-1, y.shape[0]) - ideal) / scale
+    ones = np.ones_like(y)
+    if f.shape[0]:
+        dominated_by = np.all(f <= y, axis=1)
+        if dominated_by.any():
+            return float(np.max(np.min(y[None, :] - f[dominated_by], axis=1)))
+    return -(hypervolume(np.vstack([f, y[None, :]]), ones) - hypervolume(f, ones))

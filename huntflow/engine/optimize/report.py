@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from huntflow.engine.optimize.hunt import Hunt
 
 
-def _reference(hunt: "Hunt") -> np.ndarray | None:
+def reference(hunt: "Hunt") -> np.ndarray | None:
+    """The reference point as minimized objectives (None when the spec has none)."""
     ref = hunt.spec.reference_point
     if ref is None:
         return None
@@ -48,7 +49,7 @@ def front_indices(hunt: "Hunt", fidelity: int) -> list[int]:
 
 def tell_hypervolume(hunt: "Hunt", fidelity: int) -> float | None:
     """Hypervolume of the feasible front at ``fidelity`` (None without a reference point)."""
-    ref = _reference(hunt)
+    ref = reference(hunt)
     if ref is None:
         return None
     idx = front_indices(hunt, fidelity)
@@ -94,7 +95,7 @@ def summarize(hunt: "Hunt") -> dict:
     if best_fid is not None:
         front = front_indices(hunt, best_fid)
         best = min(front, key=lambda i: (hunt.evals[i]["objectives"][0], i))
-    ref = _reference(hunt)
+    ref = reference(hunt)
     hv = None
     if ref is not None:
         pts = np.array([hunt.evals[i]["objectives"] for i in front], dtype=float).reshape(-1, len(ref))
