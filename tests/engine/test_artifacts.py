@@ -9,6 +9,7 @@ from huntflow.engine.artifacts import metrics_from_artifact, read_generation, wr
 from huntflow.engine.evaluate import evaluate_population
 from huntflow.errors import ArtifactError
 
+# the settings (and P = 4) of test_evaluate and test_cgl: one compiled executable serves all three
 NAMES = ("alpha", "beta", "kappa", "ell")
 FIXED = {"L": 30.0}
 FIDELITY = {"grid": 16, "steps": 20, "dt": 0.05}
@@ -16,7 +17,7 @@ FIDELITY = {"grid": 16, "steps": 20, "dt": 0.05}
 
 @pytest.fixture(scope="module")
 def generation():
-    params = np.array([[0.5, -1.2, 0.3, 1.0], [1.5, -1.5, 0.8, 2.5], [0.1, 0.2, 0.0, -1.0]])
+    params = np.array([[0.5, -1.2, 0.3, 1.0], [1.5, -1.5, 0.8, 2.5], [0.1, 0.2, 0.0, -1.0], [2.0, 0.3, 0.5, 0.7]])
     result = evaluate_population("cgl", NAMES, params, seed=4, fixed=FIXED, fidelity=FIDELITY)
     return params, result
 

@@ -114,19 +114,36 @@ def smooth_start(n, length):
     return 0.6 + 0.3 * np.exp(1j * k * x) + 0.2j * np.exp(1j * k * (x + 2 * y)) + 0.1 * np.cos(k * y)
 
 
+ORDER_CASE = {"n": 16, "length": 4 * math.pi, "t_end": 1.0}
+
+
+def _order_params():
+    return params(alpha=0.8, beta=-0.6, kappa=0.4, ell=1.2, dtype=jnp.float64)
+
+
+@functools.lru_cache(maxsize=None)
+def _order_reference(scheme: str) -> np.ndarray:
+    """The dt = 0.1/32 solution (jit), shared by the three modes of one scheme."""
+    n, length, t_end = ORDER_CASE["n"], ORDER_CASE["length"], ORDER_CASE["t_end"]
+    dt = 0.1 / 32
+    with jax.enable_x64(True):
+        solver = CGL(n, length, dt, scheme, dtype="float64")
+        return run("jit", solver, _order_params(), smooth_start(n, length), round(t_end / dt))
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("scheme, order", [("etdrk2", 2), ("etdrk4", 4)])
 def test_halving_dt_shows_the_scheme_order(mode, scheme, order):
-    n, length, t_end = 16, 4 * math.pi, 1.0
+    n, length, t_end = ORDER_CASE["n"], ORDER_CASE["length"], ORDER_CASE["t_end"]
     start = smooth_start(n, length)
+    ref = _order_reference(scheme)
     with jax.enable_x64(True):
-        p = params(alpha=0.8, beta=-0.6, kappa=0.4, ell=1.2, dtype=jnp.float64)
+        p = _order_params()
 
         def final(dt):
             solver = CGL(n, length, dt, scheme, dtype="float64")
             return run(mode, solver, p, start, round(t_end / dt))
 
-        ref = final(0.1 / 32)
         coarse, fine = (np.linalg.norm(final(dt) - ref) / np.linalg.norm(ref) for dt in (0.1, 0.05))
     rate = math.log2(coarse / fine)
     assert abs(rate - order) < 0.3, (coarse, fine, rate)
@@ -154,13 +171,14 @@ def test_log_prime_sse_follows_its_definition_on_known_peaks():
     k = 2 * math.pi / length
     shells = [5, 8, 12, 14]  # ratios 1, 1.6, 2.4, 2.8 against targets 1, 1.585, 2.322, 2.807
     field = sum(np.exp(1j * k * s * x) / (i + 1) for i, s in enumerate(shells))
-    out = spectrum_metrics(jnp.fft.fft2(jnp.asarray(field, jnp.complex64)), length)
+    metrics = jax.jit(spectrum_metrics, static_argnums=1)  # one compile, not one per eager op
+    out = metrics(jnp.fft.fft2(jnp.asarray(field, jnp.complex64)), length)
     targets = np.log([2, 3, 5, 7]) / np.log(2)
     expected = np.sum((np.array(shells[1:]) / shells[0] - targets[1:]) ** 2)
     # parabolic refinement may move a line peak by a small fraction of a shell
     np.testing.assert_allclose(np.asarray(out["peak_wavenumbers"]), np.array(shells) * k, atol=0.02 * k)
     np.testing.assert_allclose(float(out["log_prime_sse"]), expected, atol=5e-3)
-    single = spectrum_metrics(jnp.fft.fft2(jnp.asarray(np.exp(1j * k * 5 * x), jnp.complex64)), length)
+    single = metrics(jnp.fft.fft2(jnp.asarray(np.exp(1j * k * 5 * x), jnp.complex64)), length)
     np.testing.assert_allclose(float(single["log_prime_sse"]), np.sum(targets[1:] ** 2), rtol=1e-5)
 
 
@@ -168,11 +186,12 @@ def test_status_flags_blowup_and_invalid_params_without_breaking_the_batch():
     names = ("alpha", "beta", "kappa", "ell")
     good = [[0.5, -0.5, 0.2, 1.0], [-1.0, 1.5, 0.8, 2.0]]
     bad = [[0.5, -0.5, -2000.0, 1.0], [0.5, -0.5, 0.2, -1.0]]
-    fidelity = {"grid": 16, "steps": 20, "dt": 0.05}
-    batch = evaluate_population("cgl", names, np.array(good + bad), seed=3, fidelity=fidelity)
+    # the settings (and P = 4) of test_evaluate and test_artifacts: one compiled executable for all
+    fixed, fidelity = {"L": 30.0}, {"grid": 16, "steps": 20, "dt": 0.05}
+    batch = evaluate_population("cgl", names, np.array(good + bad), seed=3, fixed=fixed, fidelity=fidelity)
     assert batch.statuses() == [Status.OK, Status.OK, Status.BLOWUP, Status.INVALID_PARAMS]
     assert all(np.isnan(v[3]) for v in batch.metrics.values())
-    alone = evaluate_population("cgl", names, np.array(good + good), seed=3, fidelity=fidelity)
+    alone = evaluate_population("cgl", names, np.array(good + good), seed=3, fixed=fixed, fidelity=fidelity)
     for name, values in alone.metrics.items():
         assert np.all(np.isfinite(values))
         np.testing.assert_array_equal(batch.metrics[name][:2], values[:2])

@@ -1,5 +1,11 @@
 """Batched evaluation: device sharding and the persistent compilation cache (in subprocesses,
-because the device count and the cache are fixed when JAX starts)."""
+because the device count and the cache are fixed when JAX starts).
+
+The settings (names, fixed, fidelity, P = 4) are the ones ``test_cgl`` and ``test_artifacts``
+use, so the in-process compiled executable is shared across the three files. One pair of
+subprocesses serves both subprocess checks: both run sharded over 3 host devices (P = 4 padded
+to 6) with one persistent cache directory, so the first compiles and stores, the second loads.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,15 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from huntflow.engine.evaluate import evaluate_population
 
-NAMES = ("alpha", "beta", "ell")
-PARAMS = [[0.5, -1.2, 1.0], [1.5, -1.5, 2.5], [0.1, 0.2, -1.0], [2.0, 0.3, 0.7], [-1.0, 1.0, 1.5], [0.0, 0.0, 3.0]]
-FIDELITY = {"grid": 8, "steps": 6, "dt": 0.05}
+NAMES = ("alpha", "beta", "kappa", "ell")
+FIXED = {"L": 30.0}
+FIDELITY = {"grid": 16, "steps": 20, "dt": 0.05}
+PARAMS = [[0.5, -1.2, 0.3, 1.0], [1.5, -1.5, 0.8, 2.5], [0.1, 0.2, 0.0, -1.0], [2.0, 0.3, 0.5, 0.7]]
+DEVICES = 3
 
 SCRIPT = textwrap.dedent(
     """
@@ -26,12 +35,12 @@ SCRIPT = textwrap.dedent(
     hits = []
     jax.monitoring.register_event_listener(
         lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
-    r = evaluate_population("cgl", {names!r}, np.array({params!r}), seed=2, fidelity={fidelity!r})
+    r = evaluate_population("cgl", {names!r}, np.array({params!r}), seed=2, fixed={fixed!r}, fidelity={fidelity!r})
     print(json.dumps({{"devices": jax.device_count(), "device_count": r.device_count,
         "compile_seconds": r.compile_seconds, "cache_hits": len(hits), "status": r.status.tolist(),
         "metrics": {{k: v.tolist() for k, v in r.metrics.items()}}}}))
     """
-).format(names=NAMES, params=PARAMS, fidelity=FIDELITY)
+).format(names=NAMES, params=PARAMS, fixed=FIXED, fidelity=FIDELITY)
 
 
 def run_script(env_extra: dict[str, str]) -> dict:
@@ -41,35 +50,50 @@ def run_script(env_extra: dict[str, str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_population_is_sharded_over_devices_with_padding(tmp_path):
-    sharded = run_script({"XLA_FLAGS": "--xla_force_host_platform_device_count=4",
-                          "HUNTFLOW_DATA_DIR": str(tmp_path)})
-    assert sharded["devices"] == 4 and sharded["device_count"] == 4  # P = 6 padded to 8
-    local = evaluate_population("cgl", NAMES, np.array(PARAMS), seed=2, fidelity=FIDELITY)
-    assert sharded["status"] == local.status.tolist() == [0, 0, 3, 0, 0, 0]
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """(cache dir, first run, second run): two sharded processes sharing one persistent cache."""
+    data = tmp_path_factory.mktemp("huntflow-data")
+    env = {"XLA_FLAGS": f"--xla_force_host_platform_device_count={DEVICES}", "HUNTFLOW_DATA_DIR": str(data)}
+    first = run_script(env)
+    second = run_script(env)
+    return data / "jax-cache", first, second
+
+
+@pytest.fixture(scope="module")
+def local():
+    return evaluate_population("cgl", NAMES, np.array(PARAMS), seed=2, fixed=FIXED, fidelity=FIDELITY)
+
+
+def test_population_is_sharded_over_devices_with_padding(two_processes, local):
+    _, sharded, _ = two_processes
+    assert sharded["devices"] == DEVICES and sharded["device_count"] == DEVICES  # P = 4 padded to 6
+    assert local.device_count == 1
+    assert sharded["status"] == local.status.tolist() == [0, 0, 3, 0]
     for name, values in local.metrics.items():
         np.testing.assert_allclose(np.array(sharded["metrics"][name], dtype=float), values,
                                    rtol=1e-5, atol=1e-7, equal_nan=True)
 
 
-def test_second_process_loads_compiled_executable_from_persistent_cache(tmp_path):
-    env = {"HUNTFLOW_DATA_DIR": str(tmp_path), "XLA_FLAGS": ""}
-    first = run_script(env)
-    assert (tmp_path / "jax-cache").is_dir() and any((tmp_path / "jax-cache").iterdir())
-    second = run_script(env)
+def test_second_process_loads_compiled_executable_from_persistent_cache(two_processes):
+    cache, first, second = two_processes
+    assert cache.is_dir() and any(cache.iterdir())
     assert first["cache_hits"] == 0 and second["cache_hits"] >= 1
     assert second["compile_seconds"] < 0.6 * first["compile_seconds"], (first, second)
-    assert second["metrics"] == first["metrics"]
+    assert second["metrics"] == first["metrics"] and second["status"] == first["status"]
 
 
-def test_a_candidate_result_does_not_depend_on_its_batch_mates():
-    import pytest
-
-    full = evaluate_population("cgl", NAMES, np.array(PARAMS), seed=2, fidelity=FIDELITY)
-    other = np.array(PARAMS[:3] + [[1.0, 1.0, 1.0]] * 3)
-    mixed = evaluate_population("cgl", NAMES, other, seed=2, fidelity=FIDELITY)
-    for name, values in full.metrics.items():
-        np.testing.assert_array_equal(mixed.metrics[name][:3], values[:3])
-        assert not np.array_equal(mixed.metrics[name][3:], values[3:])
+def test_a_candidate_result_does_not_depend_on_its_batch_mates(local):
+    other = np.array(PARAMS[:2] + [[1.0, 1.0, 0.2, 1.0]] * 2)
+    mixed = evaluate_population("cgl", NAMES, other, seed=2, fixed=FIXED, fidelity=FIDELITY)
+    for name, values in local.metrics.items():
+        np.testing.assert_array_equal(mixed.metrics[name][:2], values[:2])
+    assert mixed.metrics["energy"][3] != local.metrics["energy"][3]  # the changed row did change
+    assert not np.array_equal(mixed.extras["field_re"][3], local.extras["field_re"][3])
+    # a candidate's index, not its row, seeds it: row 0 evaluated as candidate 0 alone matches
+    again = evaluate_population("cgl", NAMES, np.array(PARAMS)[[1, 0, 2, 3]], seed=2, fixed=FIXED,
+                                fidelity=FIDELITY, candidate_indices=np.array([1, 0, 2, 3]))
+    for name, values in local.metrics.items():
+        np.testing.assert_array_equal(again.metrics[name][[1, 0, 2, 3]], values)
     with pytest.raises(ValueError, match="shape"):
         evaluate_population("cgl", NAMES, np.array(PARAMS)[:, :2], seed=2, fidelity=FIDELITY)
