@@ -12,8 +12,8 @@ the same batched JAX evaluator (:func:`huntflow.engine.evaluate.evaluate_populat
   sampler does not support constraints or several objectives).
 * ``qmc``: Optuna's scrambled-Sobol ``QMCSampler``; ``random``: Optuna's ``RandomSampler``.
 
-Optuna's ``CmaEsSampler`` needs the optional ``cmaes`` package; where it is not installed (as
-on the machine the recorded results come from) that peer is skipped and the JSON says so.
+Optuna's ``CmaEsSampler`` needs the ``cmaes`` package (in the ``bench`` extra); where it is not
+installed that peer is skipped and the JSON says so (``optuna_cmaes_available``).
 
 Score per (problem, method, seed): single objective, the *regret* ``f(best) - f*`` of the best
 feasible evaluation, at the top fidelity, using the noise-free value (``f_true``) of the point
