@@ -9,28 +9,35 @@ that uses ``db`` starts from empty ``hunt`` tables.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
 
+# Everything the suite writes (embedded database, artifacts, JAX compile cache, Prefect's home)
+# goes under one temporary directory, removed at the end of the session.
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="huntflow-test-"))
+os.environ["HUNTFLOW_DATA_DIR"] = str(_SESSION_DIR / "data")
+os.environ["PREFECT_HOME"] = str(_SESSION_DIR / "prefect-home")
+
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HUNTFLOW_STAGE_RETRIES", "1")
 
 _TABLES = "hunt.findings, hunt.trajectories, hunt.stage_runs, hunt.evaluations, hunt.generations, hunt.campaigns"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def data_dir():
-    with tempfile.TemporaryDirectory(prefix="huntflow-test-") as d:
-        old = os.environ.get("HUNTFLOW_DATA_DIR")
-        os.environ["HUNTFLOW_DATA_DIR"] = d
-        yield Path(d)
-        if old is None:
-            os.environ.pop("HUNTFLOW_DATA_DIR", None)
-        else:
-            os.environ["HUNTFLOW_DATA_DIR"] = old
+    """The session's data dir (``HUNTFLOW_DATA_DIR``); deleted with everything in it at the end."""
+    path = Path(os.environ["HUNTFLOW_DATA_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(_SESSION_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

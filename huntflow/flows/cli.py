@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -19,6 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from huntflow.errors import HuntflowError, SpecError
+
+# pgserver asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it falls back to /tmp
+# and warns on every command. The fallback is fine for huntflow.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 
 app = typer.Typer(help="huntflow: closed-loop parameter hunts.", no_args_is_help=True, add_completion=False)
 campaign_app = typer.Typer(help="Add and manage campaigns.", no_args_is_help=True)
@@ -41,6 +46,7 @@ def _prefect_env() -> None:
     """Defaults that make the ephemeral Prefect API start reliably on a small machine."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,16 @@ def _tick():
     return hunt_tick()
 
 
+def _tick_until_finished(db, cid, max_ticks: int) -> dict:
+    """Tick until the campaign leaves 'active' (or max_ticks); returns its row."""
+    for _ in range(max_ticks):
+        _tick()
+        row = campaigns.get_campaign(db, cid)
+        if row["status"] != "active":
+            return row
+    return row
+
+
 def test_every_tick_writes_six_stage_rows_per_campaign(db, make_spec):
     cid = campaigns.insert_campaign(db, make_spec())
     other = campaigns.insert_campaign(db, make_spec(slug="second-one", seed=4))
@@ -42,11 +52,7 @@ def test_every_tick_writes_six_stage_rows_per_campaign(db, make_spec):
 def test_campaign_reaches_completed_within_budget(db, make_spec, tmp_path):
     spec = make_spec(budget={"evaluations": 40}, optimizer={"name": "ngopt", "population": 8})
     cid = campaigns.insert_campaign(db, spec)
-    for _ in range(15):
-        _tick()
-        if campaigns.get_campaign(db, cid)["status"] != "active":
-            break
-    row = campaigns.get_campaign(db, cid)
+    row = _tick_until_finished(db, cid, 15)
     assert row["status"] == "completed", row["completion_reason"]
     assert row["completion_reason"] == "budget_spent"
     evals = generations.campaign_evaluations(db, cid)
@@ -83,11 +89,7 @@ def test_target_met_completes_early(db, make_spec):
     spec = make_spec(objectives=[{"metric": "f", "goal": "minimize", "target": 1.5}],
                      budget={"evaluations": 400})
     cid = campaigns.insert_campaign(db, spec)
-    for _ in range(20):
-        _tick()
-        if campaigns.get_campaign(db, cid)["status"] != "active":
-            break
-    row = campaigns.get_campaign(db, cid)
+    row = _tick_until_finished(db, cid, 20)
     assert (row["status"], row["completion_reason"]) == ("completed", "target_met")
     assert row["best_objective"] <= 1.5
     assert len(generations.campaign_evaluations(db, cid)) < 400
