@@ -4,8 +4,9 @@ Checks on every evaluation the engine called successful:
   * ``nonfinite_metric`` (critical) — a metric the spec uses is NaN/inf or missing;
   * ``metric_out_of_bounds`` (high) — ``|metric|`` above ``review.metric_abs_max``;
   * ``reproducibility`` (high) — the best ``review.spot_check_top`` candidates of the generation
-    are re-run in-process with the same seed and candidate key; any metric that differs by more
-    than ``review.spot_check_rtol`` (relative) means the engine's claim cannot be trusted.
+    are re-run in-process with the same seed, candidate keys and batch shape; any metric that
+    differs by more than ``review.spot_check_rtol`` (relative) means the engine's claim cannot
+    be trusted.
 A critical or high finding rejects the evaluation: the optimizer is told it is infeasible.
 """
 
@@ -48,13 +49,22 @@ def check_metrics(spec: CampaignSpec, evaluation: dict[str, Any]) -> list[Findin
     return out
 
 
-def spot_check(spec: CampaignSpec, gen: dict[str, Any], candidates: list[dict[str, Any]]) -> list[Finding]:
-    """Re-run ``candidates`` with the generation's seed and their own keys; flag disagreements."""
+def spot_check(spec: CampaignSpec, gen: dict[str, Any], candidates: list[dict[str, Any]],
+               population: int) -> list[Finding]:
+    """Re-run ``candidates`` with the generation's seed and their own keys; flag disagreements.
+
+    The re-run uses the generation's batch shape (the candidates tiled to ``population`` rows),
+    so it runs the very executable the generation ran: an honest engine reproduces its claims
+    bit for bit on the same backend, and ``review.spot_check_rtol`` only absorbs differences
+    between machines. (A batch of a different size compiles differently, and float32 results
+    such as a PDE residual of order 1e-6 can move by ~1 % between two compilations.)
+    """
     if not candidates:
         return []
     names = spec.param_names
-    params = np.array([[float(e["params"][n]) for n in names] for e in candidates])
-    indices = np.array([e["candidate_index"] for e in candidates])
+    rows = [candidates[i % len(candidates)] for i in range(max(population, len(candidates)))]
+    params = np.array([[float(e["params"][n]) for n in names] for e in rows])
+    indices = np.array([e["candidate_index"] for e in rows])
     fidelity = spec.fidelities[gen["fidelity"]]
     rerun = evaluate_population(
         spec.model.name, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
@@ -82,13 +92,14 @@ def _rank_key(spec: CampaignSpec, e: dict[str, Any]) -> float:
 
 
 def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[str, Any]) -> dict[str, Any]:
-    rows = [e for e in generations.evaluations(conn, gen["generation_id"]) if e["status"] == "succeeded"]
+    every = generations.evaluations(conn, gen["generation_id"])
+    rows = [e for e in every if e["status"] == "succeeded"]
     found: list[Finding] = []
     for e in rows:
         found.extend(check_metrics(spec, e))
     bad = {f.evaluation_id for f in found}
     clean = sorted((e for e in rows if e["evaluation_id"] not in bad), key=lambda e: _rank_key(spec, e))
-    found.extend(spot_check(spec, gen, clean[: spec.review.spot_check_top]))
+    found.extend(spot_check(spec, gen, clean[: spec.review.spot_check_top], len(every)))
     rejected = sorted({f.evaluation_id for f in found if f.severity.rejects()}, key=str)
     with conn.transaction():
         findings.insert_findings(conn, gen["campaign_id"], gen["generation_id"], found)

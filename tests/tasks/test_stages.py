@@ -129,3 +129,23 @@ def test_a_failing_stage_records_the_error_and_reraises(db, make_spec):
         run_stage(Stage.PARSE, ctx, cid, broken)
     (row,) = db.execute("select * from hunt.stage_runs where tick_id = %s", (ctx.tick_id,)).fetchall()
     assert row["status"] == "failed" and "boom" in row["error"] and row["finished_at"] is not None
+
+
+def test_spot_check_does_not_reject_an_honest_simulator(db, make_spec):
+    """CGL's float32 PDE residual differs between batch shapes; the re-run must use the same one."""
+    spec = make_spec(
+        slug="honest-cgl", model={"name": "cgl", "fixed": {"sigma": 0.0, "L": 40.0}},
+        space={"alpha": {"low": -0.6, "high": 0.6}, "beta": {"low": -0.6, "high": 0.6},
+               "kappa": {"low": 0.3, "high": 0.6}, "ell": {"low": 1.8, "high": 2.6}},
+        objectives=[{"metric": "log_prime_sse"}], constraints=[{"metric": "h_norm", "max": 0.05}],
+        fidelities=[{"name": "fine", "settings": {"grid": 64, "steps": 400, "dt": 0.025}}],
+        optimizer={"name": "ngopt", "population": 8},
+        review={"spot_check_top": 1},
+    )
+    cid = campaigns.insert_campaign(db, spec)
+    gen = _plan_and_run(db, cid)
+    _stage(Stage.PARSE, parse.run, cid)
+    out = _stage(Stage.REVIEW, review.run, cid)
+    assert out["reviewed"][0]["spot_checked"] == 1
+    assert findings.for_campaign(db, cid) == []
+    assert all(r["status"] == "succeeded" for r in generations.evaluations(db, gen["generation_id"]))
