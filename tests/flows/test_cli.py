@@ -37,10 +37,12 @@ def test_campaign_add_stores_a_valid_spec(db, tmp_path):
 
 def test_invalid_spec_is_rejected_naming_the_field_and_stores_nothing(db, tmp_path):
     runner.invoke(app, ["campaign", "add", str(_write(tmp_path, "ok.yaml", _spec(slug="kept-one")))])
-    bad = _spec(space={"x0": {"low": 1, "high": -1}, "x1": {"low": -1, "high": 1}}, budget={"evaluations": 0})
+    bad = _spec(slug="Bad Slug", space={"x0": {"low": 1, "high": -1}, "x1": {"low": -1, "high": 1}},
+                budget={"evaluations": 0})
     result = runner.invoke(app, ["campaign", "add", str(_write(tmp_path, "bad.yaml", bad))])
     assert result.exit_code == 2
     assert "space.x0" in result.output and "budget.evaluations" in result.output
+    assert "[a-z0-9]" in result.output  # the message is printed as text, not eaten as markup
     slugs = [r["slug"] for r in db.execute("select slug from hunt.campaigns").fetchall()]
     assert slugs == ["kept-one"]
 
