@@ -165,21 +165,72 @@ def test_noise_free_runs_are_bitwise_deterministic_and_noise_uses_the_key(mode):
     np.testing.assert_allclose(run(mode, noisy, p, None, steps, seed=5), first, rtol=0, atol=0)
 
 
+def _line_spectrum(shells, length, n=64, amps=None):
+    x, _ = grid(n, length)
+    k = 2 * math.pi / length
+    amps = amps or [1.0 / (i + 1) for i in range(len(shells))]
+    field = sum(a * np.exp(1j * k * s * x) for a, s in zip(amps, shells))
+    return jnp.fft.fft2(jnp.asarray(field, jnp.complex64))
+
+
+_spectrum_metrics = jax.jit(spectrum_metrics, static_argnums=1)  # one compile, not one per eager op
+TARGETS = np.log([2, 3, 5, 7]) / np.log(2)
+
+
 def test_log_prime_sse_follows_its_definition_on_known_peaks():
-    n, length = 64, 2 * math.pi * 8  # shell s sits at |k| = s/8
-    x, y = grid(n, length)
+    length = 2 * math.pi * 8  # shell s sits at |k| = s/8
     k = 2 * math.pi / length
     shells = [5, 8, 12, 14]  # ratios 1, 1.6, 2.4, 2.8 against targets 1, 1.585, 2.322, 2.807
-    field = sum(np.exp(1j * k * s * x) / (i + 1) for i, s in enumerate(shells))
-    metrics = jax.jit(spectrum_metrics, static_argnums=1)  # one compile, not one per eager op
-    out = metrics(jnp.fft.fft2(jnp.asarray(field, jnp.complex64)), length)
-    targets = np.log([2, 3, 5, 7]) / np.log(2)
-    expected = np.sum((np.array(shells[1:]) / shells[0] - targets[1:]) ** 2)
+    out = _spectrum_metrics(_line_spectrum(shells, length), length)
+    err2 = (np.array(shells[1:]) / shells[0] - TARGETS[1:]) ** 2
+    expected = np.sum(err2 / (1.0 + err2))  # isolated lines: full weight, MISS_COST = 1
     # parabolic refinement may move a line peak by a small fraction of a shell
     np.testing.assert_allclose(np.asarray(out["peak_wavenumbers"]), np.array(shells) * k, atol=0.02 * k)
     np.testing.assert_allclose(float(out["log_prime_sse"]), expected, atol=5e-3)
-    single = metrics(jnp.fft.fft2(jnp.asarray(np.exp(1j * k * 5 * x), jnp.complex64)), length)
-    np.testing.assert_allclose(float(single["log_prime_sse"]), np.sum(targets[1:] ** 2), rtol=1e-5)
+    # one line: all three pairs missing, each costs MISS_COST (bounded, not the target squared)
+    single = _spectrum_metrics(_line_spectrum([5], length), length)
+    np.testing.assert_allclose(float(single["log_prime_sse"]), 3.0, rtol=1e-5)
+    # badly placed peaks cost less than missing ones, and each costs at most MISS_COST
+    bad = float(_spectrum_metrics(_line_spectrum([2, 9, 15, 30], length), length)["log_prime_sse"])
+    assert 1.5 < bad < 3.0
+
+
+def test_a_perfect_log_prime_spectrum_scores_zero_and_weak_peaks_fade_in_smoothly():
+    length = 2 * math.pi * 8
+    # a Gaussian ring at each exact position 10·t_j = 10, 15.85, 23.22, 28.07 (near whole shells:
+    # prominence is judged against the adjacent shells, so a ring midway between two is weak)
+    n = 64
+    m = np.fft.fftfreq(n, 1.0 / n)
+    rad = np.sqrt(m[:, None] ** 2 + m[None, :] ** 2)
+    base = 10.0
+
+    def ring_field(power4):
+        spec = sum(p * np.exp(-0.5 * ((rad - base * t) / 0.6) ** 2) for p, t in zip([1, 1, 1, power4], TARGETS))
+        return jnp.asarray(np.sqrt(spec) * n * n, jnp.complex64)  # |Â|²/N⁴ = spec
+
+    perfect = float(_spectrum_metrics(ring_field(1.0), length)["log_prime_sse"])
+    assert perfect < 0.05, perfect
+    # the fourth peak sinks towards the power floor: the score rises monotonically and boundedly
+    powers = [1.0, 3e-2, 1e-2, 5e-3, 2e-3, 1e-3, 1e-4]
+    scores = [float(_spectrum_metrics(ring_field(p), length)["log_prime_sse"]) for p in powers]
+    assert all(b >= a - 1e-4 for a, b in zip(scores, scores[1:])), scores
+    assert scores[-1] - scores[0] > 0.9 and scores[-1] <= 1.0 + perfect + 1e-3, scores
+    assert max(np.diff(scores)) < 0.7, scores  # no single jump of a whole missing-peak term
+
+
+def test_log_prime_sse_varies_across_pattern_forming_parameters():
+    names = ("alpha", "beta", "kappa", "ell")
+    rng = np.random.default_rng(0)
+    box = [(0.5, 3.0), (-3.0, -0.5), (-1.0, 0.5), (1.0, 4.0)]  # examples/cgl_log_prime.yaml
+    x = np.stack([rng.uniform(lo, hi, 16) for lo, hi in box], axis=1)
+    assert np.mean(1 + x[:, 0] * x[:, 1] < 0) > 0.5  # mostly Benjamin–Feir–Newell unstable
+    batch = evaluate_population("cgl", names, x, seed=1, fixed={"L": 80.0},
+                                fidelity={"grid": 32, "steps": 300, "dt": 0.1})
+    assert all(s == Status.OK for s in batch.statuses())
+    sse = batch.metrics["log_prime_sse"]
+    assert np.all((sse >= 0) & (sse <= 3.0))
+    assert len(np.unique(np.round(sse, 4))) >= 8 and np.ptp(sse) > 0.2, sse
+    assert np.all(batch.metrics["h_norm"] < 0.05)
 
 
 def test_status_flags_blowup_and_invalid_params_without_breaking_the_batch():

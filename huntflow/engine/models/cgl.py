@@ -33,9 +33,18 @@ Metrics of the final field (``metrics``; m = 4 primes p = 2, 3, 5, 7):
                 and S(s) ≥ S(s+1) (not tested at s = N/2) and S(s) ≥ 10⁻³ max_{s≥1} S. The m
                 strongest peaks (fixed-size top-k), refined by a parabola through log S at
                 s−1, s, s+1 (offset clipped to ±½; none at the ends), sorted ascending
-                p₁ < … < p_n (n ≤ m found). With ratios r_j = p_j/p₁ and targets
-                t_j = ln(prime_j)/ln 2 = 1, 1.585, 2.322, 2.807::
-                    log_prime_sse = Σ_{j=2..m} (r_j − t_j)²,  r_j := 0 for a missing peak j > n.
+                p₁ < … < p_n (n ≤ m found). Each peak has a soft weight w ∈ [0, 1], the product of
+                a power ramp clip(log(S/(10⁻³ S_max)) / ln 10, 0, 1) (0 at the floor, 1 from
+                10⁻² S_max up) and a prominence ramp clip(min(ln S(s)/S(s−1), ln S(s)/S(s+1)) /
+                ln 1.25, 0, 1) (the s−1 term dropped at s = 1, the s+1 term at s = N/2), so a peak
+                that is born from a shoulder or sinks to the floor fades in/out continuously.
+                With ratios r_j = p_j/p₁, targets t_j = ln(prime_j)/ln 2 = 1, 1.585, 2.322,
+                2.807, pair weights v_j = w₁ w_j (v_j = 0 for a missing peak j > n) and
+                c = ``MISS_COST`` = 1::
+                    log_prime_sse = Σ_{j=2..m} [ v_j ρ(r_j − t_j) + (1 − v_j) c ],
+                    ρ(d) = c d² / (c + d²)   (≈ d² for |d| ≪ 1, < c always).
+                So 0 for a perfect log-prime spectrum, ≈ Σ (r_j − t_j)² near it, 3c with no
+                usable second peak, and a misplaced peak never costs more than a missing one.
   h_norm        the PDE residual of one extra noise-free step A_N → A_{N+1} from the final
                 field, at the midpoint Ā = (A_N + A_{N+1})/2 (Fourier norms, Parseval)::
                     h_norm = ‖(Â_{N+1} − Â_N)/h − Λ Ā̂ − N̂(Ā)‖ / (‖Λ Ā̂ + N̂(Ā)‖ + ‖Ā̂‖)
@@ -75,6 +84,9 @@ FIDELITY: dict[str, Any] = {"grid": 32, "steps": 200, "dt": 0.05, "record_every"
 METRICS = ("log_prime_sse", "h_norm", "energy", "max_amp")
 PRIMES = (2, 3, 5, 7)
 PEAK_FLOOR = 1e-3
+PEAK_FULL = 1e-2
+PEAK_PROMINENCE = 1.25
+MISS_COST = 1.0
 CONTOUR_POINTS = 16
 MAX_STORED_GRID = 64
 
@@ -332,7 +344,11 @@ def spectrum_metrics(a_hat: jax.Array, length: float) -> dict[str, jax.Array]:
 
 
 def peak_metrics(spec: jax.Array, length: float) -> dict[str, jax.Array]:
-    """``peak_wavenumbers`` (m,) and ``log_prime_sse`` () of a radial spectrum S (N/2+1,)."""
+    """``peak_wavenumbers`` (m,) and ``log_prime_sse`` () of a radial spectrum S (N/2+1,).
+
+    Soft-weighted and bounded (module docstring): a peak that is born, dies or sinks under the
+    power floor moves ``log_prime_sse`` continuously instead of by a whole missing-peak term.
+    """
     real = spec.dtype
     s = spec.shape[0]
     inner = spec[1:]
@@ -341,6 +357,15 @@ def peak_metrics(spec: jax.Array, length: float) -> dict[str, jax.Array]:
     is_peak = (inner > left) & (inner >= right) & (inner >= PEAK_FLOOR * jnp.max(inner)) & (inner > 0)
     m = len(PRIMES)
     log_s = jnp.log(jnp.maximum(inner, jnp.finfo(real).tiny))
+    # soft weight of every shell as a peak: power ramp × prominence ramp, each in [0, 1]
+    log_floor = math.log(PEAK_FLOOR) + jnp.max(log_s)
+    w_power = jnp.clip((log_s - log_floor) / math.log(PEAK_FULL / PEAK_FLOOR), 0.0, 1.0)
+    big = jnp.full((1,), jnp.inf, real)
+    drop_left = jnp.concatenate([big, log_s[1:] - log_s[:-1]])  # no left test at s = 1
+    drop_right = jnp.concatenate([log_s[:-1] - log_s[1:], big])  # no right test at s = N/2
+    prominence = jnp.minimum(drop_left, drop_right)
+    w_prom = jnp.clip(prominence / math.log(PEAK_PROMINENCE), 0.0, 1.0)
+    weight = jnp.where(is_peak, w_power * w_prom, 0.0)
     _, top = jax.lax.top_k(jnp.where(is_peak, log_s, -jnp.inf), m)
     found = is_peak[top]
     y0 = log_s[top]
@@ -350,12 +375,14 @@ def peak_metrics(spec: jax.Array, length: float) -> dict[str, jax.Array]:
     offset = jnp.where(curv < 0, 0.5 * (ym - yp) / jnp.where(curv < 0, curv, -1.0), 0.0)
     interior = (top > 0) & (top < s - 2)
     pos = (top + 1).astype(real) + jnp.where(interior, jnp.clip(offset, -0.5, 0.5), 0.0)
-    pos = jnp.sort(jnp.where(found, pos, jnp.inf))
-    n_found = jnp.sum(found)
-    present = jnp.arange(m) < n_found
-    ratios = jnp.where(present, pos / jnp.where(n_found > 0, pos[0], 1.0), 0.0)
+    order = jnp.argsort(jnp.where(found, pos, jnp.inf))
+    pos, w, present = pos[order], weight[top][order], found[order]
+    ratios = jnp.where(present, pos / jnp.where(present[0], pos[0], 1.0), 0.0)
     targets = jnp.asarray([math.log(p) / math.log(2) for p in PRIMES], real)
-    sse = jnp.sum((ratios[1:] - targets[1:]) ** 2)
+    err2 = (ratios[1:] - targets[1:]) ** 2
+    bounded = MISS_COST * err2 / (MISS_COST + err2)
+    v = w[0] * w[1:]  # a pair counts only as much as both of its peaks
+    sse = jnp.sum(v * bounded + (1.0 - v) * MISS_COST)
     k_peaks = jnp.where(present, pos * (2 * math.pi / length), jnp.nan)
     return {"peak_wavenumbers": k_peaks, "log_prime_sse": sse}
 
