@@ -16,7 +16,6 @@ KPIs:
 from __future__ import annotations
 
 import csv
-import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -192,6 +191,3 @@ def plot(spec: CampaignSpec, summary: dict[str, Any], out_dir: Path) -> list[Pat
         plt.close(fig)
     return written
 
-
-def finite_or_none(v: Any) -> Any:
-    return v if not isinstance(v, float) or math.isfinite(v) else None

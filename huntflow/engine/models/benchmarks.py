@@ -26,11 +26,10 @@ Problems (metrics in brackets):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from huntflow.engine.models.base import CandidateResult, KnownOptimum, Status
 
