@@ -72,7 +72,9 @@ def execute_generation(generation_id: UUID | str) -> dict[str, Any]:
             path, param_names=names, params=params, result=result, provenance=prov,
             generation={"generation_id": str(generation_id), "campaign": spec.slug,
                         "generation_index": gen["generation_index"], "kind": gen["kind"],
-                        "attempt": gen["attempt"]},
+                        "attempt": gen["attempt"],
+                        "model": {"name": spec.model.name, "fixed": dict(spec.model.fixed)},
+                        "fidelity": dict(fidelity.settings)},
         )
         doc = build_result_document(
             generation_id=str(generation_id), model=spec.model.name, fidelity=fidelity.settings,

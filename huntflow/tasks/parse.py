@@ -38,15 +38,15 @@ def generation_timeout() -> float:
 
 
 def _from_artifact(path: str | None, n: int) -> list[ParsedCandidate]:
-    """Tier 2: metrics recomputed from the generation's HDF5 artifact."""
+    """Tier 2: metrics recovered from the generation's HDF5 artifact (recomputed from the stored
+    fields where the model supports it, see :func:`huntflow.engine.artifacts.metrics_from_artifact`)."""
     if not path:
         raise ArtifactError("no artifact recorded for this generation")
-    art = artifacts.read_generation(path)
+    recovered = artifacts.metrics_from_artifact(path)
     out = []
-    for i in range(min(n, len(art.status))):
-        code = int(art.status[i])
-        metrics = {k: (float(v[i]) if math.isfinite(float(v[i])) else None) for k, v in art.metrics.items()}
-        st = Status(code)
+    for i in range(min(n, len(recovered["status"]))):
+        metrics = {k: (float(v[i]) if math.isfinite(float(v[i])) else None) for k, v in recovered["metrics"].items()}
+        st = Status(int(recovered["status"][i]))
         out.append(ParsedCandidate(i, st is Status.OK, st.failure_category, metrics))
     return out
 
