@@ -29,18 +29,19 @@ def _table_artifact(summary: dict[str, Any]) -> None:
     )
 
 
-def _trigger_tick(summary: dict[str, Any]) -> None:
-    """A finished pool generation starts its campaign's next tick now, not at the next schedule."""
-    settings = get_settings()
-    if summary.get("operator") == "inline" or not settings.chain_ticks:
-        return
+def trigger_tick(campaign_id: str) -> bool:
+    """Start the campaign's next tick now (a flow run of the tick deployment); ``False`` if that
+    failed — the schedule is the safety net, so this never raises."""
     from prefect.deployments import run_deployment
 
+    settings = get_settings()
     try:
-        run_deployment(settings.tick_deployment, parameters={"campaign_ids": [summary["campaign_id"]]},
+        run_deployment(settings.tick_deployment, parameters={"campaign_ids": [str(campaign_id)]},
                        timeout=0, as_subflow=False)
-    except Exception as e:  # the schedule is the safety net
+    except Exception as e:
         get_run_logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
+        return False
+    return True
 
 
 @flow(name="hunt-generation", log_prints=True)
@@ -49,5 +50,7 @@ def hunt_generation(generation_id: str) -> dict[str, Any]:
     summary = execute_generation(generation_id)
     if summary.get("status") == "succeeded":
         _table_artifact(summary)
-        _trigger_tick(summary)
+        # a finished pool generation starts its campaign's next tick now, not at the next schedule
+        if summary.get("operator") != "inline" and get_settings().chain_ticks:
+            trigger_tick(summary["campaign_id"])
     return summary

@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
-from huntflow.flows.generation import hunt_generation
+from huntflow.flows.generation import hunt_generation, trigger_tick
 from huntflow.store import campaigns
 from huntflow.store.connection import session
 from huntflow.store.states import Stage
@@ -67,17 +67,7 @@ def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
             " where g.campaign_id = %s and c.status = 'active' and g.status in ('planned', 'succeeded')",
             (campaign_id,),
         ).fetchone()["n"]
-    if not waiting:
-        return False
-    from prefect.deployments import run_deployment
-
-    try:
-        run_deployment(settings.tick_deployment, parameters={"campaign_ids": [str(campaign_id)]},
-                       timeout=0, as_subflow=False)
-    except Exception as e:  # the schedule is the safety net
-        get_run_logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
-        return False
-    return True
+    return bool(waiting) and trigger_tick(str(campaign_id))
 
 
 @flow(name="hunt-tick", log_prints=True)
