@@ -5,10 +5,15 @@ Measures candidate-steps per second (P candidates × steps / wall seconds) of
 design's workload (population 64, grid 32, 200 steps, dt 0.05, ETDRK4, float32), against:
 
 * the old design: one subprocess per candidate that starts Python, imports JAX, builds and
-  compiles the single-candidate function, runs it and writes a provenance JSON (a handful of
+  compiles the single-candidate function (with XLA's FFT, as the original worker did; it also
+  compiles faster than the fused FFT), runs it and writes a provenance JSON (a handful of
   runs, extrapolated per candidate; run one after another, as the old hub did);
 * a NumPy implementation of the same ETDRK4 scheme, vectorised over the population, in
-  complex64 (same precision as the engine; the headline ratio) and complex128.
+  complex64 (same precision as the engine; the headline ratio) and complex128 (the NumPy
+  FFT, pocketfft, runs on one core; the engine's fused FFT runs on all of them, so the CPU-time
+  ratio is reported next to the wall-time one);
+* the engine itself with ``fft: xla`` (XLA's FFT under ``vmap``: the engine before the fused
+  FFT), so the fused FFT's gain is a ratio measured in the same run.
 
 Also reports the same batch sharded over one XLA host device per CPU core (a subprocess with
 ``--xla_force_host_platform_device_count``). ``--quick`` keeps the run under two minutes; the full
@@ -20,7 +25,7 @@ comes from *interleaved* runs (JAX, NumPy, JAX, NumPy, ...) so both see the same
 and the per-pair ratios are reported too. CPU seconds (``time.process_time``) are recorded next
 to wall seconds because the machine may be shared. The machine (cpu count, platform, load
 average at start and end) is recorded, together with a per-transform FFT microbenchmark
-(``fft``) that bounds the attainable JAX/NumPy ratio: both implementations are FFT-bound.
+(``fft``: fused, XLA and NumPy transforms, wall and CPU time): all implementations are FFT-bound.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ def population(p: int, seed: int = 0) -> np.ndarray:
     return np.column_stack([rng.uniform(-2, 2, p), rng.uniform(-2, 2, p), rng.uniform(0, 1, p), rng.uniform(0.5, 4, p)])
 
 
-def fidelity(grid: int, steps: int) -> dict:
-    return {"grid": grid, "steps": steps, "dt": 0.05}
+def fidelity(grid: int, steps: int, fft: str = "auto") -> dict:
+    return {"grid": grid, "steps": steps, "dt": 0.05, "fft": fft}
 
 
 def timed(fn) -> tuple[float, float]:
@@ -59,17 +64,15 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
-def batched(p: int, grid: int, steps: int, repeats: int = 3) -> dict:
+def batched(p: int, grid: int, steps: int, repeats: int = 3, fft: str = "auto") -> dict:
     from huntflow.engine.evaluate import evaluate_population
 
     x = population(p)
-    first = evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fidelity(grid, steps))
-    walls = [
-        evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fidelity(grid, steps)).wall_seconds
-        for _ in range(repeats)
-    ]
+    fid = fidelity(grid, steps, fft)
+    first = evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fid)
+    walls = [evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fid).wall_seconds for _ in range(repeats)]
     wall = statistics.median(walls)
-    return {"population": p, "grid": grid, "steps": steps, "compile_seconds": first.compile_seconds,
+    return {"population": p, "grid": grid, "steps": steps, "fft": fft, "compile_seconds": first.compile_seconds,
             "wall_seconds": wall, "wall_seconds_all": walls, "candidate_steps_per_second": p * steps / wall,
             "ok": int(np.sum(first.status == 0))}
 
@@ -82,7 +85,7 @@ from huntflow.engine.models import REGISTRY
 from huntflow.engine.provenance import runtime
 params, grid, steps, out = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 fn = REGISTRY.get("cgl").build(("alpha", "beta", "kappa", "ell"), {"sigma": 0.0, "L": 40.0},
-                               {"grid": grid, "steps": steps, "dt": 0.05}, dtype=np.dtype("float32"))
+                               {"grid": grid, "steps": steps, "dt": 0.05, "fft": "xla"}, dtype=np.dtype("float32"))
 res = jax.block_until_ready(jax.jit(fn)(np.asarray(params, np.float32), jax.random.key(1)))
 doc = {"params": params, "metrics": {k: float(v) for k, v in res.metrics.items()},
        "status": int(res.status), "provenance": runtime(), "seconds": time.perf_counter() - t0}
@@ -149,8 +152,8 @@ def initial_fields(p: int, grid: int) -> np.ndarray:
     x = population(p)
     solver = CGL(grid, FIXED["L"], 0.05)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(1), i))(np.arange(p, dtype=np.uint32))
-    init = jax.vmap(lambda row, k: jax.numpy.fft.ifft2(
-        solver.init(CGLParams(row[0], row[1], row[2], row[3], row[0] * 0), key=k, amp0=0.1).a_hat))
+    init = jax.vmap(lambda row, k: solver.field(
+        solver.init(CGLParams(row[0], row[1], row[2], row[3], row[0] * 0), key=k, amp0=0.1)))
     return np.asarray(init(x.astype(np.float32), keys))
 
 
@@ -197,12 +200,22 @@ def head_to_head(p: int, grid: int, steps: int, repeats: int) -> dict:
 
 
 def fft_microbench(p: int = 64, grid: int = 32, pairs: int = 50) -> dict:
-    """Microseconds per (N, N) complex64 2-D transform: XLA (jnp.fft, in a jitted scan) vs NumPy.
+    """Microseconds per (N, N) complex64 2-D transform: the engine's fused FFT, XLA's, NumPy's.
 
-    Each iteration is an ifft2 + scale + fft2 over the (P, N, N) batch, as in one ETD stage.
+    Each iteration is an inverse + scale + forward transform of P fields, as in one ETD stage:
+    ``Fourier2D`` on (N, N, P) (the engine's layout), ``jnp.fft`` and ``np.fft`` on (P, N, N),
+    each in its best layout. CPU seconds are reported too: the fused stages run on all cores.
     """
     import jax
     import jax.numpy as jnp
+
+    from huntflow.engine.spectral import Fourier2D
+
+    four = Fourier2D(grid, jnp.complex64)
+
+    @jax.jit
+    def fused_loop(v):
+        return jax.lax.scan(lambda v, _: (four.forward(four.inverse(v) * 0.5), None), v, None, length=pairs)[0]
 
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((p, grid, grid)) + 1j * rng.standard_normal((p, grid, grid))).astype(np.complex64)
@@ -217,12 +230,20 @@ def fft_microbench(p: int = 64, grid: int = 32, pairs: int = 50) -> dict:
             v = np.fft.fft2(np.fft.ifft2(v) * np.float32(0.5))
         return v
 
-    xj = jnp.asarray(x)
-    jax.block_until_ready(loop(xj))
+    xj, xl = jnp.asarray(x), jnp.asarray(np.moveaxis(x, 0, -1).copy())
+    jax.block_until_ready(loop(xj)), jax.block_until_ready(fused_loop(xl))
     per = 2 * pairs * p / 1e6
-    jx = statistics.median(timed(lambda: jax.block_until_ready(loop(xj)))[0] for _ in range(5)) / per
-    nx = statistics.median(timed(np_loop)[0] for _ in range(3)) / per
-    return {"shape": [p, grid, grid], "jax_us_per_transform": jx, "numpy_us_per_transform": nx, "ratio": nx / jx}
+
+    def per_transform(fn, runs):
+        wall, cpu = zip(*(timed(fn) for _ in range(runs)))
+        return statistics.median(wall) / per, statistics.median(cpu) / per
+
+    fw, fc = per_transform(lambda: jax.block_until_ready(fused_loop(xl)), 5)
+    jx, jc = per_transform(lambda: jax.block_until_ready(loop(xj)), 5)
+    nx, _ = per_transform(np_loop, 3)
+    return {"shape": [p, grid, grid], "fused_us_per_transform": fw, "fused_cpu_us_per_transform": fc,
+            "xla_us_per_transform": jx, "xla_cpu_us_per_transform": jc, "numpy_us_per_transform": nx,
+            "ratio_fused_vs_numpy": nx / fw, "ratio_xla_vs_numpy": nx / jx}
 
 
 SHARDED = """
@@ -270,9 +291,14 @@ def main() -> None:
     print(f"interleaved: jax {duel['jax_wall_seconds']:.3f}s, numpy c64 {ref['complex64']['wall_seconds']:.2f}s "
           f"(x{duel['speedup_wall']:.2f} wall, x{duel['speedup_cpu']:.2f} cpu), "
           f"c128 {ref['complex128']['wall_seconds']:.2f}s", flush=True)
+    xla = batched(p, grid, steps, repeats, fft="xla")
+    rows.append(xla)
+    print(f"same batch with XLA's FFT under vmap: warm {xla['wall_seconds']:.3f}s, "
+          f"compile {xla['compile_seconds']:.2f}s", flush=True)
     fft = fft_microbench(p, grid)
-    print(f"fft 32x32 c64: jax {fft['jax_us_per_transform']:.2f}us, numpy {fft['numpy_us_per_transform']:.2f}us "
-          f"(x{fft['ratio']:.2f})", flush=True)
+    print(f"fft {grid}x{grid} c64 per transform: fused {fft['fused_us_per_transform']:.2f}us "
+          f"(cpu {fft['fused_cpu_us_per_transform']:.2f}us), xla {fft['xla_us_per_transform']:.2f}us "
+          f"(cpu {fft['xla_cpu_us_per_transform']:.2f}us), numpy {fft['numpy_us_per_transform']:.2f}us", flush=True)
     old = subprocess_design(grid, steps, args.subprocess_runs)
     print(f"subprocess design: {old['seconds_per_candidate']:.2f}s per candidate", flush=True)
     for g in () if args.quick else (64, 128):
@@ -301,6 +327,7 @@ def main() -> None:
         "speedup_vs_numpy_pairs": duel["pair_ratios"],
         "speedup_vs_numpy_complex128": ref["complex128"]["wall_seconds"] / jax_wall,
         "compile_seconds": head["compile_seconds"],
+        "speedup_fused_fft_vs_xla_fft": xla["wall_seconds"] / head["wall_seconds"],
         "batched_wall_seconds": jax_wall,
         "candidate_steps_per_second": p * steps / jax_wall,
         "subprocess_seconds_per_candidate": old["seconds_per_candidate"],

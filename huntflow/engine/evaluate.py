@@ -1,7 +1,8 @@
 """Batched evaluation: a whole population in one jitted, vmapped call.
 
 ``evaluate_population`` is the only entry point the rest of huntflow uses. It builds the
-model's single-candidate function, wraps it in ``jax.vmap`` then ``jax.jit``, caches the
+model's single-candidate function, wraps it in ``jax.vmap`` then ``jax.jit`` (or jits the
+model's own population function when it has one, ``build_batch``), caches the
 compiled function per (model, parameter names, fixed values, fidelity, dtype), and returns
 NumPy arrays. Each candidate's PRNG key is ``fold_in(key(seed), candidate_index)``, so a
 candidate's result does not depend on which other candidates share its batch.
@@ -101,7 +102,11 @@ def _jitted(model_name: str, param_names: tuple[str, ...], fixed: tuple, fidelit
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     model = REGISTRY.get(model_name)
-    fn = jax.vmap(model.build(param_names, dict(fixed), dict(fidelity), dtype=np.dtype(dtype)))
+    args = (param_names, dict(fixed), dict(fidelity))
+    if hasattr(model, "build_batch"):  # the model batches natively (its own layout)
+        fn = model.build_batch(*args, dtype=np.dtype(dtype))
+    else:
+        fn = jax.vmap(model.build(*args, dtype=np.dtype(dtype)))
     if devices == 1:
         return jax.jit(fn), None
     mesh = Mesh(np.asarray(jax.devices()[:devices]), ("batch",))

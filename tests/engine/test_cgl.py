@@ -28,7 +28,7 @@ def params(alpha=0.0, beta=0.0, kappa=0.0, ell=1.0, sigma=0.0, dtype=jnp.float32
 def _final(solver: CGL, steps: int, p: CGLParams, field, key):
     state = solver.init(p, key=key, field=field)
     state, _ = simulate(solver.step, state, steps=steps, record_every=steps, observe=lambda s: ())
-    return jnp.fft.ifft2(state.a_hat)
+    return solver.field(state)
 
 
 _final_jit = jax.jit(_final, static_argnums=(0, 1))
@@ -51,7 +51,7 @@ def run(mode: str, solver: CGL, p: CGLParams, field, steps: int, *, seed: int = 
         state = solver.init(p, key=key, field=field)
         for _ in range(steps):
             state = solver.step(state)
-        return np.asarray(jnp.fft.ifft2(state.a_hat))
+        return np.asarray(solver.field(state))
     if mode == "jit":
         return np.asarray(_final_jit(solver, steps, p, field, key))
     other = companion if companion is not None else p._replace(alpha=p.alpha + 0.3)

@@ -2,7 +2,10 @@
 
 A model maps one candidate's parameter vector to named scalar metrics. The engine batches it:
 :func:`huntflow.engine.evaluate.evaluate_population` wraps :meth:`Model.build`'s function in
-``jax.vmap`` and ``jax.jit`` so a whole generation is one compiled call.
+``jax.vmap`` and ``jax.jit`` so a whole generation is one compiled call. A model that lays a
+population out better itself may also define ``build_batch`` (same arguments) returning
+``fn(params (P, D), keys (P,)) -> CandidateResult`` with the batch axis first in every output;
+the engine then jits that instead (the CGL model does: its fields are (N, N, P)).
 
 Failures are data inside the compiled call: each candidate returns a status code
 (:class:`Status`); ``Status.OK`` means every metric is trustworthy. One bad candidate never

@@ -60,7 +60,11 @@ Searched or fixed parameters (defaults when neither): alpha 0, beta 0, kappa 0, 
 Other ``fixed`` options: ``L`` (domain side, 40), ``amp0`` (initial noise amplitude: A₀ = amp0·η
 with η standard complex normal per cell, drawn from the key; 0.1), ``blowup`` (100).
 Fidelity settings: ``grid`` N (even, ≥ 8; 32), ``steps`` (200), ``dt`` (0.05), ``record_every``
-(max(1, steps // 50)), ``scheme`` (``etdrk4``).
+(max(1, steps // 50)), ``scheme`` (``etdrk4``), ``fft`` (``auto``: ``fused`` on the CPU, ``xla``
+elsewhere). ``fused`` is :class:`~huntflow.engine.spectral.Fourier2D`'s own batched FFT with
+the population on the last axis (the whole generation in every vectorised loop, all CPU cores
+busy); ``xla`` is XLA's FFT under ``vmap`` (cuFFT on a GPU). The two agree to rounding
+(~1e-6 relative in float32); results are reproducible for a fixed choice and backend.
 Extras: ``field_re``/``field_im`` (final A, spectrally truncated to at most 64×64),
 ``energy_series``/``amp_series`` (E and max|A| every ``record_every`` steps), ``radial_spectrum``
 S(s) (N/2+1,), ``peak_wavenumbers`` (m,) |k| of the sorted peaks (NaN where missing).
@@ -68,6 +72,7 @@ S(s) (N/2+1,), ``peak_wavenumbers`` (m,) |k| of the sorted peaks (NaN where miss
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, NamedTuple
@@ -77,10 +82,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from huntflow.engine.models.base import CandidateResult, Status
+from huntflow.engine.spectral import Fourier2D
 
 PARAMS: dict[str, float] = {"alpha": 0.0, "beta": 0.0, "kappa": 0.0, "ell": 1.0, "sigma": 0.0}
 OPTIONS: dict[str, float] = {"L": 40.0, "amp0": 0.1, "blowup": 100.0}
-FIDELITY: dict[str, Any] = {"grid": 32, "steps": 200, "dt": 0.05, "record_every": None, "scheme": "etdrk4"}
+FIDELITY: dict[str, Any] = {
+    "grid": 32, "steps": 200, "dt": 0.05, "record_every": None, "scheme": "etdrk4", "fft": "auto",
+}
+FFTS = ("auto", "fused", "xla")
 METRICS = ("log_prime_sse", "h_norm", "energy", "max_amp")
 PRIMES = (2, 3, 5, 7)
 PEAK_FLOOR = 1e-3
@@ -102,15 +111,23 @@ class CGLParams(NamedTuple):
 
 
 class CGLState(NamedTuple):
-    """Solver state of one candidate (a batch adds a leading axis P to every leaf).
+    """Solver state of one candidate, or of a batch of P on a *trailing* axis.
 
-    a_hat: (N, N) complex — Fourier coefficients Â of A (``fft2`` convention, unnormalised).
+    The grid axes come first so that a population sits on the last, contiguous axis: every
+    elementwise loop and FFT stage then vectorises over candidates, and per-candidate scalars
+    (β, σ) broadcast against fields without reshaping. Spectral arrays are in the order of the
+    solver's :class:`~huntflow.engine.spectral.Fourier2D` (``CGL.fourier.order`` along each
+    axis), not ``fft2``'s natural order; :meth:`CGL.spectrum` returns the natural-order Â.
+
+    a_hat: (N, N, *B) complex — Fourier coefficients Â of A (unnormalised, transform order).
     t:     ()  real — simulated time.
-    key:   ()  PRNG key — split once per step when the run is noisy.
-    lin:   (N, N) complex — Λ(k).
-    coef:  tuple of (N, N) complex — ETD coefficients: etdrk4 (E, E½, Q, f1, f2, f3),
+    key:   B   PRNG keys — split once per step when the run is noisy.
+    lin:   (N, N, *B) complex — Λ(k).
+    coef:  tuple of (N, N, *B) complex — ETD coefficients: etdrk4 (E, E½, Q, f1, f2, f3),
            etdrk2 (E, hφ1, hφ2).
-    beta, sigma: () real — the parameters the step uses outside Λ.
+    beta, sigma: B real — the parameters the step uses outside Λ.
+
+    B is () for one candidate and (P,) for a batch (at most one batch axis).
     """
 
     a_hat: jax.Array
@@ -148,7 +165,8 @@ class CGL:
     """A static solver configuration; its methods are pure functions of the state.
 
     n: grid points per side; length: domain side L; dt: step h; scheme: etdrk4 | etdrk2;
-    noisy: whether the step draws noise (False compiles the noise out); dtype: real dtype name.
+    noisy: whether the step draws noise (False compiles the noise out); dtype: real dtype name;
+    fft: fused | xla (see :class:`~huntflow.engine.spectral.Fourier2D`).
     """
 
     n: int = 32
@@ -157,10 +175,16 @@ class CGL:
     scheme: str = "etdrk4"
     noisy: bool = False
     dtype: str = "float32"
+    fft: str = "fused"
 
     @property
     def cdtype(self):
         return jnp.complex128 if self.dtype == "float64" else jnp.complex64
+
+    @property
+    def fourier(self) -> Fourier2D:
+        """The batched 2-D FFT over the grid axes (its ``order`` is the solver's spectral order)."""
+        return _fourier(self.n, self.dtype, self.fft == "fused")
 
     def k2(self) -> np.ndarray:
         """|k|² on the grid, shape (N, N), float64 (NumPy constant)."""
@@ -168,23 +192,27 @@ class CGL:
         return k[:, None] ** 2 + k[None, :] ** 2
 
     def _shells(self) -> tuple[np.ndarray, np.ndarray]:
-        """The U distinct values of |k|² (U,) and the (N, N) index of each mode into them."""
+        """The U distinct values of |k|² (U,) and the (N, N) index of each mode into them.
+
+        The index is in the solver's spectral order (``fourier.order`` along both axes).
+        """
         m = np.fft.fftfreq(self.n, 1.0 / self.n).astype(np.int64)
         uniq, inverse = np.unique(m[:, None] ** 2 + m[None, :] ** 2, return_inverse=True)
-        return uniq * (2 * np.pi / self.length) ** 2, inverse.reshape(self.n, self.n)
+        return uniq * (2 * np.pi / self.length) ** 2, self.fourier.take(inverse.reshape(self.n, self.n))
 
     def linear(self, params: CGLParams) -> jax.Array:
-        """Λ(k), shape (N, N) complex."""
+        """Λ(k), shape (N, N, *B) complex (spectral order)."""
         k2, inverse = self._shells()
         return self._lambda(params, k2)[inverse]
 
     def _lambda(self, params: CGLParams, k2: np.ndarray) -> jax.Array:
-        k2 = jnp.asarray(k2, self.dtype)
+        """Λ at each |k|² of ``k2`` (U,) for parameters of shape B: (U, *B) complex."""
+        k2 = jnp.asarray(k2, self.dtype).reshape((-1,) + (1,) * jnp.ndim(params.alpha))
         nonlocal_ = params.kappa * (jnp.exp(-0.5 * params.ell**2 * k2) - 1.0)
         return (1.0 - k2 + nonlocal_) - 1j * params.alpha * k2
 
     def coefficients(self, params: CGLParams) -> tuple[jax.Array, ...]:
-        """ETD coefficients of z = hΛ, each (N, N) complex.
+        """ETD coefficients of z = hΛ, each (N, N, *B) complex (spectral order).
 
         Λ depends on |k|² only, so the Kassam–Trefethen contour means are taken once per
         distinct |k|² (U ≈ N²/7 values) and gathered onto the grid.
@@ -211,28 +239,37 @@ class CGL:
         return tuple(c[inverse] for c in coef)
 
     def nonlinear(self, a_hat: jax.Array, beta: jax.Array) -> jax.Array:
-        """N̂(A) = fft2(−(1 + iβ)|A|²A), shape (N, N) complex."""
-        a = jnp.fft.ifft2(a_hat)
+        """N̂(A) = F(−(1 + iβ)|A|²A), shape (N, N, *B) complex (F: ``fourier.forward``)."""
+        a = self.fourier.inverse(a_hat)
         mod2 = a.real**2 + a.imag**2
-        return jnp.fft.fft2(-(1.0 + 1j * beta) * mod2 * a)
+        return self.fourier.forward(-(1.0 + 1j * beta) * mod2 * a)
 
     def complex_normal(self, key: jax.Array) -> jax.Array:
-        """(N, N) standard complex normal η (E|η|² = 1) from one draw of 2N² real normals.
+        """(N, N, *B) standard complex normal η (E|η|² = 1), one draw of 2N² reals per key.
 
         One ``normal`` call instead of ``jax.random.normal(..., complex)`` (which splits the key
-        and draws twice): the same distribution at half the threefry code to compile.
+        and draws twice): the same distribution at half the threefry code to compile. A batch
+        of keys (P,) draws each candidate's field from its own key, exactly as one key would.
         """
-        z = jax.random.normal(key, (2, self.n, self.n), self.dtype)
-        return (z[0] + 1j * z[1]).astype(self.cdtype) * math.sqrt(0.5)
+
+        def draw(k):
+            z = jax.random.normal(k, (2, self.n, self.n), self.dtype)
+            return (z[0] + 1j * z[1]).astype(self.cdtype) * math.sqrt(0.5)
+
+        return draw(key) if key.ndim == 0 else jnp.moveaxis(jax.vmap(draw)(key), 0, -1)
 
     def init(self, params: CGLParams, *, key: jax.Array, amp0: float = 0.1, field=None) -> CGLState:
-        """Initial state: A₀ = ``field`` (N, N) complex if given, else amp0·η (η complex normal)."""
-        key, sub = jax.random.split(key)
+        """Initial state: A₀ = ``field`` (N, N) complex if given, else amp0·η (η complex normal).
+
+        ``key`` has the batch shape B (() or (P,)), as do the ``params`` leaves.
+        """
+        key, sub = _split(key)
         if field is None:
             field = amp0 * self.complex_normal(sub)
+        field = jnp.broadcast_to(jnp.asarray(field, self.cdtype), (self.n, self.n) + key.shape)
         lin = self.linear(params)
         return CGLState(
-            a_hat=jnp.fft.fft2(jnp.asarray(field, self.cdtype)),
+            a_hat=self.fourier.forward(field),
             t=jnp.zeros((), self.dtype),
             key=key,
             lin=lin,
@@ -262,14 +299,22 @@ class CGL:
         """Advance one step h (deterministic ETD step, then the noise increment if noisy)."""
         a_hat, key = self.deterministic(state), state.key
         if self.noisy:
-            key, sub = jax.random.split(key)
+            key, sub = _split(key)
             eta = self.complex_normal(sub)
             a_hat = a_hat + (state.sigma * math.sqrt(self.dt) * self.n**2 / self.length) * eta
         return state._replace(a_hat=a_hat, t=state.t + self.dt, key=key)
 
+    def field(self, state: CGLState) -> jax.Array:
+        """The field A on the grid, (N, N, *B) complex."""
+        return self.fourier.inverse(state.a_hat)
+
+    def spectrum(self, state: CGLState) -> jax.Array:
+        """Â in ``fft2``'s natural order, (N, N, *B) complex."""
+        return self.fourier.natural(state.a_hat)
+
     def observe(self, state: CGLState) -> dict[str, jax.Array]:
-        """Cheap per-record observables: energy ⟨|A|²⟩ and max|A| (scalars)."""
-        return {"energy": _energy(state.a_hat), "max_amp": jnp.max(jnp.abs(jnp.fft.ifft2(state.a_hat)))}
+        """Cheap per-record observables: energy ⟨|A|²⟩ and max|A| (shape B)."""
+        return {"energy": _energy(state.a_hat), "max_amp": jnp.max(jnp.abs(self.field(state)), axis=(0, 1))}
 
     def h_norm(self, state: CGLState) -> jax.Array:
         """Relative PDE residual of one extra noise-free step (see the module docstring)."""
@@ -280,16 +325,19 @@ class CGL:
         return _norm(resid) / (_norm(rhs) + _norm(mid))
 
     def metrics(self, state: CGLState) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
-        """(metrics, extras) of the final state; metrics are scalars (see the module docstring)."""
-        spectral = spectrum_metrics(state.a_hat, self.length)
-        field = jnp.fft.ifft2(state.a_hat)
+        """(metrics, extras) of the final state (see the module docstring).
+
+        Metrics have shape B; extras have the batch axis first (P, ...) like every result.
+        """
+        natural = self.spectrum(state)
+        spectral = _each(lambda a: spectrum_metrics(a, self.length), natural)
         metrics = {
             "log_prime_sse": spectral["log_prime_sse"],
             "h_norm": self.h_norm(state),
             "energy": _energy(state.a_hat),
-            "max_amp": jnp.max(jnp.abs(field)),
+            "max_amp": jnp.max(jnp.abs(self.field(state)), axis=(0, 1)),
         }
-        small = truncate(state.a_hat, MAX_STORED_GRID)
+        small = _each(lambda a: truncate(a, MAX_STORED_GRID), natural)
         extras = {
             "field_re": small.real,
             "field_im": small.imag,
@@ -299,13 +347,35 @@ class CGL:
         return metrics, extras
 
 
+@functools.lru_cache(maxsize=None)
+def _fourier(n: int, dtype: str, fused: bool) -> Fourier2D:
+    return Fourier2D(n, jnp.complex128 if dtype == "float64" else jnp.complex64, fused=fused)
+
+
+def _split(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``jax.random.split`` of one key () or of each of a batch of keys (P,)."""
+    if key.ndim == 0:
+        new, sub = jax.random.split(key)
+        return new, sub
+    both = jax.vmap(jax.random.split)(key)
+    return both[:, 0], both[:, 1]
+
+
+def _each(fn: Callable, x: jax.Array):
+    """``fn`` of one candidate's (N, N) array, mapped over a trailing batch axis if there is one.
+
+    The results carry the batch axis first (the layout of every result the engine returns).
+    """
+    return fn(x) if x.ndim == 2 else jax.vmap(fn, in_axes=-1)(x)
+
+
 def _norm(x: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.sum(x.real**2 + x.imag**2))
+    return jnp.sqrt(jnp.sum(x.real**2 + x.imag**2, axis=(0, 1)))
 
 
 def _energy(a_hat: jax.Array) -> jax.Array:
-    n = a_hat.shape[-1]
-    return jnp.sum(a_hat.real**2 + a_hat.imag**2) / n**4
+    n = a_hat.shape[0]
+    return jnp.sum(a_hat.real**2 + a_hat.imag**2, axis=(0, 1)) / n**4
 
 
 def truncate(a_hat: jax.Array, m: int) -> jax.Array:
@@ -454,34 +524,57 @@ class CGLModel:
             raise ValueError(f"fidelity setting 'dt': must be a positive number, got {s['dt']!r}")
         if s["scheme"] not in ("etdrk4", "etdrk2"):
             raise ValueError(f"fidelity setting 'scheme': must be 'etdrk4' or 'etdrk2', got {s['scheme']!r}")
+        if s["fft"] not in FFTS:
+            raise ValueError(f"fidelity setting 'fft': must be one of {', '.join(FFTS)}, got {s['fft']!r}")
         for k in ("L", "amp0", "blowup"):
             if not s[k] > 0:
                 raise ValueError(f"fixed.{k}: must be > 0, got {s[k]!r}")
 
     def build(self, param_names, fixed, fidelity, *, dtype) -> Callable:
+        """The single-candidate function ``(params (D,), key) -> CandidateResult``."""
+        return self._runner(param_names, fixed, fidelity, dtype)[0]
+
+    def build_batch(self, param_names, fixed, fidelity, *, dtype) -> Callable:
+        """The population function ``(params (P, D), keys (P,)) -> CandidateResult`` (batch first).
+
+        The same function also takes one candidate (params (D,), one key). With the ``fused``
+        FFT a population runs natively batched (fields (N, N, P), candidates on the contiguous
+        axis) rather than under ``vmap``, which would put the batch axis first and the FFT
+        stages' vectors across grid rows; per candidate the arithmetic is the same either way.
+        With ``xla`` the single-candidate function is vmapped (XLA's batched FFT wants the
+        batch first).
+        """
+        run, fft = self._runner(param_names, fixed, fidelity, dtype)
+        return run if fft == "fused" else jax.vmap(run)
+
+    def _runner(self, param_names, fixed, fidelity, dtype) -> tuple[Callable, str]:
+        """(run, fft): ``run`` takes one candidate or a trailing-axis batch; fft is resolved."""
         param_names = tuple(param_names)
         s = _settings(param_names, fixed, fidelity)
         real = np.dtype(dtype).name
         noisy = "sigma" in param_names or float(s["sigma"]) != 0.0
-        solver = CGL(int(s["grid"]), float(s["L"]), float(s["dt"]), str(s["scheme"]), noisy, real)
+        fft = s["fft"] if s["fft"] != "auto" else ("fused" if jax.default_backend() == "cpu" else "xla")
+        solver = CGL(int(s["grid"]), float(s["L"]), float(s["dt"]), str(s["scheme"]), noisy, real, fft)
         steps, every = int(s["steps"]), int(s["record_every"])
         amp0, blowup = float(s["amp0"]), float(s["blowup"])
         columns = {p: param_names.index(p) for p in param_names}
 
-        def candidate(params: jax.Array, key: jax.Array) -> CandidateResult:
-            values = {p: (params[columns[p]] if p in columns else float(s[p])) for p in PARAMS}
+        def run(params: jax.Array, key: jax.Array) -> CandidateResult:
+            batch = key.shape  # () or (P,)
+            values = {p: (params[..., columns[p]] if p in columns else jnp.full(batch, s[p])) for p in PARAMS}
             values = {p: jnp.asarray(v, real) for p, v in values.items()}
-            valid = jnp.all(jnp.isfinite(jnp.stack(list(values.values()))))
+            valid = jnp.all(jnp.isfinite(jnp.stack(list(values.values()))), axis=0)
             valid &= (values["ell"] > 0) & (values["sigma"] >= 0)
             safe = {p: jnp.where(valid, v, PARAMS[p]) for p, v in values.items()}
             state = solver.init(CGLParams(**safe), key=key, amp0=amp0)
             state, records = simulate(solver.step, state, steps=steps, record_every=every, observe=solver.observe)
             metrics, extras = solver.metrics(state)
-            extras["energy_series"] = records["energy"]
-            extras["amp_series"] = records["max_amp"]
-            amps = jnp.append(records["max_amp"], metrics["max_amp"])
-            blew_up = jnp.any(~(amps <= blowup)) | ~jnp.all(jnp.isfinite(state.a_hat))  # NaN counts
-            finite = jnp.all(jnp.isfinite(jnp.stack(list(metrics.values()))))
+            # records are (R, *B): the batch axis goes first, like every other result
+            extras["energy_series"] = jnp.moveaxis(records["energy"], 0, -1)
+            extras["amp_series"] = jnp.moveaxis(records["max_amp"], 0, -1)
+            amps = jnp.concatenate([records["max_amp"], metrics["max_amp"][None]])
+            blew_up = jnp.any(~(amps <= blowup), axis=0) | ~jnp.all(jnp.isfinite(state.a_hat), axis=(0, 1))  # NaN counts
+            finite = jnp.all(jnp.isfinite(jnp.stack(list(metrics.values()))), axis=0)
             status = jnp.where(
                 ~valid, Status.INVALID_PARAMS,
                 jnp.where(blew_up, Status.BLOWUP, jnp.where(finite, Status.OK, Status.NONFINITE)),
@@ -489,7 +582,7 @@ class CGLModel:
             metrics = {k: jnp.where(valid, v, jnp.nan) for k, v in metrics.items()}
             return CandidateResult(metrics=metrics, status=status, extras=extras)
 
-        return candidate
+        return run, fft
 
 
 MODEL = CGLModel()
