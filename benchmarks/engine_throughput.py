@@ -15,9 +15,11 @@ design's workload (population 64, grid 32, 200 steps, dt 0.05, ETDRK4, float32),
 * the engine itself with ``fft: xla`` (XLA's FFT under ``vmap``: the engine before the fused
   FFT), so the fused FFT's gain is a ratio measured in the same run.
 
-Also reports the same batch sharded over one XLA host device per CPU core (a subprocess with
-``--xla_force_host_platform_device_count``). ``--quick`` keeps the run under two minutes; the full
-run adds grids 64 and 128. The last stdout line is one JSON object.
+The engine runs in its default configuration: on a CPU host one XLA device per core, a
+generation of ≥ 32 candidates per device split over them (:mod:`huntflow.engine.devices`).
+The same batch on JAX's single CPU device (``HUNTFLOW_CPU_DEVICES=1``, a subprocess) is
+reported too (``single_device``). ``--quick`` keeps the run under two minutes; the full run adds
+grids 64 and 128. The last stdout line is one JSON object.
 
 Honesty rules: every timing is warm (the first, compiling call is reported apart as
 ``compile_seconds``) and the median of ``--repeats`` (≥ 3) runs; the headline JAX-vs-NumPy ratio
@@ -72,7 +74,8 @@ def batched(p: int, grid: int, steps: int, repeats: int = 3, fft: str = "auto") 
     first = evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fid)
     walls = [evaluate_population("cgl", NAMES, x, seed=1, fixed=FIXED, fidelity=fid).wall_seconds for _ in range(repeats)]
     wall = statistics.median(walls)
-    return {"population": p, "grid": grid, "steps": steps, "fft": fft, "compile_seconds": first.compile_seconds,
+    return {"population": p, "grid": grid, "steps": steps, "fft": fft, "devices": first.device_count,
+            "compile_seconds": first.compile_seconds,
             "wall_seconds": wall, "wall_seconds_all": walls, "candidate_steps_per_second": p * steps / wall,
             "ok": int(np.sum(first.status == 0))}
 
@@ -246,19 +249,21 @@ def fft_microbench(p: int = 64, grid: int = 32, pairs: int = 50) -> dict:
             "ratio_fused_vs_numpy": nx / fw, "ratio_xla_vs_numpy": nx / jx}
 
 
-SHARDED = """
+ONE_DEVICE = """
 import json, sys
 sys.path.insert(0, {root!r})
 from benchmarks.engine_throughput import batched
-print(json.dumps(batched({p}, {grid}, {steps})))
+print(json.dumps(batched({p}, {grid}, {steps}, {repeats})))
 """
 
 
-def sharded(p: int, grid: int, steps: int, devices: int) -> dict:
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}", "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", SHARDED.format(root=str(ROOT), p=p, grid=grid, steps=steps)],
-                         env=env, check=True, capture_output=True, text=True)
-    return {"devices": devices, **json.loads(out.stdout.strip().splitlines()[-1])}
+def single_device(p: int, grid: int, steps: int, repeats: int) -> dict:
+    """The same batch in a process with JAX's single CPU device (``HUNTFLOW_CPU_DEVICES=1``)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(HUNTFLOW_CPU_DEVICES="1", PYTHONPATH=str(ROOT))
+    code = ONE_DEVICE.format(root=str(ROOT), p=p, grid=grid, steps=steps, repeats=repeats)
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def machine(jax) -> dict:
@@ -284,7 +289,7 @@ def main() -> None:
     p, grid, steps = 64, 32, 200
     rows = [batched(16, grid, steps, repeats), batched(p, grid, steps, repeats)]
     head = rows[1]
-    print(f"batched P={p} N={grid} steps={steps}: compile {head['compile_seconds']:.2f}s, "
+    print(f"batched P={p} N={grid} steps={steps} on {head['devices']} device(s): compile {head['compile_seconds']:.2f}s, "
           f"warm {head['wall_seconds']:.3f}s ({head['candidate_steps_per_second']:.0f} cand-steps/s)", flush=True)
     duel = head_to_head(p, grid, steps, repeats)
     ref = duel["numpy"]
@@ -313,8 +318,7 @@ def main() -> None:
         rows.append(row)
         print(f"grid {g}: jax {row['wall_seconds']:.2f}s, numpy c64 {row['numpy_complex64_wall_seconds']:.2f}s "
               f"(x{row['speedup_vs_numpy']:.2f}), compile {row['compile_seconds']:.2f}s", flush=True)
-    cores = os.cpu_count() or 1
-    per_core = sharded(p, grid, steps, cores) if cores > 1 else None
+    one = single_device(p, grid, steps, repeats) if head["devices"] > 1 else None
     jax_wall = duel["jax_wall_seconds"]
     per_candidate = jax_wall / p
     result = {
@@ -335,9 +339,8 @@ def main() -> None:
         "numpy": ref,
         "fft": fft,
         "rows": rows,
-        "sharded_per_core": per_core,
-        "speedup_vs_subprocess_sharded": (
-            old["seconds_per_candidate"] / (per_core["wall_seconds"] / p) if per_core else None),
+        "single_device": one,
+        "speedup_split_vs_single_device": one["wall_seconds"] / head["wall_seconds"] if one else None,
         "machine": {**machine(jax), "loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())},
     }
     print(json.dumps(result))

@@ -9,7 +9,11 @@ candidate's result does not depend on which other candidates share its batch.
 
 With D > 1 devices the population is sharded over a 1-D ``Mesh`` axis ``"batch"``: P is padded
 to a multiple of D (the padding rows repeat the last candidate, with their own keys), each
-device evaluates its P/D slice, and the padding is trimmed from the results.
+device evaluates its P/D slice, and the padding is trimmed from the results. A CPU host has one
+device per core by default (:mod:`huntflow.engine.devices`); a population is split over at most
+P // ``min_rows_per_device`` of them (32 rows per CPU device, 1 per GPU), so small generations
+stay on one device. Per candidate the arithmetic is the same on any split; the rounding of a
+result can differ between two batch shapes or splits (not between two runs of one shape).
 
 JAX's persistent compilation cache is switched on once per process
 (:func:`enable_compilation_cache`), so a later process with the same model, settings and batch
@@ -27,6 +31,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from huntflow.engine.devices import min_rows_per_device as devices_min_rows
 from huntflow.engine.models import REGISTRY
 from huntflow.engine.models.base import Status
 
@@ -138,12 +143,15 @@ def evaluate_population(
     fidelity: Mapping[str, Any] | None = None,
     dtype: str = "float32",
     candidate_indices: np.ndarray | None = None,
+    min_rows_per_device: int | None = None,
 ) -> PopulationResult:
     """Evaluate ``params`` (shape (P, D), columns in ``param_names`` order) in one call.
 
     ``candidate_indices`` (shape (P,), default ``arange(P)``) are the indices folded into the
     seed's key for each row: pass a candidate's original index to reproduce it exactly
-    outside its generation (review's spot-check does).
+    outside its generation (review's spot-check does). ``min_rows_per_device`` (default: by
+    backend, :func:`huntflow.engine.devices.min_rows_per_device`) bounds how thinly the
+    population is split over devices.
 
     Raises:
         KeyError: unknown model.
@@ -168,8 +176,9 @@ def evaluate_population(
     if _CACHE_DIR is None:
         enable_compilation_cache()
     n = params.shape[0]
-    devices = jax.device_count()
-    devices = max(1, min(devices, n))
+    if min_rows_per_device is None:
+        min_rows_per_device = devices_min_rows(jax.default_backend())
+    devices = max(1, min(jax.device_count(), n // max(1, int(min_rows_per_device))))
     padded = -(-n // devices) * devices
     if padded > n:
         params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])

@@ -59,7 +59,7 @@ def _times(x, c: complex):
         return 1j * x
     if rounded == -1j:
         return -1j * x
-    return x * c
+    return x * complex(c)  # a Python complex is weakly typed: keeps x's precision under x64
 
 
 class Fourier2D:

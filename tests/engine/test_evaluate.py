@@ -35,7 +35,8 @@ SCRIPT = textwrap.dedent(
     hits = []
     jax.monitoring.register_event_listener(
         lambda event, **kw: hits.append(event) if event == "/jax/compilation_cache/cache_hits" else None)
-    r = evaluate_population("cgl", {names!r}, np.array({params!r}), seed=2, fixed={fixed!r}, fidelity={fidelity!r})
+    r = evaluate_population("cgl", {names!r}, np.array({params!r}), seed=2, fixed={fixed!r}, fidelity={fidelity!r},
+                            min_rows_per_device=1)
     print(json.dumps({{"devices": jax.device_count(), "device_count": r.device_count,
         "compile_seconds": r.compile_seconds, "cache_hits": len(hits), "status": r.status.tolist(),
         "metrics": {{k: v.tolist() for k, v in r.metrics.items()}}}}))
@@ -97,3 +98,45 @@ def test_a_candidate_result_does_not_depend_on_its_batch_mates(local):
         np.testing.assert_array_equal(again.metrics[name][[1, 0, 2, 3]], values)
     with pytest.raises(ValueError, match="shape"):
         evaluate_population("cgl", NAMES, np.array(PARAMS)[:, :2], seed=2, fidelity=FIDELITY)
+
+
+DEVICE_SCRIPT = textwrap.dedent(
+    """
+    import json
+    import jax
+    import numpy as np
+    from huntflow.engine.evaluate import evaluate_population
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(-2, 2, 64), rng.uniform(-2, 2, 64), rng.uniform(0, 1, 64), rng.uniform(0.5, 4, 64)])
+    run = lambda rows, **kw: evaluate_population("cgl", {names!r}, x[:rows], seed=3, fixed={fixed!r},
+                                                 fidelity={{"grid": 16, "steps": 8}}, **kw)
+    split, whole, small = run(64), run(64, min_rows_per_device=64), run(16)
+    print(json.dumps({{"devices": jax.device_count(), "split": split.device_count, "whole": whole.device_count,
+        "small": small.device_count, "status": [split.status.tolist(), whole.status.tolist()],
+        "energy": [split.metrics["energy"].tolist(), whole.metrics["energy"].tolist()],
+        "h_norm": [split.metrics["h_norm"].tolist(), whole.metrics["h_norm"].tolist()]}}))
+    """
+).format(names=NAMES, fixed=FIXED)
+
+
+def test_a_cpu_host_gets_one_device_per_core_and_splits_only_large_generations(tmp_path):
+    env = {**os.environ, "HUNTFLOW_CPU_DEVICES": "2", "HUNTFLOW_DATA_DIR": str(tmp_path)}
+    env.pop("XLA_FLAGS", None)
+    out = subprocess.run([sys.executable, "-c", DEVICE_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["devices"] == 2
+    assert (got["split"], got["whole"], got["small"]) == (2, 1, 1)  # 16 rows < 2 × 32: not split
+    assert got["status"][0] == got["status"][1]
+    np.testing.assert_allclose(got["energy"][0], got["energy"][1], rtol=1e-5)
+    np.testing.assert_allclose(got["h_norm"][0], got["h_norm"][1], rtol=1e-3, atol=1e-7)
+
+
+def test_cpu_device_setting_is_validated_by_name():
+    from huntflow.engine.devices import requested_cpu_devices
+
+    assert requested_cpu_devices({"HUNTFLOW_CPU_DEVICES": "3"}) == 3
+    assert requested_cpu_devices({}) == requested_cpu_devices({"HUNTFLOW_CPU_DEVICES": "auto"}) == (os.cpu_count() or 1)
+    for bad in ("0", "-2", "many", "1.5"):
+        with pytest.raises(ValueError, match="HUNTFLOW_CPU_DEVICES"):
+            requested_cpu_devices({"HUNTFLOW_CPU_DEVICES": bad})
