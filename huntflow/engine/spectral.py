@@ -48,6 +48,18 @@ def factor(n: int) -> tuple[int, ...] | None:
     return tuple(out) if m == 1 else None
 
 
+def _digit_reversed(radices: tuple[int, ...]) -> np.ndarray:
+    """Frequency at each output position of the stages for ``radices`` (mixed-radix reversal).
+
+    The first stage puts digit d of the frequency k = d + r·k' in front of a length-q
+    sub-transform whose own output order holds k' (recursively).
+    """
+    order = np.zeros(1, np.int64)
+    for r in reversed(radices):
+        order = (np.arange(r)[:, None] + r * order[None, :]).ravel()
+    return order
+
+
 def _times(x, c: complex):
     """x · c for a constant c, with the exact shortcuts for ±1 and ±i."""
     rounded = complex(round(c.real, 12), round(c.imag, 12))
@@ -70,7 +82,8 @@ class Fourier2D:
         self.cdtype = jnp.dtype(cdtype)
         self.radices = factor(self.n) if fused else None
         self.plan = self._plan() if self.fused else ()
-        self.order = self._order()
+        self.order = _digit_reversed(self.radices) if self.fused else np.arange(self.n)
+        self._to_natural = np.argsort(self.order)
         self.forward = jax.jit(self._forward)
         self.inverse = jax.jit(self._inverse)
 
@@ -102,32 +115,13 @@ class Fourier2D:
         """Reorder a spectrum from ``order`` into natural (``fft2``) order, leading two axes."""
         if not self.fused:
             return x_hat
-        inv = np.argsort(self.order)
-        return x_hat[inv][:, inv]
+        return x_hat[self._to_natural][:, self._to_natural]
 
     def from_natural(self, x_hat):
         """Reorder a natural-order spectrum into ``order`` (inverse of :meth:`natural`)."""
         if not self.fused:
             return x_hat
         return x_hat[self.order][:, self.order]
-
-    def _order(self) -> np.ndarray:
-        """Frequency held at each output position: read off the transform of a unit impulse."""
-        if not self.fused:
-            return np.arange(self.n)
-        impulse = np.zeros(self.n, np.complex128)
-        impulse[1] = 1.0
-        # forward of δ₁ along one axis is exp(−2πi k/N) at frequency k
-        y = np.asarray(self._stages_numpy(impulse))
-        return np.rint(-np.angle(y) * self.n / (2 * np.pi)).astype(np.int64) % self.n
-
-    def _stages_numpy(self, x: np.ndarray) -> np.ndarray:
-        for r, q, blocks, tw in self.plan:
-            xs = x.reshape(blocks, r, q)
-            roots = np.exp(-2j * np.pi * np.outer(np.arange(r), np.arange(r)) / r)
-            y = np.einsum("ld,blq->bdq", roots, xs) * tw
-            x = y.reshape(-1)
-        return x
 
     def _plan(self) -> tuple[tuple[int, int, int, np.ndarray], ...]:
         """(r, q, blocks, twiddles (r, q) complex128) of each forward stage."""

@@ -186,11 +186,6 @@ class CGL:
         """The batched 2-D FFT over the grid axes (its ``order`` is the solver's spectral order)."""
         return _fourier(self.n, self.dtype, self.fft == "fused")
 
-    def k2(self) -> np.ndarray:
-        """|k|² on the grid, shape (N, N), float64 (NumPy constant)."""
-        k = 2 * np.pi / self.length * np.fft.fftfreq(self.n, 1.0 / self.n)
-        return k[:, None] ** 2 + k[None, :] ** 2
-
     def _shells(self) -> tuple[np.ndarray, np.ndarray]:
         """The U distinct values of |k|² (U,) and the (N, N) index of each mode into them.
 
