@@ -171,34 +171,35 @@ def evaluate_population(
     model = REGISTRY.get(model_name)
     model.validate(tuple(param_names), fixed, fidelity)
 
-    if dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    if _CACHE_DIR is None:
-        enable_compilation_cache()
-    n = params.shape[0]
-    if min_rows_per_device is None:
-        min_rows_per_device = devices_min_rows(jax.default_backend())
-    devices = max(1, min(jax.device_count(), n // max(1, int(min_rows_per_device))))
-    padded = -(-n // devices) * devices
-    if padded > n:
-        params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])
-    key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype, devices)
-    base = jax.random.key(int(seed))
-    if candidate_indices is None:
-        candidate_indices = np.arange(n)
-    indices = np.asarray(candidate_indices, dtype=np.uint32)
-    if indices.shape != (n,):
-        raise ValueError(f"candidate_indices must have shape ({n},), got {indices.shape}")
-    indices = np.concatenate([indices, np.repeat(indices[-1:], padded - n)])
-    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
-    x = jnp.asarray(params, dtype=dtype)
-    t0 = time.perf_counter()
-    executable, sharding = _executable(model_name, key, x, keys)
-    if sharding is not None:
-        x, keys = jax.device_put(x, sharding), jax.device_put(keys, sharding)
-    t1 = time.perf_counter()
-    out = jax.block_until_ready(executable(x, keys))
-    t2 = time.perf_counter()
+    # x64 is scoped to this call, so a float64 evaluation leaves the process as it found it
+    # and a float32 one gives the same numbers whatever the global setting
+    with jax.enable_x64(dtype == "float64"):
+        if _CACHE_DIR is None:
+            enable_compilation_cache()
+        n = params.shape[0]
+        if min_rows_per_device is None:
+            min_rows_per_device = devices_min_rows(jax.default_backend())
+        devices = max(1, min(jax.device_count(), n // max(1, int(min_rows_per_device))))
+        padded = -(-n // devices) * devices
+        if padded > n:
+            params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])
+        key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype, devices)
+        base = jax.random.key(int(seed))
+        if candidate_indices is None:
+            candidate_indices = np.arange(n)
+        indices = np.asarray(candidate_indices, dtype=np.uint32)
+        if indices.shape != (n,):
+            raise ValueError(f"candidate_indices must have shape ({n},), got {indices.shape}")
+        indices = np.concatenate([indices, np.repeat(indices[-1:], padded - n)])
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
+        x = jnp.asarray(params, dtype=dtype)
+        t0 = time.perf_counter()
+        executable, sharding = _executable(model_name, key, x, keys)
+        if sharding is not None:
+            x, keys = jax.device_put(x, sharding), jax.device_put(keys, sharding)
+        t1 = time.perf_counter()
+        out = jax.block_until_ready(executable(x, keys))
+        t2 = time.perf_counter()
     return PopulationResult(
         metrics={k: np.asarray(v, dtype=np.float64)[:n] for k, v in out.metrics.items()},
         status=np.asarray(out.status, dtype=np.int32)[:n],

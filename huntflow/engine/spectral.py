@@ -82,8 +82,9 @@ class Fourier2D:
         self.cdtype = jnp.dtype(cdtype)
         self.radices = factor(self.n) if fused else None
         self.plan = self._plan() if self.fused else ()
-        self.order = _digit_reversed(self.radices) if self.fused else np.arange(self.n)
-        self._to_natural = np.argsort(self.order)
+        # int32 index tables: an int64 NumPy index meets an int32 extent when x64 is off
+        self.order = (_digit_reversed(self.radices) if self.fused else np.arange(self.n)).astype(np.int32)
+        self._to_natural = np.argsort(self.order).astype(np.int32)
         self.forward = jax.jit(self._forward)
         self.inverse = jax.jit(self._inverse)
 

@@ -140,3 +140,22 @@ def test_cpu_device_setting_is_validated_by_name():
     for bad in ("0", "-2", "many", "1.5"):
         with pytest.raises(ValueError, match="HUNTFLOW_CPU_DEVICES"):
             requested_cpu_devices({"HUNTFLOW_CPU_DEVICES": bad})
+
+
+def test_float64_is_scoped_to_its_call_and_float32_ignores_the_global_x64_setting():
+    """A float64 generation must not switch the process to x64 (CI once failed on that leak)."""
+    import jax
+
+    names, fixed = ("alpha", "beta", "kappa", "ell"), {"L": 30.0}
+    fidelity = {"grid": 16, "steps": 20, "dt": 0.05, "fft": "fused"}
+    params = np.array([[0.5, -1.2, 0.3, 1.0], [1.5, -1.0, 0.6, 2.0]])
+    before = jax.config.jax_enable_x64
+    first = evaluate_population("cgl", names, params, seed=3, fixed=fixed, fidelity=fidelity)
+    wide = evaluate_population("cgl", names, params, seed=3, fixed=fixed, fidelity=fidelity, dtype="float64")
+    assert jax.config.jax_enable_x64 == before
+    assert wide.extras["field_re"].dtype == np.float64
+    with jax.enable_x64(not before):  # the other global setting: same float32 numbers
+        again = evaluate_population("cgl", names, params, seed=3, fixed=fixed, fidelity=fidelity)
+    assert again.extras["field_re"].dtype == np.float32
+    for name in first.metrics:
+        np.testing.assert_array_equal(first.metrics[name], again.metrics[name])
