@@ -26,7 +26,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("HUNTFLOW_STAGE_RETRIES", "1")
 
-_TABLES = "hunt.findings, hunt.trajectories, hunt.stage_runs, hunt.evaluations, hunt.generations, hunt.campaigns"
+_TABLES = "hunt.gates, hunt.findings, hunt.trajectories, hunt.stage_runs, hunt.evaluations, hunt.generations, hunt.campaigns"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -139,6 +139,19 @@ class ReviewSpec(_Strict):
     spot_check_rtol: float = Field(default=1e-3, gt=0)
 
 
+class GatesSpec(_Strict):
+    """Human decisions the campaign waits for (rows in ``hunt.gates``).
+
+    promotion:  hold every promotion and certification generation until it is approved (a
+                rejected one is failed, and the hunt goes on without those evaluations).
+    completion: ask before completing; the campaign asks nothing new while the gate is pending,
+                and a rejection keeps it running.
+    """
+
+    promotion: bool = False
+    completion: bool = False
+
+
 class CampaignSpec(_Strict):
     """A validated campaign. Build one with :func:`load_spec` / :func:`parse_spec`."""
 
@@ -154,6 +167,7 @@ class CampaignSpec(_Strict):
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     reference_point: list[float] | None = None
     review: ReviewSpec = Field(default_factory=ReviewSpec)
+    gates: GatesSpec = Field(default_factory=GatesSpec)
     seed: int = Field(default=0, ge=0, lt=2**31)
     priority: int = 0
     dtype: Literal["float32", "float64"] = "float32"

@@ -29,13 +29,16 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
 app = typer.Typer(help="huntflow: closed-loop parameter hunts.", no_args_is_help=True, add_completion=False)
 campaign_app = typer.Typer(help="Add and manage campaigns.", no_args_is_help=True)
 app.add_typer(campaign_app, name="campaign")
+gate_app = typer.Typer(help="Human decisions campaigns wait for (spec.gates): list, show, approve, reject.",
+                       no_args_is_help=True)
+app.add_typer(gate_app, name="gate")
 console = Console()
 err = Console(stderr=True)
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROGRESS_FIELDS = ("slug", "status", "mode", "stage", "generations", "evaluations", "evaluations_pending",
                    "evaluations_succeeded", "evaluations_failed", "evaluations_rejected", "evaluations_filtered",
-                   "evaluations_budget", "best_objective", "completion_reason")
+                   "evaluations_budget", "best_objective", "completion_reason", "gates_pending")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -75,7 +78,8 @@ def _table(rows: list[dict[str, Any]], title: str = "campaigns") -> Table:
         table.add_row(
             r["slug"], r["status"], r["mode"] or "", r["stage"] or "", str(r["generations"]),
             f"{r['evaluations_succeeded']}/{r['evaluations']}", str(r["evaluations_budget"]),
-            "—" if best is None else f"{best:.6g}", r["completion_reason"] or "",
+            "—" if best is None else f"{best:.6g}",
+            r["completion_reason"] or (f"waiting: {r['gates_pending']} gate(s)" if r.get("gates_pending") else ""),
         )
     return table
 
@@ -129,6 +133,111 @@ def campaign_extend(
     console.print(f"{slug}: budget now {row['evaluations_budget']} evaluations, status {row['status']}")
 
 
+def _gate_json(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("gate_id", "slug", "kind", "status", "generation_id", "subject", "requested_at", "decided_at",
+            "decided_by", "note")
+    return {k: (v if v is None or isinstance(v, (int, float, str, bool, dict, list)) else str(v))
+            for k, v in ((k, row.get(k)) for k in keys)}
+
+
+def _gate_line(row: dict[str, Any]) -> str:
+    subject = row["subject"] or {}
+    if row["kind"] == "promotion":
+        what = (f"{subject.get('kind', 'promotion')} of {len(subject.get('candidates', []))} candidate(s)"
+                f" to {subject.get('fidelity')!s}")
+    else:
+        best = subject.get("best") or {}
+        what = f"complete ({subject.get('reason')}), best {best.get('objective', '—')}"
+    return what
+
+
+@gate_app.command("list")
+def gate_list(
+    slug: Optional[str] = typer.Argument(None, help="one campaign (default: all)"),
+    every: bool = typer.Option(False, "--all", help="decided gates too, not only pending ones"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON array"),
+) -> None:
+    """Gates waiting for a decision (or all of them with --all)."""
+    from huntflow.store import gates
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        rows = gates.listing(conn, slug=slug, status=None if every else "pending")
+    if as_json:
+        print(json.dumps([_gate_json(r) for r in rows]))
+        return
+    table = Table(title="gates" if every else "pending gates")
+    for col in ("gate", "campaign", "kind", "status", "what", "requested", "decided by"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(str(r["gate_id"])[:8], r["slug"], r["kind"], r["status"], escape(_gate_line(r)),
+                      r["requested_at"].strftime("%Y-%m-%d %H:%M"), r["decided_by"] or "")
+    console.print(table)
+
+
+@gate_app.command("show")
+def gate_show(
+    ref: str = typer.Argument(..., help="gate id (or its first 6+ characters), or a campaign slug with one pending gate"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Everything a gate asks about: the held candidates, or the completion reason and best."""
+    from huntflow.store import gates
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        try:
+            row = gates.resolve(conn, ref)
+        except (KeyError, ValueError) as e:
+            _fail(str(e))
+    if as_json:
+        print(json.dumps(_gate_json(row)))
+        return
+    console.print(f"[bold]gate {row['gate_id']}[/] ({row['slug']}, {row['kind']}, {row['status']}): {escape(_gate_line(row))}")
+    console.print_json(json.dumps(row["subject"], default=str))
+
+
+def _decide(ref: str, kind: Optional[str], approve: bool, by: Optional[str], note: str, as_json: bool) -> None:
+    import getpass
+
+    from huntflow.errors import TerminalStateError
+    from huntflow.store import gates
+    from huntflow.store.connection import session
+
+    who = by or getpass.getuser()
+    with session() as conn:
+        try:
+            row = gates.resolve(conn, ref, kind)
+            decided = gates.decide(conn, row["gate_id"], approve, who, note)
+        except (KeyError, ValueError, TerminalStateError) as e:
+            _fail(str(e))
+    decided["slug"] = row["slug"]
+    if as_json:
+        print(json.dumps(_gate_json(decided)))
+        return
+    console.print(f"gate {str(decided['gate_id'])[:8]} ({row['slug']}, {decided['kind']}) {decided['status']}"
+                  f" by {who}; the campaign's next tick acts on it")
+
+
+_KIND = typer.Option(None, "--kind", help="promotion or completion (when a slug is given and both are pending)")
+_BY = typer.Option(None, "--by", help="who decides (default: the current user)")
+_NOTE = typer.Option("", "--note", help="why (stored with the decision)")
+_JSON = typer.Option(False, "--json", help="print the decided gate as JSON")
+
+
+@gate_app.command("approve")
+def gate_approve(ref: str = typer.Argument(..., help="gate id, 6+ character prefix, or campaign slug"),
+                 kind: Optional[str] = _KIND, by: Optional[str] = _BY, note: str = _NOTE, as_json: bool = _JSON) -> None:
+    """Approve a pending gate: the held generation launches, or the campaign completes."""
+    _decide(ref, kind, True, by, note, as_json)
+
+
+@gate_app.command("reject")
+def gate_reject(ref: str = typer.Argument(..., help="gate id, 6+ character prefix, or campaign slug"),
+                kind: Optional[str] = _KIND, by: Optional[str] = _BY, note: str = _NOTE, as_json: bool = _JSON) -> None:
+    """Reject a pending gate: the held generation is failed (the hunt goes on), or the campaign keeps running."""
+    _decide(ref, kind, False, by, note, as_json)
+
+
 @app.command()
 def status(
     slug: Optional[str] = typer.Argument(None, help="one campaign (default: all)"),
@@ -176,14 +285,22 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                   console=console, disable=not show_progress or not until_done) as progress:
         bar = progress.add_task("evaluations", total=total, best="—")
+        done = None
         while ticks < max_ticks:
             hunt_tick(only)
             ticks += 1
             rows = _progress_rows(slug)
-            done = sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"] for r in rows)
+            before, done = done, sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"]
+                                     for r in rows)
             bests = [r["best_objective"] for r in rows if r["best_objective"] is not None]
             progress.update(bar, completed=min(done, total), best=f"{min(bests):.4g}" if bests else "—")
-            if not until_done or not any(r["status"] == "active" for r in rows):
+            active = [r for r in rows if r["status"] == "active"]
+            if not until_done or not active:
+                break
+            if before == done and all(r["gates_pending"] for r in active):
+                # nothing moves until someone decides: ticking on would only spin
+                console.print(f"waiting for a decision: {sum(r['gates_pending'] for r in active)} pending gate(s);"
+                              " see `huntflow gate list`")
                 break
     return ticks
 

@@ -287,14 +287,25 @@ def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Itera
                 )
         else:
             to = GS.FAILED
-            ok = transition(conn, generation_id, expected, to, error=error, finished_at="now()")
-            if ok:
-                conn.execute(
-                    "update hunt.evaluations set status = 'failed', failure_category = 'generation_failed',"
-                    " updated_at = now() where generation_id = %s and status = 'pending'",
-                    (generation_id,),
-                )
+            ok = fail(conn, generation_id, expected, error)
     return to if ok else None
+
+
+def fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str,
+         category: str = "generation_failed") -> bool:
+    """Fail a generation for good; its pending evaluations become ``failed`` with ``category``.
+
+    One transaction. Returns ``False`` when the row had already left ``expected``.
+    """
+    with conn.transaction():
+        ok = transition(conn, generation_id, expected, GS.FAILED, error=error, finished_at="now()")
+        if ok:
+            conn.execute(
+                "update hunt.evaluations set status = 'failed', failure_category = %s,"
+                " updated_at = now() where generation_id = %s and status = 'pending'",
+                (category, generation_id),
+            )
+    return ok
 
 
 def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) -> list[dict[str, Any]]:

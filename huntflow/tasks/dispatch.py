@@ -10,6 +10,12 @@ Operators:
 
 Idempotent: launching is a guarded ``planned -> dispatched`` transition, so a generation is
 launched once per attempt however often dispatch runs.
+
+Promotion gates (``spec.gates.promotion``): a promotion or certification generation is held
+while its ``hunt.gates`` row is pending (the row is requested here, with the candidates and
+their lower-rung results as its subject). Approved, it launches like any other; rejected, it
+is failed for good (evaluations ``failed``, category ``gate_rejected``) and evolve tells the
+hunt so it moves on without them.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from huntflow.config import get_settings
 
-from huntflow.store import generations
+from huntflow.store import campaigns, gates, generations
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
@@ -58,9 +64,21 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                 "lost: the inline run's process ended before the generation finished",
             )
             recovered.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
-    launched = []
+    launched, held, rejected = [], [], []
+    gated = campaigns.spec_of(campaign).gates.promotion
     for g in generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED]):
         gid = g["generation_id"]
+        if gated and g["kind"] in ("promotion", "certification"):
+            gate = gates.request(conn, campaign["campaign_id"], "promotion", _promotion_subject(conn, g), gid)
+            if gate["status"] == "pending":
+                held.append({"generation_id": str(gid), "gate_id": str(gate["gate_id"])})
+                continue
+            if gate["status"] == "rejected":
+                note = f": {gate['note']}" if gate["note"] else ""
+                if generations.fail(conn, gid, [GS.PLANNED], f"rejected at gate {gate['gate_id']} by"
+                                    f" {gate['decided_by']}{note}", category="gate_rejected"):
+                    rejected.append({"generation_id": str(gid), "gate_id": str(gate["gate_id"])})
+                continue
         if g["operator"] == "inline":
             if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED,
                                           dispatch_ref=f"inline:{ctx.tick_id}", attempt=g["attempt"] + 1,
@@ -73,7 +91,23 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
                                       attempt=g["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()"):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
-    return {"launched": launched, "recovered": recovered}
+    return {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
+
+
+def _promotion_subject(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[str, Any]:
+    """What a promotion gate asks about: the candidates and how they did one rung lower."""
+    rows = generations.evaluations(conn, generation["generation_id"])
+    return {
+        "kind": generation["kind"],
+        "fidelity": generation["fidelity_name"],
+        "generation_index": generation["generation_index"],
+        "candidates": [
+            {"params": e["params"],
+             **{k: e["decision"].get(k) for k in ("rank", "parent_objectives", "parent_feasible", "from_fidelity")
+                if k in (e["decision"] or {})}}
+            for e in rows
+        ],
+    }
 
 
 @task(cache_policy=NO_CACHE, name="dispatch", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,

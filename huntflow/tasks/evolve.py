@@ -6,6 +6,8 @@ campaign's ``optimizer_seq``). If the process dies before the commit, nothing ch
 tick reloads the previous checkpoint, tells the same results and asks exactly the same points.
 If it dies after, the planned generation is in the database and the next dispatch launches it.
 Promotion up the fidelity ladder and certification are asks like any other (``kind``).
+While a completion gate is pending (``spec.gates.completion``) evolve still tells but asks
+nothing: the campaign waits for the decision instead of spending budget.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
-from huntflow.store import campaigns, generations
+from huntflow.store import campaigns, gates, generations
 from huntflow.store.generations import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
@@ -71,6 +73,9 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
 
     operator = ctx.operator
     room = max_in_flight(spec, operator) - (generations.in_flight_count(conn, cid) - (len(told) - len(failed)))
+    waiting = spec.gates.completion and _completion_pending(conn, cid)
+    if waiting:  # the campaign waits for a human to approve or reject its completion
+        room = 0
     planned: list[PlannedGeneration] = []
     index = generations.next_index(conn, cid)
     while len(planned) < room:
@@ -86,7 +91,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             decisions=ask.decisions, meta=ask.meta,
         ))
     if not told and not planned and extended <= 0 and campaign["optimizer_state"]:
-        return {"told": 0, "planned": 0, "finished": hunt.is_finished()}
+        return {"told": 0, "planned": 0, "finished": hunt.is_finished(), "waiting_for_gate": waiting}
     summary = {**hunt.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     new_ids = generations.commit_evolve(
         conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=hunt.dumps(),
@@ -99,7 +104,13 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
                      "candidates": len(p.candidates)} for g, p in zip(new_ids, planned)],
         "finished": hunt.is_finished(),
         "best_objective": summary.get("best_objective"),
+        "waiting_for_gate": waiting,
     }
+
+
+def _completion_pending(conn: psycopg.Connection, campaign_id: UUID) -> bool:
+    last = gates.latest(conn, campaign_id, "completion")
+    return last is not None and last["status"] == "pending"
 
 
 @task(cache_policy=NO_CACHE, name="evolve", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,

@@ -17,6 +17,9 @@ objective target), ``budget_spent`` (the optimizer has nothing more to ask and n
 flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (``budget.patience``
 generations without improvement). A completed campaign emits the Prefect event
 ``huntflow.campaign.completed``.
+With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
+:func:`completion_gate`): the campaign completes once the gate is approved and keeps running
+when it is rejected.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from prefect.cache_policies import NO_CACHE
 
 from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
-from huntflow.store import campaigns, generations, trajectories
+from huntflow.store import campaigns, gates, generations, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
@@ -148,6 +151,9 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         campaigns.set_mode(conn, cid, mode)
 
     reason = completion_reason(conn, spec, campaign, evals, stagnant)
+    gate = None
+    if reason is not None and spec.gates.completion:
+        reason, gate = completion_gate(conn, spec, campaign, reason, best, evals, stagnant, len(history) + len(recorded))
     completed = False
     if reason is not None:
         completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
@@ -155,7 +161,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             _emit_completed(campaign, reason, best)
     return {"recorded": recorded, "mode": mode.value, "stagnant": stagnant,
             "best_objective": None if best is None else best["objective"],
-            "completed": completed, "reason": reason}
+            "completed": completed, "reason": reason, "gate": gate}
 
 
 def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
@@ -172,6 +178,55 @@ def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: di
     if spec.budget.patience is not None and stagnant >= spec.budget.patience:
         return "stagnated"
     return None
+
+
+def _gate_key(spec: CampaignSpec, campaign: dict[str, Any], reason: str, evals: list[dict[str, Any]],
+              stagnant: int, told: int) -> str:
+    """What a rejected completion gate was about: a new gate is asked only once this changes."""
+    if reason == "target_met":  # another evaluation meeting the target
+        return f"meeting:{sum(1 for e in evals if target_met(spec, [e]) is not None)}"
+    if reason == "budget_spent":  # the budget was extended and spent again
+        return f"budget:{campaign['evaluations_budget']}"
+    if reason == "stagnated":  # another `patience` generations without improvement
+        return f"stagnated:{told - stagnant}:{stagnant // max(1, spec.budget.patience or 1)}"
+    return reason  # wall_time: asked once
+
+
+def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], reason: str,
+                    best: dict[str, Any] | None, evals: list[dict[str, Any]], stagnant: int,
+                    told: int) -> tuple[str | None, dict[str, Any]]:
+    """Ask a human before completing (``spec.gates.completion``).
+
+    Returns the reason to complete with now (``None``: not yet) and what happened to the gate.
+    An approved gate completes the campaign with the reason it was asked for, unless the budget
+    changed since (``campaign extend`` makes an old approval stale). A pending gate waits (and
+    evolve asks nothing meanwhile). A rejected gate keeps the campaign running; a new gate is
+    asked only when the state it was about has moved on (:func:`_gate_key`).
+    """
+    cid = campaign["campaign_id"]
+    key = _gate_key(spec, campaign, reason, evals, stagnant, told)
+    last = gates.latest(conn, cid, "completion")
+    if last is not None:
+        subject = last["subject"] or {}
+        fresh = subject.get("evaluations_budget") == campaign["evaluations_budget"]
+        if last["status"] == "pending":
+            return None, {"gate_id": str(last["gate_id"]), "status": "pending"}
+        if last["status"] == "approved" and fresh:
+            return subject.get("reason", reason), {"gate_id": str(last["gate_id"]), "status": "approved"}
+        if last["status"] == "rejected" and fresh and any(
+            (g["subject"] or {}).get("key") == key for g in gates.of_campaign(conn, cid, "completion")
+        ):
+            return None, {"gate_id": str(last["gate_id"]), "status": "rejected"}
+    subject = {
+        "reason": reason, "key": key, "evaluations_budget": campaign["evaluations_budget"],
+        "evaluations_used": sum(1 for e in evals if e["status"] != "pending"), "generations_told": told,
+        "best": None if best is None else {
+            "evaluation_id": str(best["evaluation_id"]), "objective": best["objective"],
+            "params": best["params"], "fidelity": best["fidelity"],
+        },
+    }
+    row = gates.request(conn, cid, "completion", subject)
+    return None, {"gate_id": str(row["gate_id"]), "status": "requested"}
 
 
 def _emit_completed(campaign: dict[str, Any], reason: str, best: dict[str, Any] | None) -> None:

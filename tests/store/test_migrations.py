@@ -58,7 +58,8 @@ def test_schema_has_rls_on_every_table_and_the_progress_view(fresh_db):
         apply_migrations(conn)
         snap = snapshot(conn)
         tables = {r["relname"] for r in snap["rls"]}
-        assert tables == {"settings", "campaigns", "generations", "evaluations", "stage_runs", "findings", "trajectories"}
+        assert tables == {"settings", "campaigns", "generations", "evaluations", "stage_runs", "findings",
+                          "trajectories", "gates"}
         assert all(r["relrowsecurity"] for r in snap["rls"])
         for t in tables:
             roles = {p["roles"] for p in snap["policies"] if p["tablename"] == t}
@@ -67,7 +68,7 @@ def test_schema_has_rls_on_every_table_and_the_progress_view(fresh_db):
         cols = {r["column_name"] for r in conn.execute(
             "select column_name from information_schema.columns where table_schema = 'hunt'"
             " and table_name = 'campaign_progress'").fetchall()}
-        assert {"slug", "status", "stage", "generations", "evaluations", "best_objective"} <= cols
+        assert {"slug", "status", "stage", "generations", "evaluations", "best_objective", "gates_pending"} <= cols
 
 
 def test_authenticated_role_reads_but_cannot_write(fresh_db):
