@@ -11,6 +11,8 @@ KPIs:
   promotion_deltas    for each candidate evaluated at two rungs (same ``param_hash``): the
                       objective and constraint change from the lower to the higher rung;
   front               (several objectives) the feasible Pareto front.
+
+``best_of`` is the campaign's best (learn records it; the report shows it): top fidelity first.
 """
 
 from __future__ import annotations
@@ -28,6 +30,26 @@ from huntflow.engine.spec import CampaignSpec
 
 def _usable(e: dict[str, Any]) -> bool:
     return e["status"] == "succeeded" and bool(e.get("feasible")) and e.get("objective") is not None
+
+
+def better(spec: CampaignSpec, a: float, b: float | None) -> bool:
+    """Whether objective ``a`` beats ``b`` (user's sign; anything beats ``None``)."""
+    if b is None:
+        return True
+    return a < b if spec.objectives[0].goal == "minimize" else a > b
+
+
+def best_of(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The best feasible succeeded evaluation: at the top fidelity (certified) if there is one
+    there, else at any fidelity; the first of equals in ``evals`` order wins."""
+    top = len(spec.fidelities) - 1
+    ok = [e for e in evals if e["status"] == "succeeded" and e["feasible"] and e["objective"] is not None]
+    pool = [e for e in ok if e["fidelity"] == top] or ok
+    best = None
+    for e in pool:
+        if best is None or better(spec, e["objective"], best["objective"]):
+            best = e
+    return best
 
 
 def best_vs_evaluation(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[float | None]:

@@ -1,7 +1,7 @@
 """The ``huntflow`` command line (typer + rich).
 
 Commands that only read or write rows (``status``, ``campaign add``, ``campaign extend``,
-``summary``) never start Prefect; commands that run flows (``tick``, ``demo``, ``serve``) start at
+``summary``, ``report``) never start Prefect; commands that run flows (``tick``, ``demo``, ``serve``) start at
 most one Prefect API per process (the ephemeral one when ``PREFECT_API_URL`` is unset).
 """
 
@@ -408,6 +408,46 @@ def summary(
         console.print("best vs evaluation: " + ", ".join(
             f"{i + 1}: {result['best_vs_evaluation'][i]:.4g}" for i in marks if result["best_vs_evaluation"][i] is not None))
     console.print(f"wrote {csv_path} and {len(plots)} plot(s) in {out}")
+
+
+@app.command()
+def report(
+    slug: str = typer.Argument(..., help="campaign slug"),
+    out: Optional[Path] = typer.Option(None, "--out", help="directory for report.md, report.json, the CSV and"
+                                       " PNG plots (default: $HUNTFLOW_DATA_DIR/reports/SLUG)"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as one JSON object"),
+) -> None:
+    """The campaign's report: best (certified?) candidate, front, ladder, trajectory, findings, stage health."""
+    from huntflow.engine.report import num
+    from huntflow.flows.report import write_report
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        try:
+            campaigns.get_campaign(conn, slug)
+        except KeyError:
+            _fail(f"no campaign {slug!r}")
+        result = write_report(conn, slug, out)
+    if as_json:
+        print(json.dumps(result))
+        return
+    c, best, files = result["campaign"], result["best"], result["files"]
+    console.print(f"[bold]{escape(slug)}[/] ({c['status']}{', ' + c['completion_reason'] if c['completion_reason'] else ''}):"
+                  f" {c['evaluations_used']}/{c['evaluations_budget']} evaluations,"
+                  f" {result['trajectory']['generations']} generation(s) recorded")
+    if best is None:
+        console.print("no feasible candidate yet")
+    else:
+        mark = "[green]certified[/]" if best["certified"] else "[yellow]not certified[/]"
+        console.print(f"best {num(best['objective'])} ({mark}, fidelity {escape(best['fidelity_name'])}): "
+                      + escape(", ".join(f"{k}={num(v)}" for k, v in best["params"].items())))
+    if result["front"] is not None:
+        console.print(f"Pareto front: {result['front']['size']} point(s), hypervolume {num(result['front']['hypervolume'])}")
+    f = result["findings"]
+    if f["total"]:
+        console.print("findings: " + ", ".join(f"{n} {s}" for s, n in f["by_severity"].items() if n))
+    console.print(f"wrote {files['markdown']}, {files['json']}, {files['csv']} and {len(files['plots'])} plot(s)")
 
 
 @app.command()

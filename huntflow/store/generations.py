@@ -105,6 +105,14 @@ def in_flight_count(conn: psycopg.Connection, campaign_id: UUID) -> int:
     ).fetchone()["n"]
 
 
+def told_ask_ids(conn: psycopg.Connection, campaign_id: UUID) -> set[int]:
+    """Ask ids of the campaign's generations the optimizer has been told."""
+    rows = conn.execute(
+        "select ask_id from hunt.generations where campaign_id = %s and status = 'told'", (campaign_id,)
+    ).fetchall()
+    return {r["ask_id"] for r in rows}
+
+
 def next_index(conn: psycopg.Connection, campaign_id: UUID) -> int:
     return conn.execute(
         "select coalesce(max(generation_index) + 1, 0) as n from hunt.generations where campaign_id = %s",

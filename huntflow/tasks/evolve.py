@@ -6,6 +6,9 @@ campaign's ``optimizer_seq``). If the process dies before the commit, nothing ch
 tick reloads the previous checkpoint, tells the same results and asks exactly the same points.
 If it dies after, the planned generation is in the database and the next dispatch launches it.
 Promotion up the fidelity ladder and certification are asks like any other (``kind``).
+Search asks are steered by the campaign mode (explore / exploit / recover), replayed from the
+told evaluations (:func:`huntflow.tasks.learn.current_mode`) so that it does not depend on
+whether the previous tick's learn ran.
 While a completion gate is pending (``spec.gates.completion``) evolve still tells but asks
 nothing: the campaign waits for the decision instead of spending budget.
 """
@@ -26,6 +29,7 @@ from huntflow.store import campaigns, gates, generations
 from huntflow.store.generations import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
+from huntflow.tasks import learn
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
 
@@ -78,8 +82,18 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         room = 0
     planned: list[PlannedGeneration] = []
     index = generations.next_index(conn, cid)
+    mode = None
+    if room > 0:
+        told_ids = generations.told_ask_ids(conn, cid) | {
+            g["ask_id"] for g in generations.by_status(conn, cid, [GS.REVIEWED]) if g["generation_id"] in told}
+        # the rows as they will read after this commit: the tells' objective and feasibility
+        fresh = {eid: a for pairs in told.values() for eid, a in pairs}
+        evals = [{**e, "objective": fresh[e["evaluation_id"]].get("objective"),
+                  "feasible": fresh[e["evaluation_id"]].get("feasible")} if e["evaluation_id"] in fresh else e
+                 for e in generations.campaign_evaluations(conn, cid)]
+        mode = learn.current_mode(spec, evals, told_ids, campaign["evaluations_budget"])
     while len(planned) < room:
-        ask = hunt.ask()
+        ask = hunt.ask(mode.value)
         if ask is None:
             break
         planned.append(PlannedGeneration(
@@ -105,6 +119,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         "finished": hunt.is_finished(),
         "best_objective": summary.get("best_objective"),
         "waiting_for_gate": waiting,
+        "mode": None if mode is None else mode.value,
     }
 
 

@@ -16,7 +16,8 @@ Completion (first that holds): ``target_met`` (a feasible top-fidelity evaluatio
 objective target), ``budget_spent`` (the optimizer has nothing more to ask and nothing is in
 flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (``budget.patience``
 generations without improvement). A completed campaign emits the Prefect event
-``huntflow.campaign.completed``.
+``huntflow.campaign.completed`` and gets its report (``$HUNTFLOW_DATA_DIR/reports/<slug>``,
+:mod:`huntflow.tasks.report`; a report that cannot be written is logged, never fatal).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
 :func:`completion_gate`): the campaign completes once the gate is approved and keeps running
 when it is rejected.
@@ -25,6 +26,7 @@ when it is rejected.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from typing import Any
 from uuid import UUID
@@ -34,31 +36,17 @@ import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from huntflow.engine.optimize import modes
 from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
+from huntflow.engine.summary import best_of
+from huntflow.engine.summary import better as _better
 from huntflow.store import campaigns, gates, generations, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
+from huntflow.tasks.report import write_report
 
 IMPROVEMENT_TOL = 1e-12
-
-
-def _better(spec: CampaignSpec, a: float, b: float | None) -> bool:
-    if b is None:
-        return True
-    return a < b if spec.objectives[0].goal == "minimize" else a > b
-
-
-def best_of(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The best feasible evaluation: top fidelity first, else any fidelity."""
-    top = len(spec.fidelities) - 1
-    ok = [e for e in evals if e["status"] == "succeeded" and e["feasible"] and e["objective"] is not None]
-    pool = [e for e in ok if e["fidelity"] == top] or ok
-    best = None
-    for e in pool:
-        if best is None or _better(spec, e["objective"], best["objective"]):
-            best = e
-    return best
 
 
 def target_met(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -92,11 +80,54 @@ def _hypervolume(spec: CampaignSpec, evals: list[dict[str, Any]]) -> float | Non
 
 
 def choose_mode(stagnant: int, patience: int | None, used_fraction: float) -> Mode:
-    if stagnant >= max(3, (patience or 6) // 2):
-        return Mode.RECOVER
-    if used_fraction >= 1 / 3 and stagnant < 3:
-        return Mode.EXPLOIT
-    return Mode.EXPLORE
+    """The mode rule (:func:`huntflow.engine.optimize.modes.choose_mode`) as a ``Mode``."""
+    return Mode(modes.choose_mode(stagnant, patience, used_fraction))
+
+
+def _progress(spec: CampaignSpec, prev_best: float | None, best_value: float | None,
+              stagnant: int) -> tuple[float | None, int]:
+    """(improvement over ``prev_best``, generations without improvement) after one generation."""
+    improvement = None
+    if best_value is not None and prev_best is not None:
+        improvement = abs(best_value - prev_best) if _better(spec, best_value, prev_best) else 0.0
+    improved = (improvement is None and best_value is not None) or (improvement or 0) > IMPROVEMENT_TOL
+    return improvement, 0 if improved else stagnant + 1
+
+
+def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: set[int],
+                 evaluations_budget: int) -> Mode:
+    """The mode after the last of ``told_ask_ids``, from the evaluation rows alone.
+
+    The same rule as the trajectory rows :func:`run` records, replayed in one sweep over
+    ``evals`` (in ask order, as :func:`~huntflow.store.generations.campaign_evaluations` returns
+    them). Evolve steers the next ask with it: being a pure function of what was told, it is the
+    same whether or not the previous tick's learn ran (a crash between evolve and learn changes
+    nothing).
+    """
+    top = len(spec.fidelities) - 1
+    best_top: float | None = None
+    best_any: float | None = None
+    prev_best: float | None = None
+    stagnant, used, i = 0, 0, 0
+    mode = Mode.EXPLORE
+    for ask_id in sorted(told_ask_ids):
+        while i < len(evals) and evals[i]["ask_id"] <= ask_id:
+            e = evals[i]
+            i += 1
+            if e["status"] == "pending":
+                continue
+            used += 1
+            if e["status"] == "succeeded" and e["feasible"] and e["objective"] is not None:
+                if _better(spec, e["objective"], best_any):
+                    best_any = e["objective"]
+                if e["fidelity"] == top and _better(spec, e["objective"], best_top):
+                    best_top = e["objective"]
+        best_value = best_top if best_top is not None else best_any
+        _, stagnant = _progress(spec, prev_best, best_value, stagnant)
+        mode = choose_mode(stagnant, spec.budget.patience, used / max(1, evaluations_budget))
+        if best_value is not None:
+            prev_best = best_value
+    return mode
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
@@ -122,10 +153,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         mine = [e for e in evals if e["generation_id"] == gen["generation_id"]]
         best = best_of(spec, upto)
         best_value = None if best is None else best["objective"]
-        improvement = None
-        if best_value is not None and prev_best is not None:
-            improvement = abs(best_value - prev_best) if _better(spec, best_value, prev_best) else 0.0
-        stagnant = 0 if (improvement is None and best_value is not None) or (improvement or 0) > IMPROVEMENT_TOL else stagnant + 1
+        improvement, stagnant = _progress(spec, prev_best, best_value, stagnant)
         used = len(upto)
         mode = choose_mode(stagnant, spec.budget.patience, used / max(1, campaign["evaluations_budget"]))
         feasible_fraction = (sum(1 for e in mine if e["feasible"]) / len(mine)) if mine else 0.0
@@ -159,6 +187,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
         if completed:
             _emit_completed(campaign, reason, best)
+            _write_report(conn, campaign)
     return {"recorded": recorded, "mode": mode.value, "stagnant": stagnant,
             "best_objective": None if best is None else best["objective"],
             "completed": completed, "reason": reason, "gate": gate}
@@ -227,6 +256,15 @@ def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict
     }
     row = gates.request(conn, cid, "completion", subject)
     return None, {"gate_id": str(row["gate_id"]), "status": "requested"}
+
+
+def _write_report(conn: psycopg.Connection, campaign: dict[str, Any]) -> None:
+    """The completed campaign's report (``$HUNTFLOW_DATA_DIR/reports/<slug>``; no plots, they are
+    ``huntflow report``'s). A report is never a reason to fail the stage."""
+    try:
+        write_report(conn, campaign["campaign_id"], plots=False)
+    except Exception as e:
+        logging.getLogger(__name__).warning("report of %s not written: %s: %s", campaign["slug"], type(e).__name__, e)
 
 
 def _emit_completed(campaign: dict[str, Any], reason: str, best: dict[str, Any] | None) -> None:

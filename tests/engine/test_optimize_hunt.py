@@ -12,6 +12,7 @@ import pytest
 from huntflow.engine.evaluate import evaluate_population
 from huntflow.engine.models.base import Status
 from huntflow.engine.optimize import Hunt, Outcome
+from huntflow.engine.optimize.hunt import default_shares
 from huntflow.engine.optimize.pareto import hypervolume, nondominated_mask
 from huntflow.engine.spec import parse_spec
 
@@ -320,3 +321,176 @@ def test_hunt_drives_the_real_batched_evaluator():
     s = hunt.summary()
     assert s["finished"] and s["best_objective"] < -20  # feasible and well below random's typical
     assert s["alm"]["outer"] == 6
+
+
+# ---------------------------------------------------------------- modes (explore / exploit / recover)
+from huntflow.engine.optimize.backends import from_params  # noqa: E402
+
+
+def _u(spec, cand):
+    return from_params(np.array([cand[n] for n in spec.param_names]), [(b.low, b.high, b.log) for b in spec.space.values()])
+
+
+def _drive_modes(spec, modes, kill_at=(), in_flight=2):
+    """Like ``_drive``, asking search batches in ``modes[i % len(modes)]`` for the i-th ask
+    (``modes=None``: ``ask()`` without the argument)."""
+    hunt = Hunt.start(spec)
+    log, queue, event, asked = [], [], 0, 0
+    while not hunt.is_finished():
+        ask = None
+        if len(queue) < in_flight:
+            ask = hunt.ask() if modes is None else hunt.ask(modes[asked % len(modes)])
+        if ask is not None:
+            asked += 1
+            queue.append(ask)
+            log.append(("ask", ask.ask_id, ask.kind, ask.fidelity, ask.candidates, ask.decisions, ask.meta))
+        else:
+            ask = queue.pop(0)
+            log.append(("tell", ask.ask_id, hunt.tell(ask.ask_id, [_outcome(spec, c, ask.fidelity) for c in ask.candidates])))
+        event += 1
+        if event in kill_at:
+            hunt = Hunt.loads(hunt.dumps())
+    return hunt, log
+
+
+def _told_hunt(spec, asks=3):
+    hunt = Hunt.start(spec)
+    for _ in range(asks):
+        a = hunt.ask()
+        hunt.tell(a.ask_id, [_outcome(spec, c, a.fidelity) for c in a.candidates])
+    return hunt
+
+
+def test_explore_mode_is_the_default_and_asks_what_a_hunt_without_modes_asks():
+    spec = _spec(budget={"evaluations": 48})
+    _, plain = _drive_modes(spec, None)
+    _, explore = _drive_modes(spec, ["explore"])
+    assert explore == plain
+    asks = [e for e in plain if e[0] == "ask"]
+    assert all(a[6]["mode"] == "explore" and a[6]["sources"] == {"optimizer": 8, "exploit": 0, "recover": 0} for a in asks)
+    assert all(d["source"] == "optimizer" for a in asks for d in a[5])
+    with pytest.raises(ValueError, match="mode"):
+        Hunt.start(spec).ask("sideways")
+
+
+def test_exploit_candidates_refine_the_incumbent_and_are_told_to_the_optimizer():
+    spec = _spec(budget={"evaluations": 96})
+    hunt = _told_hunt(spec)
+    best = min((e for e in hunt.evals if e["feasible"]), key=lambda e: e["objectives"][0])
+    ask = hunt.ask("exploit")
+    sources = [d["source"] for d in ask.decisions]
+    assert ask.meta["mode"] == "exploit" and ask.meta["sources"] == {"optimizer": 6, "exploit": 2, "recover": 0}
+    assert sources == ["optimizer"] * 6 + ["exploit"] * 2
+    dist = [float(np.linalg.norm(_u(spec, c) - best["u"])) for c in ask.candidates]
+    near = [d for d, s in zip(dist, sources) if s == "exploit"]
+    assert max(near) < np.median([d for d, s in zip(dist, sources) if s == "optimizer"])
+    assert all(hunt.evals[d["exploit"]["center_eval"]]["hash"] == best["hash"] for d in ask.decisions if d["source"] == "exploit")
+    # told: the optimizer counts every candidate, and its best is the exploit point that won
+    opt = hunt.backend.optimizer
+    told, not_asked = opt.num_tell, opt._num_tell_not_asked
+    winner = sources.index("exploit")
+    outs = [Outcome("ok", {"f": -100.0 if i == winner else 50.0, "g": -1.0}) for i in range(len(sources))]
+    hunt.tell(ask.ask_id, outs)
+    assert opt.num_tell == told + 8 and opt._num_tell_not_asked == not_asked + 2
+    assert np.allclose(opt.current_bests["minimum"].parameter.value, _u(spec, ask.candidates[winner]))
+    # the step halves while the incumbent stays, and resets once it moves
+    a2 = hunt.ask("exploit")
+    hunt.tell(a2.ask_id, [Outcome("ok", {"f": 60.0, "g": -1.0})] * len(a2.candidates))
+    a3 = hunt.ask("exploit")
+    assert ask.meta["exploit"]["halvings"] == 0 and a2.meta["exploit"]["halvings"] == 0  # winner became the incumbent
+    assert a3.meta["exploit"]["halvings"] == 1
+    assert a3.meta["exploit"]["sigma"] < ask.meta["exploit"]["sigma"]
+
+
+def test_recover_candidates_are_spread_away_from_the_history_and_predicted_feasible():
+    assert Hunt.start(_spec()).recover_share == 0.0  # opt-in: it cost on the benchmark
+    spec = _spec(budget={"evaluations": 96}, optimizer={"name": "ngopt", "population": 8,
+                                                        "options": {"recover_share": 0.25}})
+    hunt = _told_hunt(spec)
+    history = np.array([e["u"] for e in hunt.evals])
+
+    def min_dist(ask, source):
+        return [float(np.min(np.linalg.norm(history - _u(spec, c), axis=1)))
+                for c, d in zip(ask.candidates, ask.decisions) if d["source"] == source]
+
+    explore = Hunt.loads(hunt.dumps()).ask("explore")
+    recover = hunt.ask("recover")
+    assert recover.meta["sources"] == {"optimizer": 6, "exploit": 0, "recover": 2}
+    assert min(min_dist(recover, "recover")) > np.median(min_dist(explore, "optimizer"))
+    assert all(d["recover"]["min_distance"] > 0 for d in recover.decisions if d["source"] == "recover")
+    assert hunt.ask("recover").candidates != recover.candidates  # seeded per ask
+    # with the prefilter active, recover keeps to points it predicts feasible
+    tight = _spec(budget={"evaluations": 96}, constraints=[{"metric": "g", "max": -3.0}],
+                  optimizer={"name": "ngopt", "population": 8,
+                             "options": {"prefilter_min_data": 16, "recover_share": 0.25}})
+    ask = _told_hunt(tight).ask("recover")
+    assert ask.meta["prefilter"]["active"] and ask.meta["recover"]["pool_predicted_infeasible"] > 0
+    decisions = [d for d in ask.decisions if d["source"] == "recover"]
+    assert len(decisions) == 2
+    assert all(d["prefilter"]["p_feasible"] >= d["prefilter"]["threshold"] for d in decisions)
+
+
+@pytest.mark.parametrize("name", ["ngopt", "cma", "twopointsde", "random"])
+def test_every_optimizer_takes_injected_points_and_stays_within_bounds(name):
+    spec = _spec(optimizer={"name": name, "population": 8, "options": {"recover_share": 0.25}},
+                 budget={"evaluations": 48})
+    hunt, log = _drive_modes(spec, ["explore", "exploit", "recover"], in_flight=1)
+    asks = [e for e in log if e[0] == "ask"]
+    assert {a[6]["mode"] for a in asks} == {"explore", "exploit", "recover"}
+    assert sum(a[6]["sources"]["exploit"] for a in asks) > 0 and sum(a[6]["sources"]["recover"] for a in asks) > 0
+    for c in (c for a in asks for c in a[4]):
+        assert all(b.low <= c[n] <= b.high for n, b in spec.space.items())
+    assert hunt.summary()["evaluations_told"] == 48
+    assert getattr(hunt.backend, "suggestions_not_told", 0) == 0
+
+
+def test_resume_with_mixed_modes_reproduces_the_uninterrupted_run():
+    spec = _spec(
+        fidelities=[{"name": "low", "settings": {"bias": 0.4}}, {"name": "high"}],
+        budget={"evaluations": 72},
+        optimizer={"name": "ngopt", "population": 8, "options": {"prefilter_min_data": 16, "recover_share": 0.25}},
+    )
+    modes = ["explore", "exploit", "recover", "exploit", "exploit"]
+    _, full = _drive_modes(spec, modes)
+    assert {e[6]["mode"] for e in full if e[0] == "ask" and e[2] == "search"} == {"explore", "exploit", "recover"}
+    assert any(e[2] == "certification" for e in full if e[0] == "ask")
+    for kill_at in [(2, 5), (7, 9, 11)]:
+        assert _drive_modes(spec, modes, kill_at=kill_at)[1] == full
+
+
+def test_a_checkpoint_without_mode_state_loads_and_asks_as_before():
+    import pickle
+    import zlib
+
+    spec = _spec(budget={"evaluations": 96})
+    hunt = _told_hunt(spec, asks=2)
+    pending = hunt.ask()
+    raw = pickle.loads(zlib.decompress(hunt.dumps()[4:]))
+    for key in ("exploit_share", "recover_share", "exploit_anchor", "exploit_k"):
+        del raw["state"][key]
+    for e in raw["state"]["evals"]:
+        del e["source"]
+    for p in raw["state"]["pending_asks"].values():
+        del p.__dict__["sources"]
+    old = Hunt.loads(b"HFZ1" + zlib.compress(pickle.dumps(raw)))
+    new = Hunt.loads(hunt.dumps())
+    for h in (old, new):
+        h.tell(pending.ask_id, [_outcome(spec, c, 0) for c in pending.candidates])
+    assert old.ask().candidates == new.ask().candidates
+    assert old.ask("exploit").candidates == new.ask("exploit").candidates
+    assert (old.exploit_share, old.recover_share) == (0.25, 0.0)  # the defaults for 3-D, one objective
+
+
+def test_default_shares_follow_the_benchmark():
+    assert default_shares(3, 1) == (0.25, 0.0)
+    assert default_shares(20, 1) == (0.0, 0.0)  # exploit cost from 20-D up
+    assert default_shares(2, 2) == (0.0, 0.0)  # and with several objectives
+    spec = _spec(optimizer={"name": "ngopt", "population": 8, "options": {"exploit_share": 0.5, "recover_share": 0.1}})
+    assert (Hunt.start(spec).exploit_share, Hunt.start(spec).recover_share) == (0.5, 0.1)
+
+
+@pytest.mark.parametrize("option", ["exploit_share", "recover_share"])
+@pytest.mark.parametrize("value", [-0.1, 1.5, "lots", True, float("nan")])
+def test_bad_share_options_are_rejected_by_name(option, value):
+    with pytest.raises(ValueError, match=f"optimizer.options.{option}"):
+        Hunt.start(_spec(optimizer={"name": "random", "population": 8, "options": {option: value}}))

@@ -91,6 +91,21 @@ def test_interrupted_campaign_matches_the_uninterrupted_one(db, make_spec, datab
     assert len(fa) >= 40 and fa == fb
     assert {e[2] for e in fa} >= {"search", "certification"}
     assert ra["best_objective"] == rb["best_objective"]
+    _assert_modes_replay(db, a)
+
+
+def _assert_modes_replay(db, cid) -> None:
+    """The mode evolve steers with (learn.current_mode) replays the trajectory learn recorded."""
+    spec = campaigns.spec_of(campaigns.get_campaign(db, cid))
+    rows = db.execute(
+        "select t.mode, g.ask_id from hunt.trajectories t join hunt.generations g using (generation_id)"
+        " where t.campaign_id = %s order by g.ask_id", (cid,)).fetchall()
+    evals = generations.campaign_evaluations(db, cid)
+    budget = campaigns.get_campaign(db, cid)["evaluations_budget"]
+    replayed = [learn.current_mode(spec, evals, {r["ask_id"] for r in rows[: k + 1]}, budget).value
+                for k in range(len(rows))]
+    assert replayed == [r["mode"] for r in rows]
+    assert len(set(replayed)) >= 2, replayed  # the campaign went through more than one mode
 
 
 def test_extending_a_completed_campaign_resumes_the_search(db, make_spec):
@@ -104,3 +119,4 @@ def test_extending_a_completed_campaign_resumes_the_search(db, make_spec):
     assert (row["status"], row["completion_reason"]) == ("completed", "budget_spent")
     assert len(after) == before + 16
     assert len({e["param_hash"] for e in after}) > len({e["param_hash"] for e in after[:before]})
+

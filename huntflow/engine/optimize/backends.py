@@ -10,6 +10,17 @@ bounds (linearly, or in log space for ``log: true`` bounds), keeping ``spec.spac
   ``spec.seed``), skipping the all-zero first point; ``tell`` is a no-op. Unlike nevergrad's
   ``ScrHaltonSearch`` it has no fixed budget, so :meth:`Hunt.extend_budget` works.
 
+``suggest(u)`` injects a point the hunt chose itself (exploit / recover modes, see
+:mod:`~huntflow.engine.optimize.modes`) and returns ``(token, u)`` like ``ask``; telling that
+token teaches the optimizer about the point. For nevergrad this is ``optimizer.suggest(u)``
+followed at once by ``optimizer.ask()``, which pops the suggestion (LIFO) as a candidate whose
+``value`` is ``u``; the later ``tell`` of a candidate nevergrad did not generate itself goes
+through the optimizer's *tell-not-asked* path (NGOpt forwards it to its sub-optimizer, CMA puts
+it in the next covariance update, DE lets it replace the worst population member when it is
+better). An optimizer without that path raises ``TellNotAskedNotSupportedError``; the tell is
+then dropped and counted in ``suggestions_not_told``. The Halton baseline returns the point
+with a token whose ``tell`` is a no-op and does not advance its sequence.
+
 A backend pickles with its whole state (nevergrad optimizer, candidates, RNG), which is what
 makes a checkpoint resume exactly.
 """
@@ -100,6 +111,10 @@ class HaltonBackend:
         self.index += 1
         return self.index, self._point(self.index)
 
+    def suggest(self, u: np.ndarray) -> tuple[Any, np.ndarray]:
+        """An injected point: ``(token, u)``; the sequence does not advance."""
+        return "suggested", np.clip(np.asarray(u, dtype=float), 0.0, 1.0).copy()
+
     def tell(self, token: Any, loss: float) -> None:
         """Quasi-random search learns nothing."""
 
@@ -126,11 +141,25 @@ class NevergradBackend:
             cand = self.optimizer.ask()
         return cand, np.clip(np.asarray(cand.value, dtype=float), 0.0, 1.0)
 
-    def tell(self, token: Any, loss: float) -> None:
-        """Report the loss of an asked candidate."""
+    def suggest(self, u: np.ndarray) -> tuple[Any, np.ndarray]:
+        """An injected point: ``(candidate, u)``, the candidate nevergrad made of ``u``."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.optimizer.tell(token, float(loss))
+            self.optimizer.suggest(u)
+            cand = self.optimizer.ask()
+        return cand, np.clip(np.asarray(cand.value, dtype=float), 0.0, 1.0)
+
+    def tell(self, token: Any, loss: float) -> None:
+        """Report the loss of an asked (or suggested) candidate."""
+        from nevergrad.common.errors import TellNotAskedNotSupportedError
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                self.optimizer.tell(token, float(loss))
+            except TellNotAskedNotSupportedError:
+                self.suggestions_not_told = getattr(self, "suggestions_not_told", 0) + 1
 
     def add_budget(self, n: int) -> None:
         """Raise the optimizer's nominal budget (nevergrad asks past it without complaint)."""
@@ -149,7 +178,8 @@ def make_backend(name: str, dim: int, seed: int, budget: int, num_workers: int):
         num_workers: ``spec.optimizer.population``.
 
     Returns:
-        A backend with ``ask() -> (token, u)``, ``tell(token, loss)`` and ``add_budget(n)``.
+        A backend with ``ask() -> (token, u)``, ``suggest(u) -> (token, u)``, ``tell(token, loss)``
+        and ``add_budget(n)``.
 
     Raises:
         ValueError: unknown optimizer name.

@@ -32,9 +32,53 @@ Every outer ALM iteration is one told search ask (see :mod:`~huntflow.engine.opt
 The prefilter (:mod:`~huntflow.engine.optimize.prefilter`) screens search candidates; each
 rejection is told to the backend as infeasible and the batch is refilled by asking more.
 
+Modes (``Hunt.ask(mode)``; the rule that picks one is
+:func:`~huntflow.engine.optimize.modes.choose_mode`) shape search asks only; promotion and
+certification asks are the same in every mode. Of a search batch of ``n``:
+
+* ``explore`` (the default): all ``n`` from the backend, exactly as before modes existed.
+* ``exploit``: ``floor(exploit_share * n + 0.5)`` candidates (``optimizer.options.exploit_share``,
+  default 0.25 with one objective and at most 10 parameters, else 0: :func:`default_shares`) are local refinement around the incumbent at the rung searched: with one
+  objective the best feasible evaluation (lowest objective; the least-violating successful one
+  when none is feasible, no refinement when none succeeded), with several objectives a member of
+  the feasible front drawn per candidate. Each is the incumbent's unit-cube point plus Gaussian
+  noise, clipped to the cube, with per-coordinate step ``sigma = max(1e-6, min(0.1, s/2) * 2**-k)``.
+  ``s`` is the RMS per-coordinate standard deviation of the optimizer's own points in this batch
+  (the scale it samples at now, so the refinement is always finer than the optimizer's own
+  search; the rung's last search batch when this one has a single point); ``k`` counts the
+  exploit asks made since the incumbent last changed: the step halves while refining does not
+  move the incumbent and starts again at ``s/2`` once it moves (shrink on failure, reset on
+  success, as in pattern search).
+* ``recover``: ``floor(recover_share * n + 0.5)`` candidates (``optimizer.options.recover_share``,
+  default 0: opt-in, e.g. 0.25) are diversification: a Latin hypercube pool of ``max(256, 32 * count)`` points
+  is drawn, and points are taken from it greedily, each the farthest from every told, in-flight
+  and already chosen point; when the prefilter is active, among the pool points it predicts
+  feasible (others only once none is left).
+
+Injected (exploit / recover) points *displace* the tail of the optimizer's batch: the backend
+is asked for all ``n`` as in explore, its last ones are dropped unevaluated (never told, like a
+failure), and the injected points are handed to the backend with ``backend.suggest`` and told
+with the batch, so the optimizer learns from them (see
+:mod:`~huntflow.engine.optimize.backends`). Asking the whole batch keeps the optimizer's own sampling
+in step with the batches (a CMA generation the size of the batch is not split, and no samples of
+an old generation are carried into the next batch). The prefilter screens injected points too: an
+exploit point it rejects (within the batch's cap) is redrawn and, never having been the
+optimizer's, is not told; recover prefers predicted-feasible points instead of rejecting.
+``Ask.decisions[i]["source"]`` says who made each candidate (``"optimizer"``, ``"exploit"``,
+``"recover"``, with the exploit center and step or the recover distance under the same key),
+and ``Ask.meta`` carries ``mode``, ``sources`` (counts) and the ``exploit`` / ``recover``
+details (step, halvings, optimizer spread, displaced count; pool size).
+
+What they buy is measured in benchmarks/RESULTS.md (``optimizer_quality.py --steer``): on its
+short fixed-budget problems, steering with 0.25/0.25 everywhere did not help overall (exploit
+alone helped on 5 of the 9 problems up to 10-D and cost on the 3 from 20-D up; recover alone
+cost wherever it triggered), hence the defaults above.
+
 Determinism: every random choice comes from ``spec.seed`` (the backend's RNG, the Halton
-permutations, the per-ask weight RNG), and the state holds no set or dict whose iteration
-order depends on hashing, so ``Hunt.loads(h.dumps())`` asks exactly what ``h`` would have.
+permutations, the per-ask weight RNG, the exploit and recover RNGs seeded by
+``(spec.seed, ask_id)``), and the state holds no set or dict whose iteration order depends on
+hashing, so ``Hunt.loads(h.dumps())`` asks exactly what ``h`` would have for any sequence of
+modes. Checkpoints written before modes existed load with the mode state at its defaults.
 """
 
 from __future__ import annotations
@@ -50,13 +94,34 @@ from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
 from huntflow.engine.optimize.backends import make_backend, to_params
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
+from huntflow.engine.optimize.modes import EXPLOIT, EXPLORE, MODES, RECOVER
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
+from huntflow.engine.optimize.report import front_indices
 from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
 from huntflow.engine.spec import CampaignSpec
 
 CHECKPOINT_VERSION = 1
 STATUSES = ("ok", "failed", "rejected")
+
+EXPLOIT_SHARE = 0.25
+EXPLOIT_MAX_DIM = 10
+
+
+def default_shares(dim: int, n_obj: int) -> tuple[float, float]:
+    """(exploit_share, recover_share) when the spec's options do not set them.
+
+    From benchmarks/RESULTS.md (``optimizer_quality.py --steer``): exploit helped on 5 of the 9
+    single-objective problems up to 10-D and cost on every one from 20-D up and on ZDT1;
+    recover cost wherever it triggered. So exploit is on by default for one objective up to
+    ``EXPLOIT_MAX_DIM`` parameters, and recover is opt-in.
+    """
+    return (EXPLOIT_SHARE if n_obj == 1 and dim <= EXPLOIT_MAX_DIM else 0.0), 0.0
+EXPLOIT_SIGMA_FRACTION = 0.5  # exploit step / the optimizer's current sampling spread
+EXPLOIT_SIGMA_MAX = 0.1  # per-dimension step size cap, unit-cube units
+EXPLOIT_SIGMA_MIN = 1e-6
+RECOVER_POOL_MIN = 256  # space-filling candidates drawn per recover ask (at least)
+RECOVER_POOL_PER_POINT = 32
 
 
 _MAGIC = b"HFZ1"  # zlib-compressed checkpoint
@@ -107,6 +172,7 @@ class _Pending:
     hashes: list[str]
     weights: list[list[float]] | None
     parents: list[int] | None
+    sources: list[str] | None = None  # search asks: "optimizer" | "exploit" | "recover" per candidate
 
 
 class Hunt:
@@ -130,6 +196,9 @@ class Hunt:
         if self.scalarization not in ("hypervolume", "chebyshev"):
             raise ValueError(f"optimizer.options.scalarization must be 'hypervolume' or 'chebyshev', got {self.scalarization!r}")
         self.prefilter = pf.PrefilterConfig.from_options(dict(spec.optimizer.options))
+        exploit, recover = default_shares(len(self.names), self.n_obj)
+        self.exploit_share = _share(spec.optimizer.options, "exploit_share", exploit)
+        self.recover_share = _share(spec.optimizer.options, "recover_share", recover)
         search_budget = sum(s.count for s in self.stages if s.kind == "search")
         self.backend = make_backend(
             spec.optimizer.name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population
@@ -144,6 +213,8 @@ class Hunt:
         self.loss_range: tuple[float, float] | None = None
         self.prefilter_rejected = 0
         self.hv_history: list[dict] = []
+        self.exploit_anchor: tuple[int, ...] | None = None  # incumbent(s) of the last exploit ask
+        self.exploit_k = 0  # exploit asks since the incumbent last changed (step-size halvings)
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -179,7 +250,19 @@ class Hunt:
             raise ValueError("not a hunt checkpoint of a known version")
         hunt = cls.__new__(cls)
         hunt.__dict__.update(blob["state"])
+        hunt._upgrade()
         return hunt
+
+    def _upgrade(self) -> None:
+        """Defaults for state added after a checkpoint was written (the modes)."""
+        options = self.spec.optimizer.options
+        exploit, recover = default_shares(len(self.names), len(self.spec.objectives))
+        if "exploit_share" not in self.__dict__:
+            self.exploit_share = _share(options, "exploit_share", exploit)
+        if "recover_share" not in self.__dict__:
+            self.recover_share = _share(options, "recover_share", recover)
+        self.__dict__.setdefault("exploit_anchor", None)
+        self.__dict__.setdefault("exploit_k", 0)
 
     @property
     def pending(self) -> list[int]:
@@ -226,18 +309,31 @@ class Hunt:
             self.stages.append(Stage("promote", top_search, min(k, n)))
 
     # ---------------------------------------------------------------- ask
-    def ask(self) -> Ask | None:
+    def ask(self, mode: str = EXPLORE) -> Ask | None:
         """The next batch, or None when nothing can be asked now.
 
+        Args:
+            mode: the campaign mode (:mod:`~huntflow.engine.optimize.modes`): ``"explore"``
+                (the whole search batch from the optimizer), ``"exploit"`` (a share is local
+                refinement around the incumbent) or ``"recover"`` (a share is space-filling
+                diversification). It shapes search asks only; promotion and certification asks
+                are the same in every mode.
+
         None means the budget is spent, or a promotion waits for in-flight asks of its rung.
+
+        Raises:
+            ValueError: unknown ``mode``.
         """
+        mode = str(getattr(mode, "value", mode))
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         while self.stage_idx < len(self.stages):
             stage = self.stages[self.stage_idx]
             if stage.kind == "search":
                 # a search stage is left as soon as its last batch is asked
                 remaining = stage.count - self.stage_asked
                 if remaining > 0:
-                    return self._ask_search(stage, min(self.spec.optimizer.population, remaining))
+                    return self._ask_search(stage, min(self.spec.optimizer.population, remaining), mode)
                 self._advance()
                 continue
             if any(p.fidelity == stage.rung for p in self.pending_asks.values()):
@@ -260,14 +356,18 @@ class Hunt:
     def _candidate(self, values: list[float]) -> dict[str, float]:
         return {n: float(v) for n, v in zip(self.names, values)}
 
-    def _ask_search(self, stage: Stage, n: int) -> Ask:
+    def _ask_search(self, stage: Stage, n: int, mode: str = EXPLORE) -> Ask:
         cfg = self.prefilter
         told = [e for e in self.evals]
         labels = np.array([e["feasible"] for e in told], dtype=bool)
         active = pf.is_active(labels, cfg)
         train_x = np.array([e["u"] for e in told]) if active else None
         cap = pf.rejection_cap(n, cfg)
-        accepted: list[tuple] = []
+        ask_id = self.next_ask_id  # taken by this ask below; seeds the injected points
+        centers: list[int] = self._incumbents(stage.rung) if mode == EXPLOIT else []
+        share = {EXPLOIT: self.exploit_share if centers else 0.0, RECOVER: self.recover_share}.get(mode, 0.0)
+        n_inject = int(math.floor(share * n + 0.5))
+        accepted: list[tuple] = []  # (token, u, p_feasible, source, extra decision fields)
         rejected: list[dict] = []
         while len(accepted) < n:
             token, u = self.backend.ask()
@@ -277,35 +377,57 @@ class Hunt:
                 if penalty is not None:
                     self.backend.tell(token, penalty)
                 values = to_params(u, self.bounds).tolist()
-                rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": penalty})
+                rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": penalty, "source": "optimizer"})
                 continue
-            accepted.append((token, u, p))
+            accepted.append((token, u, p, "optimizer", None))
+        # injected points displace the tail of the optimizer's batch: the optimizer was asked a
+        # whole batch (so a CMA generation is neither split nor mixed with stale samples) and is
+        # told the injected points instead of its displaced ones, which are never evaluated
+        asked_u = [a[1] for a in accepted]
+        accepted = accepted[: n - n_inject]
+        mode_meta: dict = {}
+        points: list[tuple] = []
+        if n_inject and mode == EXPLOIT:
+            points, mode_meta = self._exploit_points(stage, centers, n_inject, asked_u, ask_id,
+                                                     (active, train_x, labels, cap), rejected)
+        elif n_inject and mode == RECOVER:
+            points, mode_meta = self._recover_points(n_inject, [a[1] for a in accepted], ask_id, (active, train_x, labels))
+        if mode_meta:
+            mode_meta["displaced"] = n_inject
+        for u, p, source, extra in points:
+            token, u = self.backend.suggest(u)  # told with the batch, so the optimizer learns from it
+            accepted.append((token, u, p, source, extra))
         ask_id = self._new_id()
         weights = None
         if self.n_obj > 1 and self.scalarization == "chebyshev":
             rng = np.random.default_rng([self.spec.seed, ask_id])
             weights = [rng.dirichlet(np.ones(self.n_obj)).tolist() for _ in accepted]
-        values = [to_params(u, self.bounds).tolist() for _, u, _ in accepted]
+        values = [to_params(u, self.bounds).tolist() for _, u, _, _, _ in accepted]
         decisions = []
-        for i, (_, _, p) in enumerate(accepted):
+        for i, (_, _, p, source, extra) in enumerate(accepted):
             d = {
                 "optimizer": self.spec.optimizer.name,
+                "source": source,
                 "rung": stage.rung,
                 "prefilter": {"active": active, "p_feasible": p, "threshold": cfg.threshold, "decision": "accept"},
             }
+            if extra:
+                d[source] = extra
             if weights is not None:
                 d["weights"] = weights[i]
             decisions.append(d)
+        sources = [a[3] for a in accepted]
         self.pending_asks[ask_id] = _Pending(
             kind="search",
             fidelity=stage.rung,
             stage=self.stage_idx,
-            tokens=[t for t, _, _ in accepted],
-            u=[u for _, u, _ in accepted],
+            tokens=[a[0] for a in accepted],
+            u=[a[1] for a in accepted],
             values=values,
             hashes=[param_hash(v, self.names) for v in values],
             weights=weights,
             parents=None,
+            sources=sources,
         )
         stage_idx = self.stage_idx
         self.stage_asked += n
@@ -315,10 +437,89 @@ class Hunt:
         self.prefilter_rejected += len(rejected)
         meta = {
             "stage": stage_idx,
+            "mode": mode,
+            "sources": {s: sources.count(s) for s in ("optimizer", EXPLOIT, RECOVER)},
             "alm": self.alm.as_dict(),
             "prefilter": {"active": active, "rejected": len(rejected), "cap": cap, "rejected_candidates": rejected},
         }
+        if mode_meta:
+            meta[mode] = mode_meta
         return Ask(ask_id, "search", stage.rung, [self._candidate(v) for v in values], decisions, meta)
+
+    # ---------------------------------------------------------------- modes
+    def _incumbents(self, rung: int) -> list[int]:
+        """Indices of the evaluations exploit refines around at ``rung``: with one objective the
+        best feasible one (lowest minimized objective, earliest on ties); with several the
+        feasible front. Without a feasible one, the least-violating successful one; without a
+        successful one, none."""
+        if self.n_obj > 1:
+            front = front_indices(self, rung)
+            if front:
+                return front
+        ok = [i for i, e in enumerate(self.evals) if e["fidelity"] == rung and e["status"] == "ok"]
+        if not ok:
+            return []
+        feasible = [i for i in ok if self.evals[i]["feasible"]]
+        if feasible:
+            return [min(feasible, key=lambda i: (self.evals[i]["objectives"][0], i))]
+        return [min(ok, key=lambda i: (sum(max(0.0, g) for g in self.evals[i]["constraints"]), i))]
+
+    def _exploit_points(self, stage: Stage, centers: list[int], n: int, batch_u: list[np.ndarray], ask_id: int,
+                        screen: tuple, rejected: list[dict]) -> tuple[list[tuple], dict]:
+        """``n`` Gaussian perturbations of the incumbent(s), screened by the prefilter."""
+        active, train_x, labels, cap = screen
+        cfg = self.prefilter
+        anchor = tuple(centers)
+        self.exploit_k = 0 if anchor != self.exploit_anchor else self.exploit_k + 1
+        self.exploit_anchor = anchor
+        # the scale the optimizer samples at now: this batch's own points, else the rung's last batch
+        ref = np.asarray(batch_u, dtype=float)
+        if len(ref) < 2:
+            recent = [e["u"] for e in self.evals if e["fidelity"] == stage.rung and e["kind"] == "search"]
+            ref = np.asarray(recent[-self.spec.optimizer.population:], dtype=float).reshape(-1, len(self.names))
+        spread = float(np.sqrt(np.mean(np.var(ref, axis=0)))) if len(ref) >= 2 else 2 * EXPLOIT_SIGMA_MAX
+        sigma = max(EXPLOIT_SIGMA_MIN, min(EXPLOIT_SIGMA_MAX, EXPLOIT_SIGMA_FRACTION * spread) * 0.5**self.exploit_k)
+        rng = np.random.default_rng([self.spec.seed, ask_id, 1])
+        points: list[tuple] = []
+        while len(points) < n:
+            c = centers[int(rng.integers(len(centers)))] if len(centers) > 1 else centers[0]
+            u = np.clip(np.asarray(self.evals[c]["u"], dtype=float) + sigma * rng.standard_normal(len(self.names)), 0.0, 1.0)
+            p = float(pf.p_feasible(train_x, labels, u[None, :], cfg.k)[0]) if active else None
+            if active and p < cfg.threshold and len(rejected) < cap:
+                values = to_params(u, self.bounds).tolist()
+                rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": None, "source": EXPLOIT})
+                continue
+            points.append((u, p, EXPLOIT, {"center_eval": c, "sigma": sigma}))
+        meta = {"sigma": sigma, "halvings": self.exploit_k, "optimizer_spread": spread, "centers": list(centers)}
+        return points, meta
+
+    def _recover_points(self, n: int, batch_u: list[np.ndarray], ask_id: int, screen: tuple) -> tuple[list[tuple], dict]:
+        """``n`` points picked greedily (farthest first) from a Latin hypercube pool, preferring
+        those the prefilter predicts feasible."""
+        active, train_x, labels = screen
+        cfg = self.prefilter
+        dim = len(self.names)
+        rng = np.random.default_rng([self.spec.seed, ask_id, 2])
+        m = max(RECOVER_POOL_MIN, RECOVER_POOL_PER_POINT * n)
+        pool = (np.argsort(rng.random((m, dim)), axis=0) + rng.random((m, dim))) / m  # Latin hypercube
+        history = [e["u"] for e in self.evals] + [u for p in self.pending_asks.values() for u in p.u] + list(batch_u)
+        dmin = np.full(m, np.inf)
+        if history:
+            dmin = np.sqrt(_sqdist(pool, np.asarray(history, dtype=float)).min(axis=1))
+        p = pf.p_feasible(train_x, labels, pool, cfg.k) if active else None
+        preferred = p >= cfg.threshold if active else np.ones(m, dtype=bool)
+        taken = np.zeros(m, dtype=bool)
+        points: list[tuple] = []
+        for _ in range(n):
+            free = ~taken & preferred if (~taken & preferred).any() else ~taken
+            j = int(np.flatnonzero(free)[np.argmax(dmin[free])])
+            taken[j] = True
+            d = float(dmin[j])
+            pj = float(p[j]) if active else None
+            points.append((pool[j].copy(), pj, RECOVER, {"min_distance": d if math.isfinite(d) else None}))
+            dmin = np.minimum(dmin, np.sqrt(_sqdist(pool, pool[j][None, :])[:, 0]))
+        meta = {"pool": m, "pool_predicted_infeasible": int((~preferred).sum())}
+        return points, meta
 
     def _ask_promotion(self, stage: Stage) -> Ask | None:
         target = stage.rung + 1
@@ -465,6 +666,7 @@ class Hunt:
                 "feasible": feasible,
                 "alm_loss": loss,
                 "parent": p.parents[i] if p.parents is not None else None,
+                "source": p.sources[i] if p.sources is not None else None,
             }
             self.evals.append(record)
             note = {
@@ -527,3 +729,21 @@ class Hunt:
         See :func:`huntflow.engine.optimize.report.summarize` for the fields.
         """
         return summarize(self)
+
+
+def _share(options, name: str, default: float) -> float:
+    """A batch share option in ``[0, 1]``.
+
+    Raises:
+        ValueError: not a number in ``[0, 1]``.
+    """
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"optimizer.options.{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(len(a), len(b)) squared Euclidean distances."""
+    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
+    return np.maximum(d2, 0.0)
