@@ -11,6 +11,12 @@ the same batched JAX evaluator (:func:`huntflow.engine.evaluate.evaluate_populat
   (``constraints_func`` on constrained problems; CMA-ES is left out where Optuna's CMA-ES
   sampler does not support constraints or several objectives).
 * ``qmc``: Optuna's scrambled-Sobol ``QMCSampler``; ``random``: Optuna's ``RandomSampler``.
+* ``huntflow_steered`` (with ``--steer``): the same hunt, but every search ask gets the campaign
+  mode the learn stage would have recorded after the previous told generation
+  (:func:`huntflow.engine.optimize.modes.choose_mode` on learn's stagnation count and used
+  budget fraction), so exploit / recover asks inject local-refinement / space-filling points.
+  ``huntflow`` stays the explore-only (unsteered) hunt, and the JSON's ``steering`` section
+  compares the two per problem on the same seeds (same evaluation noise).
 
 Optuna's ``CmaEsSampler`` needs the ``cmaes`` package (in the ``bench`` extra); where it is not
 installed that peer is skipped and the JSON says so (``optuna_cmaes_available``).
@@ -22,8 +28,12 @@ several objectives, the hypervolume of the feasible front against the problem's 
 point. A problem counts in ``wins_or_ties`` when huntflow's median over seeds is at least as
 good as the best peer's median (a relative tolerance of 1e-6 decides ties).
 
-Usage: ``python benchmarks/optimizer_quality.py [--quick] [--seeds N] [--jobs N]``. The last
-stdout line is a JSON object: ``problems``, ``wins_or_ties``, ``table`` (per problem), ``machine``.
+Usage: ``python benchmarks/optimizer_quality.py [--quick] [--seeds N] [--jobs N] [--steer]
+[--no-peers] [--option KEY=VALUE ...] [--problems NAME ...]``. The last stdout line is a JSON object: ``problems``,
+``wins_or_ties``, ``table`` (per problem), ``machine``; with ``--steer`` also ``steering``
+(per problem: both medians, ``gain`` = how many times better steered is than unsteered, >1 means
+steering helps, and per-seed ``wins`` / ``ties`` / ``losses`` of steered against unsteered, and
+the share of search asks made in each mode) and ``steered_wins_or_ties`` against the peers.
 """
 
 from __future__ import annotations
@@ -83,7 +93,7 @@ PROBLEMS = (
 )
 
 
-def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt") -> dict:
+def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt", options: dict | None = None) -> dict:
     spec = {
         "slug": p.name.replace("_", "-"),
         "model": {"name": p.model, "fixed": {"noise": p.noise} if p.noise else {}},
@@ -91,7 +101,7 @@ def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt") -> 
         "objectives": [{"metric": m} for m in p.objectives],
         "constraints": [{"metric": m, "max": 0.0} for m in p.constraints],
         "budget": {"evaluations": budget},
-        "optimizer": {"name": optimizer, "population": POPULATION},
+        "optimizer": {"name": optimizer, "population": POPULATION, "options": dict(options or {})},
         "seed": seed,
     }
     if p.reference is not None:
@@ -127,14 +137,53 @@ def _hv(p: Problem, points: list[list[float]]) -> float:
     return hypervolume(np.asarray(points, dtype=float).reshape(-1, len(p.objectives)), np.asarray(p.reference))
 
 
-def run_huntflow(p: Problem, budget: int, seed: int) -> float:
-    """Drive a Hunt in a pure loop; returns the score (regret or hypervolume)."""
+class LearnModes:
+    """The learn stage's mode rule (huntflow/tasks/learn.py) on a hunt's told history.
+
+    After each told generation (any kind): the best feasible objective (top fidelity first, else
+    any; the first objective with several), its improvement over the previous best, the count of
+    consecutive generations without improvement, and :func:`choose_mode` of that count, the
+    spec's patience and the fraction of the budget told.
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.prev_best: float | None = None
+        self.stagnant = 0
+        self.mode = "explore"
+
+    def after_tell(self, hunt) -> str:
+        from huntflow.engine.optimize.modes import choose_mode
+
+        top = len(self.spec.fidelities) - 1
+        ok = [e for e in hunt.evals if e["status"] == "ok" and e["feasible"]]
+        pool = [e for e in ok if e["fidelity"] == top] or ok
+        best = min((e["objectives"][0] for e in pool), default=None)  # minimized sign
+        improvement = None
+        if best is not None and self.prev_best is not None:
+            improvement = self.prev_best - best if best < self.prev_best else 0.0
+        fresh = (improvement is None and best is not None) or (improvement or 0.0) > 1e-12
+        self.stagnant = 0 if fresh else self.stagnant + 1
+        if best is not None:
+            self.prev_best = best
+        self.mode = choose_mode(self.stagnant, self.spec.budget.patience, len(hunt.evals) / max(1, hunt.total))
+        return self.mode
+
+
+def run_huntflow(p: Problem, budget: int, seed: int, steer: bool = False, options: dict | None = None) -> tuple[float, dict]:
+    """Drive a Hunt in a pure loop (with ``steer``, asking in learn's mode); returns the score
+    (regret or hypervolume) and the search asks made in each mode. ``options`` go to
+    ``spec.optimizer.options`` (e.g. ``exploit_share``)."""
     from huntflow.engine.optimize import Hunt, Outcome
     from huntflow.engine.spec import parse_spec
 
-    spec = parse_spec(_spec_dict(p, budget, seed))
+    spec = parse_spec(_spec_dict(p, budget, seed, options=options))
     hunt = Hunt.start(spec)
-    while (ask := hunt.ask()) is not None:
+    learn = LearnModes(spec)
+    modes = {"explore": 0, "exploit": 0, "recover": 0}
+    while (ask := hunt.ask(learn.mode if steer else "explore")) is not None:
+        if ask.kind == "search":
+            modes[ask.meta["mode"]] += 1
         x = np.array([[c[n] for n in spec.param_names] for c in ask.candidates])
         bias = float(spec.fidelities[ask.fidelity].settings.get("bias", 0.0))
         m = _evaluate(p, x, seed * 100003 + ask.ask_id, bias=bias)
@@ -144,11 +193,12 @@ def run_huntflow(p: Problem, budget: int, seed: int) -> float:
             ok = all(math.isfinite(v) for v in metrics.values())
             outs.append(Outcome("ok", metrics) if ok else Outcome("failed", {}, "nonfinite"))
         hunt.tell(ask.ask_id, outs)
+        learn.after_tell(hunt)
     s = hunt.summary()
     if p.multi:
-        return _hv(p, [v["objectives"] for v in s["front"]])
+        return _hv(p, [v["objectives"] for v in s["front"]]), modes
     best = s["best_params"]
-    return _score_single(p, None if best is None else np.array([best[n] for n in spec.param_names]))
+    return _score_single(p, None if best is None else np.array([best[n] for n in spec.param_names])), modes
 
 
 def _sampler(method: str, seed: int, constrained: bool):
@@ -228,11 +278,54 @@ def peers_for(p: Problem) -> list[str]:
 
 
 def _job(args: tuple) -> tuple:
-    name, method, seed, budget = args
+    name, method, seed, budget, options = args
     p = next(q for q in PROBLEMS if q.name == name)
     t0 = time.perf_counter()
-    score = run_huntflow(p, budget, seed) if method == "huntflow" else run_optuna(p, budget, seed, method)
-    return name, method, seed, score, time.perf_counter() - t0
+    modes = None
+    if method in ("huntflow", "huntflow_steered"):
+        score, modes = run_huntflow(p, budget, seed, steer=method == "huntflow_steered", options=options)
+    else:
+        score = run_optuna(p, budget, seed, method)
+    return name, method, seed, score, time.perf_counter() - t0, modes
+
+
+def _gain(p: Problem, steered: float, plain: float) -> float | None:
+    """How many times better steered is than unsteered (>1: steering helps)."""
+    if p.multi:
+        return steered / plain if plain > 0 else None
+    if not (math.isfinite(steered) and math.isfinite(plain)):
+        return None
+    if steered <= 0:
+        return math.inf if plain > 0 else 1.0
+    return plain / steered
+
+
+def steering_table(problems: list[Problem], results: dict, modes: dict) -> list[dict]:
+    """Steered against unsteered per problem, paired by seed."""
+    rows = []
+    for p in problems:
+        plain, steered = results[(p.name, "huntflow")], results[(p.name, "huntflow_steered")]
+        wins = ties = losses = 0
+        for a, b in zip(steered, plain):
+            if _better_or_equal(p, a, b) and _better_or_equal(p, b, a):
+                ties += 1
+            elif _better_or_equal(p, a, b):
+                wins += 1
+            else:
+                losses += 1
+        med_plain, med_steered = float(np.median(plain)), float(np.median(steered))
+        counts = modes[(p.name, "huntflow_steered")]
+        total = max(1, sum(counts.values()))
+        rows.append({
+            "problem": p.name,
+            "unsteered_median": med_plain,
+            "steered_median": med_steered,
+            "gain": _gain(p, med_steered, med_plain),
+            "per_seed_gain": [_gain(p, b, a) for a, b in zip(plain, steered)],
+            "wins": wins, "ties": ties, "losses": losses,
+            "search_asks_by_mode": {m: round(c / total, 3) for m, c in counts.items()},
+        })
+    return rows
 
 
 def _better_or_equal(p: Problem, ours: float, theirs: float) -> bool:
@@ -263,18 +356,32 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seeds", type=int, default=None)
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--problems", nargs="*", default=None, help="subset of problem names")
+    ap.add_argument("--steer", action="store_true", help="also run the hunt steered by learn's mode rule")
+    ap.add_argument("--no-peers", action="store_true", help="skip the Optuna peers (huntflow only)")
+    ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                    help="an optimizer option for the hunts, e.g. exploit_share=0.25 (repeatable)")
     args = ap.parse_args(argv)
+    options = {}
+    for item in args.option:
+        key, _, value = item.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
     seeds = args.seeds or (3 if args.quick else 5)
     problems = [p for p in PROBLEMS if args.problems is None or p.name in args.problems]
+    ours = ["huntflow", "huntflow_steered"] if args.steer else ["huntflow"]
+    peers = (lambda p: []) if args.no_peers else peers_for
     jobs = []
     for p in problems:
         budget = p.quick_budget if args.quick else p.budget
-        for method in ["huntflow", *peers_for(p)]:
+        for method in [*ours, *peers(p)]:
             for seed in range(seeds):
-                jobs.append((p.name, method, seed, budget))
+                jobs.append((p.name, method, seed, budget, options))
     t0 = time.perf_counter()
     results: dict[tuple[str, str], list[float]] = {}
     seconds: dict[tuple[str, str], float] = {}
+    mode_counts: dict[tuple[str, str], dict[str, int]] = {}
     if args.jobs > 1:
         import multiprocessing as mp
 
@@ -282,32 +389,40 @@ def main(argv: list[str] | None = None) -> dict:
             done = list(pool.map(_job, jobs))
     else:
         done = [_job(j) for j in jobs]
-    for name, method, seed, score, sec in done:
+    for name, method, seed, score, sec, modes in done:
         results.setdefault((name, method), []).append(score)
         seconds[(name, method)] = seconds.get((name, method), 0.0) + sec
+        if modes is not None:
+            acc = mode_counts.setdefault((name, method), {})
+            for m, c in modes.items():
+                acc[m] = acc.get(m, 0) + c
     table = []
-    wins = 0
+    wins = steered_wins = 0
     for p in problems:
         budget = p.quick_budget if args.quick else p.budget
-        med = {m: float(np.median(results[(p.name, m)])) for m in ["huntflow", *peers_for(p)]}
-        peers = {m: v for m, v in med.items() if m != "huntflow"}
-        best_peer = (max if p.multi else min)(peers, key=lambda m: peers[m])
-        ok = _better_or_equal(p, med["huntflow"], peers[best_peer])
-        wins += ok
-        table.append(
-            {
-                "problem": p.name,
-                "metric": "hypervolume (higher is better)" if p.multi else "regret (lower is better)",
-                "budget": budget,
-                "median": med,
-                "best_peer": best_peer,
-                "huntflow_win_or_tie": bool(ok),
-                "seconds": {m: round(seconds[(p.name, m)], 2) for m in med},
-            }
-        )
+        med = {m: float(np.median(results[(p.name, m)])) for m in [*ours, *peers(p)]}
+        others = {m: v for m, v in med.items() if m not in ours}
+        row = {
+            "problem": p.name,
+            "metric": "hypervolume (higher is better)" if p.multi else "regret (lower is better)",
+            "budget": budget,
+            "median": med,
+            "seconds": {m: round(seconds[(p.name, m)], 2) for m in med},
+        }
+        verdict = ""
+        if others:
+            best_peer = (max if p.multi else min)(others, key=lambda m: others[m])
+            ok = _better_or_equal(p, med["huntflow"], others[best_peer])
+            wins += ok
+            row.update(best_peer=best_peer, huntflow_win_or_tie=bool(ok))
+            verdict = f"  best_peer={best_peer} {'WIN/TIE' if ok else 'loss'}"
+            if args.steer:
+                sok = _better_or_equal(p, med["huntflow_steered"], others[best_peer])
+                steered_wins += sok
+                row["steered_win_or_tie"] = bool(sok)
+        table.append(row)
         print(
-            f"{p.name:24s} " + " ".join(f"{m}={_fmt(v)}" for m, v in med.items())
-            + f"  best_peer={best_peer} {'WIN/TIE' if ok else 'loss'}"
+            f"{p.name:24s} " + " ".join(f"{m}={_fmt(v)}" for m, v in med.items()) + verdict
             + f"  seconds={ {m: round(seconds[(p.name, m)], 1) for m in med} }",
             file=sys.stderr,
         )
@@ -319,8 +434,9 @@ def main(argv: list[str] | None = None) -> dict:
         "quick": args.quick,
         "seeds": seeds,
         "population": POPULATION,
+        "options": options,
         "problems": len(problems),
-        "wins_or_ties": wins,
+        "wins_or_ties": None if args.no_peers else wins,
         "table": table,
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "machine": {
@@ -334,6 +450,20 @@ def main(argv: list[str] | None = None) -> dict:
             "numpy": np.__version__,
         },
     }
+    if args.steer:
+        steering = steering_table(problems, results, mode_counts)
+        out["steering"] = steering
+        out["steering_wins_ties_losses"] = [sum(r[k] for r in steering) for k in ("wins", "ties", "losses")]
+        out["steering_problems_helped"] = sum(1 for r in steering if r["gain"] is not None and r["gain"] > 1)
+        if not args.no_peers:
+            out["steered_wins_or_ties"] = steered_wins
+        for r in steering:
+            print(
+                f"steering {r['problem']:24s} unsteered={_fmt(r['unsteered_median'])} steered={_fmt(r['steered_median'])}"
+                f" gain={_fmt(r['gain']) if r['gain'] is not None else 'n/a'} w/t/l={r['wins']}/{r['ties']}/{r['losses']}"
+                f" modes={r['search_asks_by_mode']}",
+                file=sys.stderr,
+            )
     print(json.dumps(_finite(out)))
     return out
 
