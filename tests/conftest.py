@@ -29,6 +29,11 @@ os.environ.setdefault("HUNTFLOW_STAGE_RETRIES", "1")
 _TABLES = "hunt.gates, hunt.findings, hunt.trajectories, hunt.stage_runs, hunt.evaluations, hunt.generations, hunt.campaigns"
 
 
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the session dir even when no test ran (all deselected: data_dir never set up)."""
+    shutil.rmtree(_SESSION_DIR, ignore_errors=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_dir():
     """The session's data dir (``HUNTFLOW_DATA_DIR``); deleted with everything in it at the end."""
