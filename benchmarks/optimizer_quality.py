@@ -93,7 +93,7 @@ PROBLEMS = (
 )
 
 
-def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt", options: dict | None = None) -> dict:
+def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str | None = None, options: dict | None = None) -> dict:
     spec = {
         "slug": p.name.replace("_", "-"),
         "model": {"name": p.model, "fixed": {"noise": p.noise} if p.noise else {}},
@@ -101,7 +101,7 @@ def _spec_dict(p: Problem, budget: int, seed: int, optimizer: str = "ngopt", opt
         "objectives": [{"metric": m} for m in p.objectives],
         "constraints": [{"metric": m, "max": 0.0} for m in p.constraints],
         "budget": {"evaluations": budget},
-        "optimizer": {"name": optimizer, "population": POPULATION, "options": dict(options or {})},
+        "optimizer": {"population": POPULATION, "options": dict(options or {}), **({"name": optimizer} if optimizer else {})},
         "seed": seed,
     }
     if p.reference is not None:
@@ -170,14 +170,15 @@ class LearnModes:
         return self.mode
 
 
-def run_huntflow(p: Problem, budget: int, seed: int, steer: bool = False, options: dict | None = None) -> tuple[float, dict]:
+def run_huntflow(p: Problem, budget: int, seed: int, steer: bool = False, options: dict | None = None,
+                 optimizer: str | None = None) -> tuple[float, dict]:
     """Drive a Hunt in a pure loop (with ``steer``, asking in learn's mode); returns the score
     (regret or hypervolume) and the search asks made in each mode. ``options`` go to
     ``spec.optimizer.options`` (e.g. ``exploit_share``)."""
     from huntflow.engine.optimize import Hunt, Outcome
     from huntflow.engine.spec import parse_spec
 
-    spec = parse_spec(_spec_dict(p, budget, seed, options=options))
+    spec = parse_spec(_spec_dict(p, budget, seed, optimizer=optimizer, options=options))
     hunt = Hunt.start(spec)
     learn = LearnModes(spec)
     modes = {"explore": 0, "exploit": 0, "recover": 0}
@@ -278,12 +279,12 @@ def peers_for(p: Problem) -> list[str]:
 
 
 def _job(args: tuple) -> tuple:
-    name, method, seed, budget, options = args
+    name, method, seed, budget, options, optimizer = args
     p = next(q for q in PROBLEMS if q.name == name)
     t0 = time.perf_counter()
     modes = None
     if method in ("huntflow", "huntflow_steered"):
-        score, modes = run_huntflow(p, budget, seed, steer=method == "huntflow_steered", options=options)
+        score, modes = run_huntflow(p, budget, seed, steer=method == "huntflow_steered", options=options, optimizer=optimizer)
     else:
         score = run_optuna(p, budget, seed, method)
     return name, method, seed, score, time.perf_counter() - t0, modes
@@ -360,6 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-peers", action="store_true", help="skip the Optuna peers (huntflow only)")
     ap.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                     help="an optimizer option for the hunts, e.g. exploit_share=0.25 (repeatable)")
+    ap.add_argument("--optimizer", default=None, help="spec.optimizer.name for the hunts (default: the spec's default)")
     args = ap.parse_args(argv)
     options = {}
     for item in args.option:
@@ -377,7 +379,7 @@ def main(argv: list[str] | None = None) -> dict:
         budget = p.quick_budget if args.quick else p.budget
         for method in [*ours, *peers(p)]:
             for seed in range(seeds):
-                jobs.append((p.name, method, seed, budget, options))
+                jobs.append((p.name, method, seed, budget, options, args.optimizer))
     t0 = time.perf_counter()
     results: dict[tuple[str, str], list[float]] = {}
     seconds: dict[tuple[str, str], float] = {}
@@ -435,6 +437,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seeds": seeds,
         "population": POPULATION,
         "options": options,
+        "optimizer": args.optimizer,
         "problems": len(problems),
         "wins_or_ties": None if args.no_peers else wins,
         "table": table,

@@ -126,7 +126,7 @@ class Budget(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    name: Literal["ngopt", "cma", "twopointsde", "random"] = "ngopt"
+    name: Literal["ngopt", "cma", "twopointsde", "random", "nsga2"] = "ngopt"
     population: int = Field(default=16, gt=0, le=4096)
     options: dict[str, Scalar] = Field(default_factory=dict)
 

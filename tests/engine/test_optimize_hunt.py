@@ -114,7 +114,7 @@ def test_loads_rejects_bytes_that_are_not_a_checkpoint():
         Hunt.loads(b"not a pickle")
 
 
-@pytest.mark.parametrize("name", ["ngopt", "cma", "twopointsde", "random"])
+@pytest.mark.parametrize("name", ["ngopt", "cma", "twopointsde", "random", "nsga2"])
 def test_each_optimizer_stays_within_bounds_and_finds_feasible_points(name):
     spec = _spec(optimizer={"name": name, "population": 8}, budget={"evaluations": 64})
     hunt, log = _drive(spec)
@@ -430,7 +430,7 @@ def test_recover_candidates_are_spread_away_from_the_history_and_predicted_feasi
     assert all(d["prefilter"]["p_feasible"] >= d["prefilter"]["threshold"] for d in decisions)
 
 
-@pytest.mark.parametrize("name", ["ngopt", "cma", "twopointsde", "random"])
+@pytest.mark.parametrize("name", ["ngopt", "cma", "twopointsde", "random", "nsga2"])
 def test_every_optimizer_takes_injected_points_and_stays_within_bounds(name):
     spec = _spec(optimizer={"name": name, "population": 8, "options": {"recover_share": 0.25}},
                  budget={"evaluations": 48})

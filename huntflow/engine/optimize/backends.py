@@ -115,7 +115,7 @@ class HaltonBackend:
         """An injected point: ``(token, u)``; the sequence does not advance."""
         return "suggested", np.clip(np.asarray(u, dtype=float), 0.0, 1.0).copy()
 
-    def tell(self, token: Any, loss: float) -> None:
+    def tell(self, token: Any, loss: float, objectives: list[float] | None = None, violation: float | None = None) -> None:
         """Quasi-random search learns nothing."""
 
     def add_budget(self, n: int) -> None:
@@ -150,8 +150,9 @@ class NevergradBackend:
             cand = self.optimizer.ask()
         return cand, np.clip(np.asarray(cand.value, dtype=float), 0.0, 1.0)
 
-    def tell(self, token: Any, loss: float) -> None:
-        """Report the loss of an asked (or suggested) candidate."""
+    def tell(self, token: Any, loss: float, objectives: list[float] | None = None, violation: float | None = None) -> None:
+        """Report the scalar loss of an asked (or suggested) candidate (nevergrad is told only
+        the loss; ``objectives`` and ``violation`` are for natively multi-objective backends)."""
         from nevergrad.common.errors import TellNotAskedNotSupportedError
 
         with warnings.catch_warnings():
@@ -167,25 +168,31 @@ class NevergradBackend:
             self.optimizer.budget = int(self.optimizer.budget) + int(n)
 
 
-def make_backend(name: str, dim: int, seed: int, budget: int, num_workers: int):
+def make_backend(name: str, dim: int, seed: int, budget: int, num_workers: int, size: int | None = None):
     """Build the backend for ``spec.optimizer.name``.
 
     Args:
-        name: one of ``ngopt``, ``cma``, ``twopointsde``, ``random``.
+        name: one of ``ngopt``, ``cma``, ``twopointsde``, ``random``, ``nsga2``.
         dim: number of searched parameters.
         seed: ``spec.seed``.
         budget: planned search evaluations (nevergrad uses it to pick sub-algorithms).
         num_workers: ``spec.optimizer.population``.
+        size: the NSGA-II population (``optimizer.options.nsga2_size``; default ``num_workers``).
 
     Returns:
-        A backend with ``ask() -> (token, u)``, ``suggest(u) -> (token, u)``, ``tell(token, loss)``
-        and ``add_budget(n)``.
+        A backend with ``ask() -> (token, u)``, ``suggest(u) -> (token, u)``,
+        ``tell(token, loss, objectives=None, violation=None)`` and ``add_budget(n)``; a backend
+        with ``multiobjective = True`` ranks by ``objectives`` and ``violation`` instead of ``loss``.
 
     Raises:
         ValueError: unknown optimizer name.
     """
     if name == "random":
         return HaltonBackend(dim, seed)
+    if name == "nsga2":
+        from huntflow.engine.optimize.nsga2 import NSGA2Backend
+
+        return NSGA2Backend(dim, seed, size or num_workers)
     if name in NEVERGRAD_NAMES:
         return NevergradBackend(name, dim, seed, budget, num_workers)
-    raise ValueError(f"unknown optimizer {name!r} (known: ngopt, cma, twopointsde, random)")
+    raise ValueError(f"unknown optimizer {name!r} (known: ngopt, cma, twopointsde, random, nsga2)")

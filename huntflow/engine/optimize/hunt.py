@@ -201,7 +201,9 @@ class Hunt:
         self.recover_share = _share(spec.optimizer.options, "recover_share", recover)
         search_budget = sum(s.count for s in self.stages if s.kind == "search")
         self.backend = make_backend(
-            spec.optimizer.name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population
+            spec.optimizer.name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population,
+            size=_size(spec.optimizer.options, "nsga2_size", max(2, spec.optimizer.population))
+            if spec.optimizer.name == "nsga2" else None,
         )
         self.alm = AlmState.initial(len(spec.constraint_names))
         self.stage_idx = 0
@@ -375,7 +377,7 @@ class Hunt:
             if active and p < cfg.threshold and len(rejected) < cap:
                 penalty = self._penalty()
                 if penalty is not None:
-                    self.backend.tell(token, penalty)
+                    self.backend.tell(token, penalty, violation=math.inf)
                 values = to_params(u, self.bounds).tolist()
                 rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": penalty, "source": "optimizer"})
                 continue
@@ -693,12 +695,13 @@ class Hunt:
                 if status == "ok":
                     lo, hi = self.loss_range or (losses[i], losses[i])
                     self.loss_range = (min(lo, losses[i]), max(hi, losses[i]))
-                    self.backend.tell(p.tokens[i], losses[i])
+                    _, obj, g, _ = parsed[i]
+                    self.backend.tell(p.tokens[i], losses[i], objectives=obj, violation=sum(max(0.0, v) for v in g))
             penalty = self._penalty()
             if penalty is not None:
                 for i, (status, _, _, _) in enumerate(parsed):
                     if status == "rejected":
-                        self.backend.tell(p.tokens[i], penalty)
+                        self.backend.tell(p.tokens[i], penalty, violation=math.inf)
             gs = [g for status, _, g, _ in parsed if status == "ok"]
             if gs:
                 self.alm = alm_update(self.alm, np.mean(np.asarray(gs, dtype=float).reshape(len(gs), -1), axis=0))
@@ -741,6 +744,18 @@ def _share(options, name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"optimizer.options.{name} must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+def _size(options, name: str, default: int) -> int:
+    """An integer size option of at least 2.
+
+    Raises:
+        ValueError: not an integer >= 2.
+    """
+    value = options.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or int(value) < 2:
+        raise ValueError(f"optimizer.options.{name} must be an integer >= 2, got {value!r}")
+    return int(value)
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -67,15 +67,64 @@ def pareto_ranks(points: np.ndarray) -> np.ndarray:
         (n,) int array of front indices.
     """
     pts = np.asarray(points, dtype=float)
-    ranks = np.full(pts.shape[0], -1, dtype=int)
-    remaining = np.arange(pts.shape[0])
+    return constrained_ranks(pts, np.zeros(pts.shape[0]))
+
+
+def constrained_ranks(points: np.ndarray, violation: np.ndarray) -> np.ndarray:
+    """Non-dominated sorting under constrained domination (Deb et al. 2002).
+
+    ``a`` dominates ``b`` when ``v_a = 0 < v_b``, or both are infeasible and ``v_a < v_b``, or
+    both are feasible and ``a`` Pareto-dominates ``b``; ``v`` is the total constraint violation.
+
+    Args:
+        points: (n, d) objective vectors.
+        violation: (n,) total constraint violation, 0 when feasible.
+
+    Returns:
+        (n,) int array of front indices (0 = dominated by no one).
+    """
+    pts = np.asarray(points, dtype=float).reshape(len(violation), -1)
+    v = np.asarray(violation, dtype=float)
+    n = len(v)
+    feas = v <= 0.0
+    le = np.all(pts[:, None, :] <= pts[None, :, :], axis=2)
+    lt = np.any(pts[:, None, :] < pts[None, :, :], axis=2)
+    dom = (le & lt & feas[:, None] & feas[None, :]) | (feas[:, None] & ~feas[None, :])
+    dom |= ~feas[:, None] & ~feas[None, :] & (v[:, None] < v[None, :])  # dom[i, j]: i dominates j
+    ranks = np.full(n, -1, dtype=int)
+    count = dom.sum(axis=0)  # how many dominate each
     rank = 0
-    while remaining.size:
-        mask = nondominated_mask(pts[remaining])
-        ranks[remaining[mask]] = rank
-        remaining = remaining[~mask]
+    current = np.flatnonzero(count == 0)
+    while current.size:
+        ranks[current] = rank
+        count = count - dom[current].sum(axis=0)
+        count[ranks >= 0] = -1
+        current = np.flatnonzero(count == 0)
         rank += 1
     return ranks
+
+
+def crowding_distance(points: np.ndarray) -> np.ndarray:
+    """NSGA-II crowding distance of the members of one front: per objective, the gap between a
+    member's two neighbours divided by the front's extent, summed; the extremes (and every
+    member of a front of at most two) get ``inf``.
+
+    Args:
+        points: (n, d) objective vectors of one front.
+    """
+    pts = np.asarray(points, dtype=float)
+    n, d = pts.shape
+    if n <= 2:
+        return np.full(n, np.inf)
+    dist = np.zeros(n)
+    for k in range(d):
+        order = np.argsort(pts[:, k], kind="stable")
+        col = pts[order, k]
+        span = col[-1] - col[0]
+        dist[order[0]] = dist[order[-1]] = np.inf
+        if span > 0 and np.isfinite(span):
+            dist[order[1:-1]] += (col[2:] - col[:-2]) / span
+    return dist
 
 
 def _hv2d(pts: np.ndarray, ref: np.ndarray) -> float:
