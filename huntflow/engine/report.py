@@ -49,7 +49,7 @@ from uuid import UUID
 import numpy as np
 
 from huntflow.engine import summary as kpi
-from huntflow.engine.optimize.pareto import hypervolume, nondominated_mask
+from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
 
 FORMAT = "huntflow.report/1"
@@ -221,28 +221,19 @@ def _front(spec: CampaignSpec, evals: list[Row]) -> Row | None:
     ref = None
     if spec.reference_point is not None:
         ref = [v if o.goal == "minimize" else -v for v, o in zip(spec.reference_point, spec.objectives)]
-    ok = [e for e in evals if e["status"] == "succeeded" and e.get("feasible") and e.get("objectives")
-          and all(_finite(v) is not None for v in e["objectives"])]
     out: Row = {"fidelity": None, "fidelity_name": None, "certified": False, "size": 0, "points": [],
                 "reference_point": spec.reference_point, "hypervolume": None if ref is None else 0.0}
-    if not ok:
+    rung, members = kpi.front_members(spec, evals)
+    if rung is None:
         return out
-    rung = max(int(e["fidelity"]) for e in ok)
-    pool, seen = [], set()
-    for e in ok:
-        if int(e["fidelity"]) == rung and e.get("param_hash") not in seen:
-            seen.add(e.get("param_hash"))
-            pool.append(e)
-    arr = np.asarray([e["objectives"] for e in pool], dtype=float).reshape(len(pool), len(spec.objectives))
-    mask = nondominated_mask(arr)
-    members = sorted((e for e, keep in zip(pool, mask) if keep), key=lambda e: tuple(e["objectives"]))
+    arr = np.asarray([e["objectives"] for e in members], dtype=float).reshape(len(members), len(spec.objectives))
     points = [{"evaluation_id": e.get("evaluation_id"), "generation_index": e.get("generation_index"),
                "objectives": dict(zip([o.metric for o in spec.objectives], _user_sign(spec, list(e["objectives"])))),
                "params": {n: e["params"].get(n) for n in spec.param_names}} for e in members]
     out.update({
         "fidelity": rung, "fidelity_name": spec.fidelities[rung].name, "certified": rung == top,
         "size": len(points), "points": points,
-        "hypervolume": None if ref is None else float(hypervolume(arr[mask], np.asarray(ref, dtype=float))),
+        "hypervolume": None if ref is None else float(hypervolume(arr, np.asarray(ref, dtype=float))),
     })
     return out
 

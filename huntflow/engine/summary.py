@@ -10,7 +10,8 @@ KPIs:
   feasibility         per fidelity rung: evaluations, succeeded, feasible, pass rate;
   promotion_deltas    for each candidate evaluated at two rungs (same ``param_hash``): the
                       objective and constraint change from the lower to the higher rung;
-  front               (several objectives) the feasible Pareto front.
+  front               (several objectives) the feasible Pareto front at the highest rung that
+                      has a feasible evaluation (:func:`front_members`).
 
 ``best_of`` is the campaign's best (learn records it; the report shows it): top fidelity first.
 """
@@ -18,6 +19,7 @@ KPIs:
 from __future__ import annotations
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,13 @@ from huntflow.engine.spec import CampaignSpec
 
 def _usable(e: dict[str, Any]) -> bool:
     return e["status"] == "succeeded" and bool(e.get("feasible")) and e.get("objective") is not None
+
+
+def _is_finite(v: Any) -> bool:
+    try:
+        return math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
 
 
 def better(spec: CampaignSpec, a: float, b: float | None) -> bool:
@@ -99,12 +108,34 @@ def promotion_deltas(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[di
     return out
 
 
+def front_members(spec: CampaignSpec, evals: list[dict[str, Any]]) -> tuple[int | None, list[dict[str, Any]]]:
+    """The feasible Pareto front: ``(rung, members)``.
+
+    Fronts are compared at one fidelity only (a coarse rung's numbers are not the fine rung's):
+    the highest rung with a feasible succeeded evaluation with finite objectives; one evaluation
+    per ``param_hash`` (the first); members sorted by their (minimized) objectives.
+    ``(None, [])`` when there is no such evaluation.
+    """
+    ok = [e for e in evals if _usable(e) and e.get("objectives")
+          and all(_is_finite(v) for v in e["objectives"])]
+    if not ok:
+        return None, []
+    rung = max(int(e["fidelity"]) for e in ok)
+    pool, seen = [], set()
+    for e in ok:
+        if int(e["fidelity"]) == rung and e.get("param_hash") not in seen:
+            seen.add(e.get("param_hash"))
+            pool.append(e)
+    arr = np.asarray([e["objectives"] for e in pool], dtype=float).reshape(len(pool), -1)
+    members = [e for e, keep in zip(pool, nondominated_mask(arr)) if keep]
+    return rung, sorted(members, key=lambda e: tuple(e["objectives"]))
+
+
 def front(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[list[float]]:
-    pts = [e["objectives"] for e in evals if _usable(e) and e.get("objectives")]
-    if len(spec.objectives) < 2 or not pts:
+    """The objectives (minimized) of :func:`front_members`; empty with one objective."""
+    if len(spec.objectives) < 2:
         return []
-    arr = np.asarray(pts, dtype=float)
-    return arr[nondominated_mask(arr)].tolist()
+    return [list(e["objectives"]) for e in front_members(spec, evals)[1]]
 
 
 def kpis(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 The report (``report.md``, ``report.json``, ``evaluations.csv`` and PNG plots, in
 ``$HUNTFLOW_DATA_DIR/reports/<slug>`` by default) is built from the campaign's rows by
 :mod:`huntflow.engine.report`. ``huntflow report`` calls :func:`write_report` directly (reading
-rows never starts Prefect); learn writes the same report, without plots, when it completes a
+rows never starts Prefect); the tick writes the same report, without plots, when learn completes a
 campaign. Importing this module starts nothing.
 """
 

@@ -3,11 +3,14 @@
 discover claims a cohort; then, for each campaign, dispatch → parse → review → evolve → learn,
 each a retrying Prefect task that writes its ``hunt.stage_runs`` row. A stage that fails after
 its retries skips the campaign's remaining stages for this tick (recorded as ``skipped``); the
-next tick carries on from the database. The lease is released at the end either way.
+next tick carries on from the database. The lease is released at the end either way. When learn
+completes a campaign, the tick writes its report (:func:`completion_report`) after learn's row is
+closed, so the report's stage health sees every stage of the last tick finished.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,6 +27,7 @@ from huntflow.tasks.dispatch import dispatch
 from huntflow.tasks.evolve import evolve
 from huntflow.tasks.learn import learn
 from huntflow.tasks.parse import parse
+from huntflow.tasks.report import write_report
 from huntflow.tasks.review import review
 
 
@@ -50,6 +54,18 @@ def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
             break
         out[stage.value] = state.result()
     return out
+
+
+def completion_report(campaign_id: UUID) -> str | None:
+    """Write a just-completed campaign's report (``$HUNTFLOW_DATA_DIR/reports/<slug>``, without
+    the plots, which are ``huntflow report``'s). A report is never a reason to fail the tick: an
+    error is logged and ``huntflow report`` writes it later. Returns the report's directory."""
+    try:
+        with session() as conn:
+            return write_report(conn, campaign_id, plots=False)["files"]["dir"]
+    except Exception as e:
+        logging.getLogger(__name__).warning("report of campaign %s not written: %s: %s", campaign_id, type(e).__name__, e)
+        return None
 
 
 def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
@@ -84,6 +100,9 @@ def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
         finally:
             with session() as conn:
                 campaigns.release_lease(conn, campaign_id, ctx.owner)
+        learned = results[str(campaign_id)].get(Stage.LEARN.value)
+        if isinstance(learned, dict) and learned.get("completed"):
+            results[str(campaign_id)]["report"] = completion_report(campaign_id)
         results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
     get_run_logger().info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
     return {"tick_id": str(tick_id), "campaigns": results}

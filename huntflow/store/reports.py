@@ -1,4 +1,4 @@
-"""The rows a campaign report is made of, read in one place (``huntflow report``, learn's
+"""The rows a campaign report is made of, read in one place (``huntflow report``, the tick's
 report on completion and the ``hunt-report`` flow all use :func:`report_inputs`)."""
 
 from __future__ import annotations

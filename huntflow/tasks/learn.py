@@ -16,8 +16,8 @@ Completion (first that holds): ``target_met`` (a feasible top-fidelity evaluatio
 objective target), ``budget_spent`` (the optimizer has nothing more to ask and nothing is in
 flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (``budget.patience``
 generations without improvement). A completed campaign emits the Prefect event
-``huntflow.campaign.completed`` and gets its report (``$HUNTFLOW_DATA_DIR/reports/<slug>``,
-:mod:`huntflow.tasks.report`; a report that cannot be written is logged, never fatal).
+``huntflow.campaign.completed``; the tick then writes its report once learn's stage row is
+closed (:func:`huntflow.flows.tick.completion_report`).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
 :func:`completion_gate`): the campaign completes once the gate is approved and keeps running
 when it is rejected.
@@ -26,7 +26,6 @@ when it is rejected.
 from __future__ import annotations
 
 import datetime as dt
-import logging
 import math
 from typing import Any
 from uuid import UUID
@@ -44,7 +43,6 @@ from huntflow.engine.summary import better as _better
 from huntflow.store import campaigns, gates, generations, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
-from huntflow.tasks.report import write_report
 
 IMPROVEMENT_TOL = 1e-12
 
@@ -187,7 +185,6 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
         if completed:
             _emit_completed(campaign, reason, best)
-            _write_report(conn, campaign)
     return {"recorded": recorded, "mode": mode.value, "stagnant": stagnant,
             "best_objective": None if best is None else best["objective"],
             "completed": completed, "reason": reason, "gate": gate}
@@ -256,15 +253,6 @@ def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict
     }
     row = gates.request(conn, cid, "completion", subject)
     return None, {"gate_id": str(row["gate_id"]), "status": "requested"}
-
-
-def _write_report(conn: psycopg.Connection, campaign: dict[str, Any]) -> None:
-    """The completed campaign's report (``$HUNTFLOW_DATA_DIR/reports/<slug>``; no plots, they are
-    ``huntflow report``'s). A report is never a reason to fail the stage."""
-    try:
-        write_report(conn, campaign["campaign_id"], plots=False)
-    except Exception as e:
-        logging.getLogger(__name__).warning("report of %s not written: %s: %s", campaign["slug"], type(e).__name__, e)
 
 
 def _emit_completed(campaign: dict[str, Any], reason: str, best: dict[str, Any] | None) -> None:

@@ -3,7 +3,8 @@
 The operators' path from prefect.yaml: two process pools (cpu for ticks, gpu for generations),
 `prefect deploy --all`, one worker per pool, then `prefect deployment run
 'hunt-tick/every-5-minutes'` once. Pool generations chain the next tick themselves, so the
-campaign must run to completion with no further push. Everything started here is stopped here.
+campaign must run to completion with no further push; then the `hunt-report/report`
+deployment writes its report. Everything started here is stopped here.
 """
 
 from __future__ import annotations
@@ -132,3 +133,11 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, make_spec, pref
     ticks = db.execute("select tick_id, count(*) as n from hunt.stage_runs where campaign_id = %s"
                        " group by tick_id", (cid,)).fetchall()
     assert len(ticks) >= len(gens) + 1 and all(t["n"] == 6 for t in ticks)
+
+    # the report deployment on the cpu pool writes the report where the operator's data lives
+    out = prefect_stack["cli"]("deployment", "run", "hunt-report/report", "--param", "slug=e2e-sphere",
+                               "--watch", "--watch-timeout", "180")
+    assert "Completed" in out, out
+    report_dir = Path(prefect_stack["env"]["HUNTFLOW_DATA_DIR"]) / "reports" / "e2e-sphere"
+    assert "e2e-sphere" in (report_dir / "report.md").read_text()
+    assert (report_dir / "report.json").exists() and (report_dir / "evaluations.csv").exists()

@@ -1,4 +1,4 @@
-"""The campaign report (``huntflow report``, the ``hunt-report`` flow, learn's report on
+"""The campaign report (``huntflow report``, the ``hunt-report`` flow, the tick's report on
 completion) on the real stack: embedded Postgres, Prefect harness, JAX, nevergrad.
 
 Two tiny campaigns (a single-objective sphere on a two-rung ladder and a two-objective ZDT1) are
@@ -145,7 +145,7 @@ def test_completed_campaign_report_names_the_certified_best(hunted, tmp_path):
     assert "certified" in plain.stdout and "report.md" in plain.stdout
 
 
-def test_learn_wrote_the_report_when_it_completed_the_campaign(hunted, data_dir):
+def test_the_tick_wrote_the_report_when_learn_completed_the_campaign(hunted, data_dir):
     conn, rows = hunted
     for slug, row in rows.items():
         out = data_dir / "reports" / slug
@@ -154,7 +154,10 @@ def test_learn_wrote_the_report_when_it_completed_the_campaign(hunted, data_dir)
         assert rep["best"]["evaluation_id"] == str(row["best_evaluation_id"])
         assert f"# Campaign report: {slug}" in (out / "report.md").read_text()
         assert (out / "evaluations.csv").is_file()
-        assert not list(out.glob("*.png"))  # plots are `huntflow report`'s, not learn's
+        assert not list(out.glob("*.png"))  # plots are `huntflow report`'s, not the tick's
+        # written after learn's row was closed: the last tick's stages all finished
+        assert all(st["running"] == 0 for st in rep["stages"]) and rep["stages"][-1]["stage"] == "learn"
+        assert rep["stages"][-1]["runs"] == rep["campaign"]["ticks"]
 
 
 def test_multi_objective_report_lists_the_feasible_front(hunted, tmp_path):
