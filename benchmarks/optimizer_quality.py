@@ -3,7 +3,8 @@
 Every method gets the same number of evaluations, spent in batches of ``POPULATION`` through
 the same batched JAX evaluator (:func:`huntflow.engine.evaluate.evaluate_population`):
 
-* ``huntflow``: :class:`huntflow.engine.optimize.Hunt` with its default optimizer (NGOpt), in a
+* ``huntflow``: :class:`huntflow.engine.optimize.Hunt` with its default optimizer (``auto``:
+  NGOpt with one objective, NSGA-II with several; ``--optimizer NAME`` picks another), in a
   pure loop ask -> evaluate -> tell; on a problem with a fidelity ladder it searches the cheap
   rungs and certifies at the top one (low-fidelity evaluations count in full, so the ladder
   gets no cost discount here).
@@ -29,7 +30,7 @@ point. A problem counts in ``wins_or_ties`` when huntflow's median over seeds is
 good as the best peer's median (a relative tolerance of 1e-6 decides ties).
 
 Usage: ``python benchmarks/optimizer_quality.py [--quick] [--seeds N] [--jobs N] [--steer]
-[--no-peers] [--option KEY=VALUE ...] [--problems NAME ...]``. The last stdout line is a JSON object: ``problems``,
+[--no-peers] [--optimizer NAME] [--option KEY=VALUE ...] [--problems NAME ...]``. The last stdout line is a JSON object: ``problems``,
 ``wins_or_ties``, ``table`` (per problem), ``machine``; with ``--steer`` also ``steering``
 (per problem: both medians, ``gain`` = how many times better steered is than unsteered, >1 means
 steering helps, and per-seed ``wins`` / ``ties`` / ``losses`` of steered against unsteered, and

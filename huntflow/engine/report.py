@@ -124,7 +124,7 @@ def _header(campaign: Row, spec: CampaignSpec, evals: list[Row]) -> Row:
         "evaluations_used": len(evals) - pending,
         "evaluations_pending": pending,
         "evaluations_budget": campaign.get("evaluations_budget", spec.budget.evaluations),
-        "optimizer": {"name": spec.optimizer.name, "population": spec.optimizer.population,
+        "optimizer": {"name": spec.optimizer_name, "population": spec.optimizer.population,
                       "options": dict(spec.optimizer.options)},
         "seed": campaign.get("seed", spec.seed),
         "priority": campaign.get("priority", spec.priority),

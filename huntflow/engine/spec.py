@@ -15,7 +15,7 @@ Example (``examples/rosenbrock_4d.yaml``)::
     objectives:
       - {metric: f, goal: minimize, target: 1.0e-3}
     budget: {evaluations: 800}
-    optimizer: {name: ngopt, population: 16}
+    optimizer: {name: ngopt, population: 16}   # default name: auto
     seed: 7
 """
 
@@ -32,9 +32,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from huntflow.errors import SpecError
 
-OPTIMIZERS = ("ngopt", "cma", "twopointsde", "random")
-"""Known optimizers: nevergrad NGOpt (default), CMA-ES, TwoPointsDE, and a quasi-random
-(scrambled Halton) baseline."""
+OPTIMIZERS = ("auto", "ngopt", "cma", "twopointsde", "random", "nsga2")
+"""Known optimizers: ``auto`` (the default: NGOpt with one objective, NSGA-II with several; see
+:meth:`CampaignSpec.optimizer_name`), nevergrad NGOpt, CMA-ES, TwoPointsDE, a quasi-random
+(scrambled Halton) baseline, and a native multi-objective NSGA-II."""
 
 Scalar = int | float | str | bool
 
@@ -126,7 +127,7 @@ class Budget(_Strict):
 
 
 class OptimizerSpec(_Strict):
-    name: Literal["ngopt", "cma", "twopointsde", "random", "nsga2"] = "ngopt"
+    name: Literal["auto", "ngopt", "cma", "twopointsde", "random", "nsga2"] = "auto"
     population: int = Field(default=16, gt=0, le=4096)
     options: dict[str, Scalar] = Field(default_factory=dict)
 
@@ -176,6 +177,15 @@ class CampaignSpec(_Strict):
     @property
     def param_names(self) -> tuple[str, ...]:
         return tuple(self.space)
+
+    @property
+    def optimizer_name(self) -> str:
+        """The optimizer that runs: ``optimizer.name``, with ``auto`` resolved to ``ngopt`` for one
+        objective and ``nsga2`` for several (benchmarks/RESULTS.md: on ZDT1 the scalarized NGOpt
+        lost to random search, NSGA-II did not)."""
+        if self.optimizer.name != "auto":
+            return self.optimizer.name
+        return "ngopt" if len(self.objectives) == 1 else "nsga2"
 
     @property
     def constraint_names(self) -> list[str]:

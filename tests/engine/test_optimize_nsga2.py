@@ -25,7 +25,7 @@ def _zdt_spec(budget, seed=0, dim=3, optimizer="nsga2", options=None):
         "objectives": [{"metric": "f1"}, {"metric": "f2"}],
         "reference_point": [1.1, 1.1],
         "budget": {"evaluations": budget},
-        "optimizer": {"name": optimizer, "population": 8, "options": options or {}},
+        "optimizer": {"population": 8, "options": options or {}, **({"name": optimizer} if optimizer else {})},
         "seed": seed,
     })
 
@@ -124,3 +124,17 @@ def test_a_bad_population_size_option_is_rejected_by_name(value):
     with pytest.raises(ValueError, match="optimizer.options.nsga2_size"):
         Hunt.start(_zdt_spec(64, options={"nsga2_size": value}))
     assert Hunt.start(_zdt_spec(64, optimizer="ngopt", options={"nsga2_size": value})).asked == 0  # only nsga2 reads it
+
+
+def test_auto_runs_nsga2_with_several_objectives_and_ngopt_with_one():
+    from huntflow.engine.optimize.backends import NevergradBackend
+    from huntflow.engine.optimize.nsga2 import NSGA2Backend
+
+    spec = _zdt_spec(64, optimizer=None)
+    assert spec.optimizer.name == "auto" and spec.optimizer_name == "nsga2"
+    hunt = Hunt.start(spec)
+    assert isinstance(hunt.backend, NSGA2Backend)
+    assert {d["optimizer"] for d in hunt.ask().decisions} == {"nsga2"}
+    single = _spec(optimizer={"population": 8})
+    assert single.optimizer_name == "ngopt" and isinstance(Hunt.start(single).backend, NevergradBackend)
+    assert _zdt_spec(64, optimizer="ngopt").optimizer_name == "ngopt"  # an explicit name is kept

@@ -6,6 +6,9 @@ bounds (linearly, or in log space for ``log: true`` bounds), keeping ``spec.spac
 * ``ngopt``, ``cma``, ``twopointsde``: nevergrad's ``NGOpt``, ``CMA`` and ``TwoPointsDE`` on an
   ``ng.p.Array`` bounded to the unit cube, ``num_workers = population``, the parametrization's
   ``random_state`` seeded from ``spec.seed`` before the first ask.
+* ``nsga2``: constrained NSGA-II (:mod:`~huntflow.engine.optimize.nsga2`), told the objective
+  vector and the constraint violation instead of a scalar loss; the default with several
+  objectives (``optimizer.name: auto``).
 * ``random``: a scrambled Halton sequence (random digit permutations per dimension, drawn from
   ``spec.seed``), skipping the all-zero first point; ``tell`` is a no-op. Unlike nevergrad's
   ``ScrHaltonSearch`` it has no fixed budget, so :meth:`Hunt.extend_budget` works.

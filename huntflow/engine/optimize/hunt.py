@@ -9,7 +9,10 @@ promotion is the *certification* at the top rung (same params, never re-optimize
 What the optimizer is told (search asks only; promotion and certification evaluations are
 recorded but not told, since the optimizer never asked for them at that rung):
 
-* ``ok``: the augmented Lagrangian loss (:mod:`~huntflow.engine.optimize.alm`) of the
+* ``ok``, to the natively multi-objective ``nsga2`` backend (the default with several
+  objectives, :mod:`~huntflow.engine.optimize.nsga2`): the objective vector and the total
+  constraint violation ``sum(max(0, g_j))``; it ranks by constrained domination, no ALM.
+* ``ok``, to every other backend: the augmented Lagrangian loss (:mod:`~huntflow.engine.optimize.alm`) of the
   objective. With several objectives the objective is first scalarized. Default
   (``optimizer.options.scalarization: hypervolume``): :func:`~huntflow.engine.optimize.pareto.front_loss`
   against the feasible front of the same rung told before this batch, in the box spanned by the
@@ -201,9 +204,9 @@ class Hunt:
         self.recover_share = _share(spec.optimizer.options, "recover_share", recover)
         search_budget = sum(s.count for s in self.stages if s.kind == "search")
         self.backend = make_backend(
-            spec.optimizer.name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population,
+            spec.optimizer_name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population,
             size=_size(spec.optimizer.options, "nsga2_size", max(2, spec.optimizer.population))
-            if spec.optimizer.name == "nsga2" else None,
+            if spec.optimizer_name == "nsga2" else None,
         )
         self.alm = AlmState.initial(len(spec.constraint_names))
         self.stage_idx = 0
@@ -408,7 +411,7 @@ class Hunt:
         decisions = []
         for i, (_, _, p, source, extra) in enumerate(accepted):
             d = {
-                "optimizer": self.spec.optimizer.name,
+                "optimizer": self.spec.optimizer_name,
                 "source": source,
                 "rung": stage.rung,
                 "prefilter": {"active": active, "p_feasible": p, "threshold": cfg.threshold, "decision": "accept"},
