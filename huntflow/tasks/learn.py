@@ -38,7 +38,7 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.engine.optimize import modes
 from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
-from huntflow.engine.summary import best_of
+from huntflow.engine.summary import best_of, front
 from huntflow.engine.summary import better as _better
 from huntflow.store import campaigns, gates, generations, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
@@ -70,7 +70,7 @@ def target_met(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any
 def _hypervolume(spec: CampaignSpec, evals: list[dict[str, Any]]) -> float | None:
     if len(spec.objectives) < 2 or spec.reference_point is None:
         return None
-    pts = [e["objectives"] for e in evals if e["status"] == "succeeded" and e["feasible"] and e["objectives"]]
+    pts = front(spec, evals)  # at one rung: the highest with a feasible evaluation
     if not pts:
         return 0.0
     ref = np.array([r * (1 if o.goal == "minimize" else -1) for r, o in zip(spec.reference_point, spec.objectives)])
