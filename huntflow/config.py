@@ -4,10 +4,12 @@
 | ----------------------------- | -------------------------------------------------------------- |
 | ``SUPABASE_DB_URL``           | Postgres URL; absent ⇒ embedded Postgres under the data dir     |
 | ``HUNTFLOW_DATA_DIR``         | where the embedded database, artifacts and caches live          |
-| ``HUNTFLOW_OPERATOR``         | default operator for new generations: ``inline`` or ``pool``    |
+| ``HUNTFLOW_OPERATOR``         | operator for new generations: ``inline``, ``pool`` or ``slurm`` |
 | ``HUNTFLOW_GENERATION_DEPLOYMENT`` | deployment pool generations run on (``hunt-generation/gpu``) |
 | ``HUNTFLOW_TICK_DEPLOYMENT``  | deployment a finished pool generation triggers at once          |
 | ``HUNTFLOW_CHAIN_TICKS``      | ``false`` to leave the pace to the schedule alone               |
+| ``HUNTFLOW_SLURM_SBATCH_ARGS``| extra ``sbatch`` arguments for slurm generations (shell-split)  |
+| ``HUNTFLOW_SLURM_PYTHON``     | interpreter slurm jobs run (default: the submitting one)        |
 | ``PREFECT_API_URL``           | read by Prefect itself; absent ⇒ an ephemeral API in-process   |
 
 Secrets (the database URL's password) are never logged: use :func:`redact_url`.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import AliasChoices, Field
@@ -34,10 +37,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SUPABASE_DB_URL", "HUNTFLOW_SUPABASE_DB_URL")
     )
     data_dir: Path = Field(default_factory=_default_data_dir)
-    operator: str = "inline"
+    operator: Literal["inline", "pool", "slurm"] = "inline"
     generation_deployment: str = "hunt-generation/gpu"
     tick_deployment: str = "hunt-tick/every-5-minutes"
     chain_ticks: bool = True
+    slurm_sbatch_args: str = ""
+    slurm_python: str | None = None
 
     @property
     def artifacts_dir(self) -> Path:

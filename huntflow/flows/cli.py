@@ -1,8 +1,10 @@
 """The ``huntflow`` command line (typer + rich).
 
 Commands that only read or write rows (``status``, ``campaign add``, ``campaign extend``,
-``summary``, ``report``) never start Prefect; commands that run flows (``tick``, ``demo``, ``serve``) start at
-most one Prefect API per process (the ephemeral one when ``PREFECT_API_URL`` is unset).
+``summary``, ``report``, ``gate``) and ``generation run`` (one generation evaluated in this
+process, what a slurm job runs) never start Prefect; commands that run flows (``tick``, ``demo``,
+``serve``) start at most one Prefect API per process (the ephemeral one when ``PREFECT_API_URL``
+is unset).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -20,7 +23,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from huntflow.errors import HuntflowError, SpecError
+from huntflow.errors import HuntflowError, SpecError, StoreError
 
 # pgserver asks platformdirs for a runtime dir; without XDG_RUNTIME_DIR it falls back to /tmp
 # and warns on every command. The fallback is fine for huntflow.
@@ -32,6 +35,9 @@ app.add_typer(campaign_app, name="campaign")
 gate_app = typer.Typer(help="Human decisions campaigns wait for (spec.gates): list, show, approve, reject.",
                        no_args_is_help=True)
 app.add_typer(gate_app, name="gate")
+generation_app = typer.Typer(help="Run one generation by hand or from a batch job (the slurm operator's jobs do).",
+                             no_args_is_help=True)
+app.add_typer(generation_app, name="generation")
 console = Console()
 err = Console(stderr=True)
 
@@ -238,6 +244,48 @@ def gate_reject(ref: str = typer.Argument(..., help="gate id, 6+ character prefi
     _decide(ref, kind, False, by, note, as_json)
 
 
+@generation_app.command("run")
+def generation_run(
+    generation_id: str = typer.Argument(..., help="the generation's id (hunt.generations.generation_id)"),
+    attempt: Optional[int] = typer.Option(None, "--attempt", min=1,
+                                          help="run only if the generation is at this attempt (batch jobs pass theirs)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Evaluate one planned or dispatched generation in this process (no Prefect): one batched
+    JAX call, its HDF5 artifact, the result document and `succeeded`. A generation that already
+    succeeded, or is at another attempt, is left alone. Exit 1 when the evaluation failed (the
+    generation is sent back for another attempt)."""
+    from uuid import UUID
+
+    try:
+        UUID(generation_id)
+    except ValueError:
+        _fail(f"generation id must be a UUID, got {generation_id!r}")
+    from huntflow.tasks.execute import execute_generation
+
+    try:
+        summary = execute_generation(generation_id, attempt=attempt)
+    except KeyError:
+        _fail(f"no generation {generation_id}")
+    except StoreError as e:
+        _fail(str(e))
+    except Exception as e:
+        err.print(f"[bold red]evaluation failed:[/] {escape(f'{type(e).__name__}: {e}')}")
+        raise typer.Exit(1)
+    from huntflow.config import get_settings
+
+    if summary["status"] == "succeeded" and os.environ.get("PREFECT_API_URL") and get_settings().chain_ticks:
+        from huntflow.flows.generation import trigger_tick
+
+        summary["next_tick_triggered"] = trigger_tick(summary["campaign_id"])  # else the schedule picks it up
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(f"generation {generation_id}: {summary['status']}"
+                      + (f", {summary['ok']}/{summary['candidates']} ok in {summary['wall_seconds']} s"
+                         if summary["status"] == "succeeded" else f" (was {summary.get('was')})"))
+
+
 @app.command()
 def status(
     slug: Optional[str] = typer.Argument(None, help="one campaign (default: all)"),
@@ -272,10 +320,16 @@ def _active(slug: str | None) -> bool:
     return any(r["status"] == "active" for r in rows)
 
 
-def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True) -> int:
-    """Run ticks back to back in this process; returns how many ran."""
+def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
+              poll_seconds: float = 2.0) -> int:
+    """Run ticks back to back in this process; returns how many ran. When generations run on
+    another operator (``HUNTFLOW_OPERATOR`` pool or slurm), a tick that changed nothing is
+    followed by a ``poll_seconds`` pause."""
     _prefect_env()
+    from huntflow.config import get_settings
     from huntflow.flows.tick import hunt_tick
+
+    remote = get_settings().operator != "inline"
 
     only = _campaign_ids(slug)
     ticks = 0
@@ -302,6 +356,8 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
                 console.print(f"waiting for a decision: {sum(r['gates_pending'] for r in active)} pending gate(s);"
                               " see `huntflow gate list`")
                 break
+            if before == done and remote:
+                time.sleep(poll_seconds)  # generations run elsewhere (pool, slurm): wait for them
     return ticks
 
 
@@ -310,9 +366,11 @@ def tick(
     until_done: bool = typer.Option(False, "--until-done", help="tick back to back until no campaign is active"),
     campaign: Optional[str] = typer.Option(None, "--campaign", "-c", help="only this campaign (slug)"),
     max_ticks: int = typer.Option(10_000, "--max-ticks", min=1, help="stop after this many ticks"),
+    poll: float = typer.Option(2.0, "--poll", min=0.0,
+                               help="seconds to wait after a tick that changed nothing while generations run elsewhere"),
 ) -> None:
     """Run the hunt-tick flow now, once or until done."""
-    n = run_ticks(campaign, until_done, max_ticks)
+    n = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll)
     console.print(_table(_progress_rows(campaign), title=f"after {n} tick(s)"))
 
 

@@ -8,6 +8,7 @@ transaction. Re-running a succeeded generation is a no-op.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -39,9 +40,17 @@ def trigger_tick(campaign_id: str) -> bool:
         run_deployment(settings.tick_deployment, parameters={"campaign_ids": [str(campaign_id)]},
                        timeout=0, as_subflow=False)
     except Exception as e:
-        get_run_logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
+        _logger().warning("could not trigger %s: %s", settings.tick_deployment, e)
         return False
     return True
+
+
+def _logger():
+    """The flow run's logger inside a run, the module's logger outside one (a slurm job)."""
+    try:
+        return get_run_logger()
+    except Exception:
+        return logging.getLogger(__name__)
 
 
 @flow(name="hunt-generation", log_prints=True)

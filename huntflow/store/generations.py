@@ -72,6 +72,17 @@ def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable
     return cur.rowcount == 1
 
 
+def set_dispatch_ref(conn: psycopg.Connection, generation_id: UUID, attempt: int, ref: str) -> bool:
+    """Record where an attempt went, whatever its status now (the operator may already have
+    started it). Returns ``False`` when the generation has moved to another attempt."""
+    cur = conn.execute(
+        "update hunt.generations set dispatch_ref = %s, updated_at = now()"
+        " where generation_id = %s and attempt = %s",
+        (ref, generation_id, int(attempt)),
+    )
+    return cur.rowcount == 1
+
+
 def get(conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any]:
     """A generation row. Raises ``KeyError`` when absent."""
     row = conn.execute("select * from hunt.generations where generation_id = %s", (generation_id,)).fetchone()

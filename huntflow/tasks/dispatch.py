@@ -7,6 +7,10 @@ Operators:
                sent back for another attempt first.
   ``pool``   — ``run_deployment`` of the ``hunt-generation/gpu`` deployment with the generation
                id as idempotency key; returns at once, a later tick's parse collects the result.
+  ``slurm``  — one ``sbatch`` job per attempt (:mod:`huntflow.tasks.slurm`); the generation is
+               marked ``dispatched`` first, so a job never starts for a generation that is not;
+               if ``sbatch`` refuses, the attempt is given back (``retry_or_fail``) and the error
+               is in the generation's ``error`` column and the stage summary.
 
 Idempotent: launching is a guarded ``planned -> dispatched`` transition, so a generation is
 launched once per attempt however often dispatch runs.
@@ -31,6 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.config import get_settings
 
 from huntflow.store import campaigns, gates, generations
+from huntflow.tasks import slurm
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
@@ -64,7 +69,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                 "lost: the inline run's process ended before the generation finished",
             )
             recovered.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
-    launched, held, rejected = [], [], []
+    launched, held, rejected, refused = [], [], [], []
     gated = campaigns.spec_of(campaign).gates.promotion
     for g in generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED]):
         gid = g["generation_id"]
@@ -86,12 +91,29 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                 continue
             result = runner(str(gid))
             launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
+        elif g["operator"] == "slurm":
+            attempt = g["attempt"] + 1
+            if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=f"{slurm.REF_PREFIX}submitting",
+                                          attempt=attempt, dispatched_at="now()", heartbeat_at="now()"):
+                continue
+            try:
+                jid = slurm.submit(g, campaign["slug"], attempt)
+            except slurm.SlurmError as e:
+                status = generations.retry_or_fail(conn, gid, [GS.DISPATCHED], f"slurm: {e}")
+                refused.append({"generation_id": str(gid), "error": str(e), "now": status and status.value})
+                continue
+            # the job may be running already: only the reference changes, not the status
+            generations.set_dispatch_ref(conn, gid, attempt, f"{slurm.REF_PREFIX}{jid}")
+            launched.append({"generation_id": str(gid), "operator": "slurm", "job_id": jid, "attempt": attempt})
         else:
             ref = _launch_pool(g, ctx)
             if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
                                       attempt=g["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()"):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
-    return {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
+    out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
+    if refused:
+        out["refused"] = refused
+    return out
 
 
 def _promotion_subject(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[str, Any]:

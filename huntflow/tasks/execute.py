@@ -25,8 +25,13 @@ from huntflow.store.states import GenerationStatus as GS
 _DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
 
 
-def execute_generation(generation_id: UUID | str) -> dict[str, Any]:
+def execute_generation(generation_id: UUID | str, attempt: int | None = None) -> dict[str, Any]:
     """Run a planned or dispatched generation to ``succeeded``.
+
+    Args:
+        generation_id: the generation.
+        attempt: run only if the generation is at this attempt (a batch job that starts after
+            its attempt was given up must not take over the next one); None runs any.
 
     Returns:
         A summary: ``{"generation_id", "status", "candidates", "ok", "wall_seconds", ...}``;
@@ -41,6 +46,9 @@ def execute_generation(generation_id: UUID | str) -> dict[str, Any]:
         gen = generations.get(conn, generation_id)
         if GS(gen["status"]) in _DONE or GS(gen["status"]).is_finished():
             return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
+        if attempt is not None and int(gen["attempt"]) != int(attempt):
+            return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"],
+                    "stale_attempt": int(attempt), "attempt": int(gen["attempt"])}
         if not generations.transition(
             conn, generation_id, [GS.PLANNED, GS.DISPATCHED], GS.RUNNING,
             started_at="now()", heartbeat_at="now()",

@@ -5,8 +5,11 @@ For each ``succeeded`` generation:
   tier 2 — if the document is missing or corrupt, recompute the metrics from the HDF5 artifact;
   quality floor — if fewer than ``QUALITY_FLOOR`` of the candidates parsed, the generation is
   sent back for another attempt (or failed when out of attempts).
-Lost runs — pool generations ``dispatched``/``running`` whose heartbeat is older than
-``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here.
+Lost runs — pool and slurm generations ``dispatched``/``running`` whose heartbeat is older than
+``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here. A slurm
+generation is also lost as soon as Slurm says its job ended without the generation succeeding
+(:mod:`huntflow.tasks.slurm`); one whose job is still queued (``PENDING``) is waiting, not lost,
+and a timed-out one's job is cancelled.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from huntflow.errors import ArtifactError, ResultDocumentError
 from huntflow.store import campaigns, generations
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
+from huntflow.tasks import slurm
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
 QUALITY_FLOOR = 0.5
@@ -108,16 +112,38 @@ def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: li
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
-    lost = []
+    lost = _ended_slurm_jobs(conn, campaign["campaign_id"])
     for g in generations.lost(conn, campaign["campaign_id"], generation_timeout()):
         if g["operator"] == "inline":
             continue  # dispatch recovers inline runs (it knows which tick launched them)
+        jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
+        if jid is not None and slurm.job_state(jid) in ("PENDING", "CONFIGURING"):
+            continue  # queued on the cluster: waiting, not lost
         status = generations.retry_or_fail(conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
                                            f"lost: no heartbeat for {generation_timeout():.0f} s")
+        if jid is not None and status is not None:
+            slurm.cancel(jid)
         lost.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
     results = [parse_generation(conn, g, required)
                for g in generations.by_status(conn, campaign["campaign_id"], [GS.SUCCEEDED])]
     return {"parsed": results, "lost": lost}
+
+
+def _ended_slurm_jobs(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
+    """Slurm generations whose job ended without them succeeding: sent back at once."""
+    out = []
+    for g in generations.by_status(conn, campaign_id, [GS.DISPATCHED, GS.RUNNING]):
+        jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
+        state = slurm.job_state(jid) if jid is not None else None
+        if state is None or state.split("+")[0] not in slurm.ENDED:
+            continue
+        # guarded on the status: a generation that succeeded since it was read is left alone
+        status = generations.retry_or_fail(conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
+                                           f"lost: slurm job {jid} is {state} and the generation did not succeed")
+        if status is not None:
+            out.append({"generation_id": str(g["generation_id"]), "job_id": jid, "job_state": state,
+                        "now": status.value})
+    return out
 
 
 @task(cache_policy=NO_CACHE, name="parse", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
