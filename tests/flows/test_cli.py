@@ -62,3 +62,31 @@ def test_missing_file_and_unknown_campaign_are_clear_errors(db, tmp_path):
     assert result.exit_code == 2 and "no campaign" in result.output
     result = runner.invoke(app, ["campaign", "extend", "no-such-campaign", "-n", "5"])
     assert result.exit_code == 2 and "no campaign" in result.output
+
+
+def test_generation_run_names_a_bad_or_unknown_id_and_runs_a_planned_generation_once(db, tmp_path, make_spec):
+    bad = runner.invoke(app, ["generation", "run", "not-a-uuid"])
+    assert bad.exit_code == 2 and "must be a UUID" in bad.output
+    unknown = runner.invoke(app, ["generation", "run", "00000000-0000-0000-0000-000000000000"])
+    assert unknown.exit_code == 2 and "no generation" in unknown.output
+
+    from huntflow.store import generations
+    import uuid
+
+    from huntflow.tasks._stage import TickContext
+    from huntflow.tasks.evolve import run as evolve_run
+
+    cid = campaigns.insert_campaign(db, make_spec(slug="cli-gen", budget={"evaluations": 8}))
+    evolve_run(db, campaigns.get_campaign(db, cid), TickContext(tick_id=uuid.uuid4(), owner="test", operator="slurm"))
+    [g] = db.execute("select * from hunt.generations where campaign_id = %s", (cid,)).fetchall()
+    gid = str(g["generation_id"])
+    stale = runner.invoke(app, ["generation", "run", gid, "--attempt", "3", "--json"])
+    assert stale.exit_code == 0 and json.loads(stale.stdout)["status"] == "noop"
+    assert generations.get(db, g["generation_id"])["status"] == "planned"
+    ran = runner.invoke(app, ["generation", "run", gid, "--json"])
+    assert ran.exit_code == 0, ran.output
+    out = json.loads(ran.stdout)
+    assert out["status"] == "succeeded" and out["candidates"] == 8
+    assert generations.get(db, g["generation_id"])["status"] == "succeeded"
+    again = runner.invoke(app, ["generation", "run", gid, "--json"])
+    assert json.loads(again.stdout) == {"generation_id": gid, "status": "noop", "was": "succeeded"}
