@@ -136,7 +136,7 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, make_spec, pref
 
     # the report deployment on the cpu pool writes the report where the operator's data lives
     out = prefect_stack["cli"]("deployment", "run", "hunt-report/report", "--param", "slug=e2e-sphere",
-                               "--watch", "--watch-timeout", "180")
+                               "--watch", "--watch-interval", "1", "--watch-timeout", "180")
     assert "Completed" in out, out
     report_dir = Path(prefect_stack["env"]["HUNTFLOW_DATA_DIR"]) / "reports" / "e2e-sphere"
     assert "e2e-sphere" in (report_dir / "report.md").read_text()

@@ -67,7 +67,8 @@ class NSGA2Backend:
         self.rng = np.random.default_rng([int(seed), 0x45A2])
         m = self.size
         self.initial = (np.argsort(self.rng.random((m, dim)), axis=0) + self.rng.random((m, dim))) / m
-        self.n_asked = 0
+        self.n_asked = 0  # tokens issued (asks and suggestions)
+        self.initial_used = 0
         self.pending: dict[int, np.ndarray] = {}
         self.told: list[tuple[np.ndarray, np.ndarray, float]] = []  # since the last selection
         self.pop_u = np.empty((0, dim))
@@ -83,7 +84,11 @@ class NSGA2Backend:
         if self.told:
             self._select()
         if len(self.pop_viol) < 2:
-            u = self.initial[self.n_asked] if self.n_asked < len(self.initial) else self.rng.random(self.dim)
+            if self.initial_used < len(self.initial):
+                u = self.initial[self.initial_used]
+                self.initial_used += 1
+            else:
+                u = self.rng.random(self.dim)
         else:
             u = self._offspring()
         return self._issue(u)
