@@ -4,7 +4,7 @@
 | ----------------------------- | -------------------------------------------------------------- |
 | ``SUPABASE_DB_URL``           | Postgres URL; absent ⇒ embedded Postgres under the data dir     |
 | ``HUNTFLOW_DATA_DIR``         | where the embedded database, artifacts and caches live          |
-| ``HUNTFLOW_OPERATOR``         | operator for new generations: ``inline``, ``pool`` or ``slurm`` |
+| ``HUNTFLOW_OPERATOR``         | operator for new generations: ``inline``, ``pool``, ``slurm`` or ``manual`` |
 | ``HUNTFLOW_GENERATION_DEPLOYMENT`` | deployment pool generations run on (``hunt-generation/gpu``) |
 | ``HUNTFLOW_TICK_DEPLOYMENT``  | deployment a finished pool generation triggers at once          |
 | ``HUNTFLOW_CHAIN_TICKS``      | ``false`` to leave the pace to the schedule alone               |
@@ -37,7 +37,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("SUPABASE_DB_URL", "HUNTFLOW_SUPABASE_DB_URL")
     )
     data_dir: Path = Field(default_factory=_default_data_dir)
-    operator: Literal["inline", "pool", "slurm"] = "inline"
+    operator: Literal["inline", "pool", "slurm", "manual"] = "inline"
     generation_deployment: str = "hunt-generation/gpu"
     tick_deployment: str = "hunt-tick/every-5-minutes"
     chain_ticks: bool = True

@@ -1,8 +1,8 @@
 """The ``huntflow`` command line (typer + rich).
 
 Commands that only read or write rows (``status``, ``campaign add``, ``campaign extend``,
-``summary``, ``report``, ``gate``) and ``generation run`` (one generation evaluated in this
-process, what a slurm job runs) never start Prefect; commands that run flows (``tick``, ``demo``,
+``summary``, ``report``, ``gate``, ``kit``) and ``generation run`` (one generation evaluated in
+this process, what a slurm job runs) never start Prefect; commands that run flows (``tick``, ``demo``,
 ``serve``) start at most one Prefect API per process (the ephemeral one when ``PREFECT_API_URL``
 is unset).
 """
@@ -38,6 +38,9 @@ app.add_typer(gate_app, name="gate")
 generation_app = typer.Typer(help="Run one generation by hand or from a batch job (the slurm operator's jobs do).",
                              no_args_is_help=True)
 app.add_typer(generation_app, name="generation")
+kit_app = typer.Typer(help="Generations that travel as kit directories (HUNTFLOW_OPERATOR=manual): list, run, import.",
+                      no_args_is_help=True)
+app.add_typer(kit_app, name="kit")
 console = Console()
 err = Console(stderr=True)
 
@@ -284,6 +287,65 @@ def generation_run(
         console.print(f"generation {generation_id}: {summary['status']}"
                       + (f", {summary['ok']}/{summary['candidates']} ok in {summary['wall_seconds']} s"
                          if summary["status"] == "succeeded" else f" (was {summary.get('was')})"))
+
+
+@kit_app.command("list")
+def kit_list(as_json: bool = typer.Option(False, "--json", help="print a JSON array")) -> None:
+    """Kits that are out: manual generations dispatched and not yet imported."""
+    from huntflow.store.connection import session
+    from huntflow.tasks import kit
+
+    with session() as conn:
+        rows = kit.waiting(conn)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    table = Table(title=f"{len(rows)} kit(s) out")
+    for col in ("campaign", "generation_index", "kind", "attempt", "kit"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*(escape(str(r[c])) for c in ("campaign", "generation_index", "kind", "attempt", "kit")))
+    console.print(table)
+
+
+@kit_app.command("run")
+def kit_run(
+    directory: Path = typer.Argument(..., help="the kit directory (holds kit.json)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Evaluate a kit here (no database needed): writes result.json and artifact.h5 into it."""
+    from huntflow.tasks import kit
+
+    try:
+        summary = kit.run_kit(directory)
+    except kit.KitError as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(f"kit {escape(str(directory))}: {summary['ok']}/{summary['candidates']} ok in "
+                      f"{summary['wall_seconds']} s; now `huntflow kit import {escape(str(directory))}`")
+
+
+@kit_app.command("import")
+def kit_import(
+    directory: Path = typer.Argument(..., help="a kit directory after `huntflow kit run`"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Store a run kit's result for its generation (refused, storing nothing, if it does not check out)."""
+    from huntflow.store.connection import session
+    from huntflow.tasks import kit
+
+    try:
+        with session() as conn:
+            summary = kit.import_kit(conn, directory)
+    except (kit.KitError, StoreError) as e:
+        _fail(str(e))
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(f"imported generation {summary['generation_id']} of {escape(summary['campaign'])}:"
+                      f" {summary['candidates']} candidates; the next tick parses it")
 
 
 @app.command()

@@ -11,6 +11,8 @@ Operators:
                marked ``dispatched`` first, so a job never starts for a generation that is not;
                if ``sbatch`` refuses, the attempt is given back (``retry_or_fail``) and the error
                is in the generation's ``error`` column and the stage summary.
+  ``manual`` — a kit directory (:mod:`huntflow.tasks.kit`) someone runs elsewhere with
+               ``huntflow kit run`` and brings back with ``huntflow kit import``.
 
 Idempotent: launching is a guarded ``planned -> dispatched`` transition, so a generation is
 launched once per attempt however often dispatch runs.
@@ -35,7 +37,7 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.config import get_settings
 
 from huntflow.store import campaigns, gates, generations
-from huntflow.tasks import slurm
+from huntflow.tasks import kit, slurm
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
@@ -91,6 +93,12 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                 continue
             result = runner(str(gid))
             launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
+        elif g["operator"] == "manual":
+            attempt = g["attempt"] + 1
+            directory = kit.write_kit(conn, g, campaigns.spec_of(campaign), attempt)
+            if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=f"{kit.REF_PREFIX}{directory}",
+                                      attempt=attempt, dispatched_at="now()", heartbeat_at="now()"):
+                launched.append({"generation_id": str(gid), "operator": "manual", "kit": str(directory), "attempt": attempt})
         elif g["operator"] == "slurm":
             attempt = g["attempt"] + 1
             if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=f"{slurm.REF_PREFIX}submitting",

@@ -9,6 +9,7 @@ id is a safe idempotency key for any operator.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -23,6 +24,41 @@ from huntflow.store.connection import session
 from huntflow.store.states import GenerationStatus as GS
 
 _DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
+
+
+def run_batch(*, generation_id: str, model: str, fixed: dict[str, Any], param_names: tuple[str, ...] | list[str],
+              params: np.ndarray, seed: int, dtype: str, fidelity: dict[str, Any], artifact_path: Path,
+              about: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Evaluate one generation's population and write its HDF5 artifact (no database).
+
+    Args:
+        fidelity: ``{"index", "name", "settings"}`` of the rung.
+        about: generation facts stored with the artifact (campaign slug, index, kind, attempt).
+
+    Returns:
+        ``(result, result_document)``: the batch's :class:`~huntflow.engine.evaluate` result and
+        the raw result document parse validates.
+    """
+    result = evaluate_population(model, tuple(param_names), params, seed=int(seed), fixed=fixed,
+                                 fidelity=fidelity["settings"], dtype=dtype)
+    prov = {
+        **provenance.runtime(),
+        "dtype": dtype,
+        "seed": int(seed),
+        "fidelity": {"index": fidelity["index"], "name": fidelity["name"], **fidelity["settings"]},
+        "model": model,
+    }
+    artifacts.write_generation(
+        artifact_path, param_names=tuple(param_names), params=params, result=result, provenance=prov,
+        generation={"generation_id": generation_id, **about, "model": {"name": model, "fixed": dict(fixed)},
+                    "fidelity": dict(fidelity["settings"])},
+    )
+    doc = build_result_document(
+        generation_id=generation_id, model=model, fidelity=fidelity["settings"], seed=int(seed),
+        metrics=result.metrics, status=result.status, provenance=prov,
+        wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
+    )
+    return result, doc
 
 
 def execute_generation(generation_id: UUID | str, attempt: int | None = None) -> dict[str, Any]:
@@ -62,32 +98,15 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
     names = spec.param_names
     params = np.array([[float(r["params"][n]) for n in names] for r in rows], dtype=np.float64)
     t0 = time.perf_counter()
+    path = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
     try:
-        result = evaluate_population(
-            spec.model.name, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
-            fidelity=fidelity.settings, dtype=spec.dtype,
-        )
-        prov = {
-            **provenance.runtime(),
-            "dtype": spec.dtype,
-            "seed": int(gen["seed"]),
-            "fidelity": {"index": gen["fidelity"], "name": fidelity.name, **fidelity.settings},
-            "model": spec.model.name,
-        }
-        settings = get_settings()
-        path = settings.artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
-        artifacts.write_generation(
-            path, param_names=names, params=params, result=result, provenance=prov,
-            generation={"generation_id": str(generation_id), "campaign": spec.slug,
-                        "generation_index": gen["generation_index"], "kind": gen["kind"],
-                        "attempt": gen["attempt"],
-                        "model": {"name": spec.model.name, "fixed": dict(spec.model.fixed)},
-                        "fidelity": dict(fidelity.settings)},
-        )
-        doc = build_result_document(
-            generation_id=str(generation_id), model=spec.model.name, fidelity=fidelity.settings,
-            seed=int(gen["seed"]), metrics=result.metrics, status=result.status, provenance=prov,
-            wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
+        result, doc = run_batch(
+            generation_id=str(generation_id), model=spec.model.name, fixed=dict(spec.model.fixed),
+            param_names=names, params=params, seed=int(gen["seed"]), dtype=spec.dtype,
+            fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": dict(fidelity.settings)},
+            artifact_path=path,
+            about={"campaign": spec.slug, "generation_index": gen["generation_index"], "kind": gen["kind"],
+                   "attempt": gen["attempt"]},
         )
     except Exception as e:
         with session() as conn:

@@ -6,7 +6,8 @@ For each ``succeeded`` generation:
   quality floor — if fewer than ``QUALITY_FLOOR`` of the candidates parsed, the generation is
   sent back for another attempt (or failed when out of attempts).
 Lost runs — pool and slurm generations ``dispatched``/``running`` whose heartbeat is older than
-``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here. A slurm
+``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here (never a manual
+one: its kit may be out for days). A slurm
 generation is also lost as soon as Slurm says its job ended without the generation succeeding
 (:mod:`huntflow.tasks.slurm`); one whose job is still queued (``PENDING``) is waiting, not lost,
 and a timed-out one's job is cancelled.
@@ -114,8 +115,8 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
     lost = _ended_slurm_jobs(conn, campaign["campaign_id"])
     for g in generations.lost(conn, campaign["campaign_id"], generation_timeout()):
-        if g["operator"] == "inline":
-            continue  # dispatch recovers inline runs (it knows which tick launched them)
+        if g["operator"] in ("inline", "manual"):
+            continue  # dispatch recovers inline runs (it knows which tick launched them); a kit may take days
         jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
         if jid is not None and slurm.job_state(jid) in ("PENDING", "CONFIGURING"):
             continue  # queued on the cluster: waiting, not lost

@@ -1,0 +1,198 @@
+"""The manual operator: a generation travels as a self-contained kit directory.
+
+For machines the database cannot reach (an air-gapped GPU box, a collaborator's cluster):
+
+1. dispatch (``HUNTFLOW_OPERATOR=manual``) writes the kit, :func:`write_kit`, to
+   ``$HUNTFLOW_DATA_DIR/kits/<slug>/gen-<index>-<generation id>-a<attempt>/`` and marks the
+   generation ``dispatched`` with ``dispatch_ref = manual:<kit dir>``. ``kit.json`` holds all
+   the batch needs: model and its fixed settings, parameter names and the candidates' values,
+   the generation's seed, the fidelity rung, dtype, and which generation and attempt it is.
+2. Anyone copies the directory to a machine with huntflow installed and runs
+   ``huntflow kit run DIR`` (:func:`run_kit`): one batched JAX call, exactly as the other
+   operators do it (:func:`~huntflow.tasks.execute.run_batch`), writing ``result.json`` (the
+   raw result document) and ``artifact.h5`` into the kit. No database is needed there.
+3. Back home, ``huntflow kit import DIR`` (:func:`import_kit`) checks the kit against the
+   generation (same generation and attempt, still dispatched, the document valid for it) and
+   stores the document and the artifact, marking the generation ``succeeded``; the next tick's
+   parse takes it from there. A kit that does not check out is refused with the reason and
+   nothing is stored.
+
+A manual generation is never declared lost by the heartbeat timeout (a person may take days);
+``huntflow kit list`` shows what is out.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+
+from huntflow.config import get_settings
+from huntflow.engine.results import validate_result_document
+from huntflow.errors import HuntflowError, ResultDocumentError
+from huntflow.store import campaigns, generations
+from huntflow.store.states import GenerationStatus as GS
+
+FORMAT = "huntflow-kit/1"
+REF_PREFIX = "manual:"
+
+
+class KitError(HuntflowError, ValueError):
+    """A kit that cannot be run or imported (the message says why)."""
+
+
+def kit_dir(generation: dict[str, Any], slug: str, attempt: int) -> Path:
+    return (get_settings().data_dir / "kits" / slug
+            / f"gen-{generation['generation_index']:05d}-{generation['generation_id']}-a{attempt}")
+
+
+def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attempt: int) -> Path:
+    """Write the kit of one attempt of a generation; returns its directory."""
+    rows = generations.evaluations(conn, generation["generation_id"])
+    names = list(spec.param_names)
+    fidelity = spec.fidelities[generation["fidelity"]]
+    kit = {
+        "format": FORMAT,
+        "generation_id": str(generation["generation_id"]),
+        "attempt": int(attempt),
+        "campaign": spec.slug,
+        "generation_index": int(generation["generation_index"]),
+        "kind": generation["kind"],
+        "model": {"name": spec.model.name, "fixed": dict(spec.model.fixed)},
+        "param_names": names,
+        "params": [[float(r["params"][n]) for n in names] for r in rows],
+        "seed": int(generation["seed"]),
+        "dtype": spec.dtype,
+        "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": dict(fidelity.settings)},
+    }
+    out = kit_dir(generation, spec.slug, attempt)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kit.json").write_text(json.dumps(kit, indent=2))
+    (out / "README.txt").write_text(
+        f"huntflow kit: generation {kit['generation_id']} (attempt {attempt}) of campaign {spec.slug},\n"
+        f"{len(rows)} candidates of model {spec.model.name} at fidelity {fidelity.name}.\n\n"
+        "On any machine with huntflow installed:   huntflow kit run <this directory>\n"
+        "Then, where the database is reachable:    huntflow kit import <this directory>\n"
+    )
+    return out
+
+
+def _read(path: Path, hint: str = "") -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KitError(f"{path} is missing{hint}") from None
+    except (OSError, ValueError) as e:
+        raise KitError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise KitError(f"{path} must hold a JSON object")
+    return data
+
+
+def read_kit(directory: Path | str) -> dict[str, Any]:
+    """``kit.json`` of a kit directory, checked for the fields a run needs.
+
+    Raises:
+        KitError: missing, not JSON, another format, or a field missing or malformed (named).
+    """
+    kit = _read(Path(directory) / "kit.json", " (not a kit directory?)")
+    if kit.get("format") != FORMAT:
+        raise KitError(f"kit.json: format must be {FORMAT!r}, got {kit.get('format')!r}")
+    for field, kind in (("generation_id", str), ("attempt", int), ("campaign", str), ("model", dict),
+                        ("param_names", list), ("params", list), ("seed", int), ("dtype", str), ("fidelity", dict)):
+        if not isinstance(kit.get(field), kind):
+            raise KitError(f"kit.json: {field} must be a {kind.__name__}, got {kit.get(field)!r}")
+    try:
+        UUID(kit["generation_id"])
+    except ValueError:
+        raise KitError(f"kit.json: generation_id must be a UUID, got {kit['generation_id']!r}") from None
+    width = len(kit["param_names"])
+    if not kit["params"] or any(not isinstance(p, list) or len(p) != width for p in kit["params"]):
+        raise KitError(f"kit.json: params must be a non-empty list of rows of {width} values")
+    return kit
+
+
+def run_kit(directory: Path | str) -> dict[str, Any]:
+    """Evaluate a kit in this process (no database): writes ``result.json`` and ``artifact.h5``.
+
+    Raises:
+        KitError: the kit is malformed.
+    """
+    from huntflow.tasks.execute import run_batch
+
+    directory = Path(directory)
+    kit = read_kit(directory)
+    params = np.asarray(kit["params"], dtype=np.float64)
+    result, doc = run_batch(
+        generation_id=kit["generation_id"], model=kit["model"]["name"], fixed=dict(kit["model"].get("fixed") or {}),
+        param_names=kit["param_names"], params=params, seed=kit["seed"], dtype=kit["dtype"],
+        fidelity=kit["fidelity"], artifact_path=directory / "artifact.h5",
+        about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),
+               "kind": kit.get("kind"), "attempt": kit["attempt"]},
+    )
+    (directory / "result.json").write_text(json.dumps(doc))
+    return {"generation_id": kit["generation_id"], "candidates": len(params), "ok": int(np.sum(result.status == 0)),
+            "wall_seconds": round(float(result.wall_seconds), 4), "result": str(directory / "result.json"),
+            "artifact": str(directory / "artifact.h5")}
+
+
+def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any]:
+    """Store a run kit's result: the generation becomes ``succeeded`` for parse to collect.
+
+    Raises:
+        KitError: the kit, its result or its generation do not check out (nothing is stored).
+    """
+    directory = Path(directory)
+    kit = read_kit(directory)
+    doc = _read(directory / "result.json", " (run `huntflow kit run` first)")
+    gid = UUID(kit["generation_id"])
+    try:
+        gen = generations.get(conn, gid)
+    except KeyError:
+        raise KitError(f"no generation {gid} in this database") from None
+    if gen["operator"] != "manual":
+        raise KitError(f"generation {gid} runs on the {gen['operator']!r} operator, not from a kit")
+    if GS(gen["status"]) not in (GS.DISPATCHED, GS.RUNNING):
+        raise KitError(f"generation {gid} is {gen['status']}, not waiting for a kit")
+    if int(gen["attempt"]) != kit["attempt"]:
+        raise KitError(f"the kit is attempt {kit['attempt']}, the generation is at attempt {gen['attempt']}")
+    spec = campaigns.spec_of(campaigns.get_campaign(conn, gen["campaign_id"]))
+    rows = generations.evaluations(conn, gid)
+    required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
+    try:
+        parsed = validate_result_document(doc, generation_id=str(gid), n_candidates=len(rows), required_metrics=required)
+    except ResultDocumentError as e:
+        raise KitError(f"result.json: {e}") from None
+    if len(parsed) < len(rows):
+        raise KitError(f"result.json: {len(rows) - len(parsed)} of {len(rows)} candidate entries are malformed")
+    artifact = None
+    if (directory / "artifact.h5").is_file():
+        artifact = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{gid}.h5"
+        artifact.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(directory / "artifact.h5", artifact)
+    with conn.transaction():
+        if not generations.transition(conn, gid, [GS.DISPATCHED, GS.RUNNING], GS.RUNNING, started_at="now()",
+                                      heartbeat_at="now()") \
+                or not generations.mark_succeeded(conn, gid, result_document=doc,
+                                                  artifact_path=None if artifact is None else str(artifact)):
+            raise KitError(f"generation {gid} moved on while importing; nothing stored")
+    return {"generation_id": str(gid), "campaign": spec.slug, "status": "succeeded", "candidates": len(rows),
+            "artifact": None if artifact is None else str(artifact)}
+
+
+def waiting(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Manual generations out as kits (dispatched, not yet imported), oldest first."""
+    rows = conn.execute(
+        "select g.generation_id, c.slug, g.generation_index, g.kind, g.attempt, g.dispatch_ref, g.dispatched_at"
+        " from hunt.generations g join hunt.campaigns c using (campaign_id)"
+        " where g.operator = 'manual' and g.status in ('dispatched', 'running') order by g.dispatched_at",
+    ).fetchall()
+    return [{"generation_id": str(r["generation_id"]), "campaign": r["slug"], "generation_index": r["generation_index"],
+             "kind": r["kind"], "attempt": r["attempt"],
+             "kit": r["dispatch_ref"][len(REF_PREFIX):] if (r["dispatch_ref"] or "").startswith(REF_PREFIX) else None,
+             "dispatched_at": r["dispatched_at"].isoformat() if r["dispatched_at"] else None} for r in rows]
