@@ -385,7 +385,7 @@ def _active(slug: str | None) -> bool:
 def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
               poll_seconds: float = 2.0) -> int:
     """Run ticks back to back in this process; returns how many ran. When generations run on
-    another operator (``HUNTFLOW_OPERATOR`` pool or slurm), a tick that changed nothing is
+    another operator (``HUNTFLOW_OPERATOR`` pool, slurm or manual), a tick that changed nothing is
     followed by a ``poll_seconds`` pause."""
     _prefect_env()
     from huntflow.config import get_settings
@@ -419,7 +419,7 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
                               " see `huntflow gate list`")
                 break
             if before == done and remote:
-                time.sleep(poll_seconds)  # generations run elsewhere (pool, slurm): wait for them
+                time.sleep(poll_seconds)  # generations run elsewhere: wait for them
     return ticks
 
 

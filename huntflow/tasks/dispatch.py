@@ -37,9 +37,9 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.config import get_settings
 
 from huntflow.store import campaigns, gates, generations
-from huntflow.tasks import kit, slurm
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
+from huntflow.tasks import kit, slurm
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 from huntflow.tasks.execute import execute_generation
 
@@ -57,6 +57,12 @@ def _launch_pool(generation: dict[str, Any], ctx: TickContext) -> str:
         as_subflow=False,
     )
     return str(flow_run.id)
+
+
+def _mark_dispatched(conn: psycopg.Connection, generation: dict[str, Any], ref: str) -> bool:
+    """``planned -> dispatched`` for the generation's next attempt (False: another dispatcher won)."""
+    return generations.transition(conn, generation["generation_id"], [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
+                                  attempt=generation["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()")
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
@@ -86,23 +92,18 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                                     f" {gate['decided_by']}{note}", category="gate_rejected"):
                     rejected.append({"generation_id": str(gid), "gate_id": str(gate["gate_id"])})
                 continue
+        attempt = g["attempt"] + 1
         if g["operator"] == "inline":
-            if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED,
-                                          dispatch_ref=f"inline:{ctx.tick_id}", attempt=g["attempt"] + 1,
-                                          dispatched_at="now()", heartbeat_at="now()"):
+            if not _mark_dispatched(conn, g, f"inline:{ctx.tick_id}"):
                 continue
             result = runner(str(gid))
             launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
         elif g["operator"] == "manual":
-            attempt = g["attempt"] + 1
             directory = kit.write_kit(conn, g, campaigns.spec_of(campaign), attempt)
-            if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=f"{kit.REF_PREFIX}{directory}",
-                                      attempt=attempt, dispatched_at="now()", heartbeat_at="now()"):
+            if _mark_dispatched(conn, g, f"{kit.REF_PREFIX}{directory}"):
                 launched.append({"generation_id": str(gid), "operator": "manual", "kit": str(directory), "attempt": attempt})
         elif g["operator"] == "slurm":
-            attempt = g["attempt"] + 1
-            if not generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=f"{slurm.REF_PREFIX}submitting",
-                                          attempt=attempt, dispatched_at="now()", heartbeat_at="now()"):
+            if not _mark_dispatched(conn, g, f"{slurm.REF_PREFIX}submitting"):
                 continue
             try:
                 jid = slurm.submit(g, campaign["slug"], attempt)
@@ -115,8 +116,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             launched.append({"generation_id": str(gid), "operator": "slurm", "job_id": jid, "attempt": attempt})
         else:
             ref = _launch_pool(g, ctx)
-            if generations.transition(conn, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
-                                      attempt=g["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()"):
+            if _mark_dispatched(conn, g, ref):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
     out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
     if refused:

@@ -7,10 +7,9 @@ For each ``succeeded`` generation:
   sent back for another attempt (or failed when out of attempts).
 Lost runs — pool and slurm generations ``dispatched``/``running`` whose heartbeat is older than
 ``HUNTFLOW_GENERATION_TIMEOUT_SECONDS`` — are sent back for another attempt here (never a manual
-one: its kit may be out for days). A slurm
-generation is also lost as soon as Slurm says its job ended without the generation succeeding
-(:mod:`huntflow.tasks.slurm`); one whose job is still queued (``PENDING``) is waiting, not lost,
-and a timed-out one's job is cancelled.
+one: its kit may be out for days). A slurm generation is also lost as soon as Slurm says its job
+ended without the generation succeeding (:mod:`huntflow.tasks.slurm`); one whose job is still
+queued (``PENDING``) is waiting, not lost, and a timed-out one's job is cancelled.
 """
 
 from __future__ import annotations
@@ -136,7 +135,7 @@ def _ended_slurm_jobs(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[
     for g in generations.by_status(conn, campaign_id, [GS.DISPATCHED, GS.RUNNING]):
         jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
         state = slurm.job_state(jid) if jid is not None else None
-        if state is None or state.split("+")[0] not in slurm.ENDED:
+        if state not in slurm.ENDED:
             continue
         # guarded on the status: a generation that succeeded since it was read is left alone
         status = generations.retry_or_fail(conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],

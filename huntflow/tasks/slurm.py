@@ -122,7 +122,7 @@ def job_state(jid: str) -> str | None:
         return None
     if r.returncode != 0:
         return "UNKNOWN" if "invalid job id" in (r.stderr + r.stdout).lower() else None
-    m = re.search(r"\bJobState=(\S+)", r.stdout)
+    m = re.search(r"\bJobState=([A-Z_]+)", r.stdout)  # without a trailing "+" (e.g. "CANCELLED+")
     return m.group(1) if m else None
 
 

@@ -184,8 +184,8 @@ def make_backend(name: str, dim: int, seed: int, budget: int, num_workers: int, 
 
     Returns:
         A backend with ``ask() -> (token, u)``, ``suggest(u) -> (token, u)``,
-        ``tell(token, loss, objectives=None, violation=None)`` and ``add_budget(n)``; a backend
-        with ``multiobjective = True`` ranks by ``objectives`` and ``violation`` instead of ``loss``.
+        ``tell(token, loss, objectives=None, violation=None)`` and ``add_budget(n)``; ``nsga2``
+        ranks by ``objectives`` and ``violation``, the others learn from ``loss``.
 
     Raises:
         ValueError: unknown optimizer name.

@@ -694,11 +694,10 @@ class Hunt:
             notes.append(note)
 
         if p.kind == "search":
-            for i, (status, _, _, _) in enumerate(parsed):
+            for i, (status, obj, g, _) in enumerate(parsed):
                 if status == "ok":
                     lo, hi = self.loss_range or (losses[i], losses[i])
                     self.loss_range = (min(lo, losses[i]), max(hi, losses[i]))
-                    _, obj, g, _ = parsed[i]
                     self.backend.tell(p.tokens[i], losses[i], objectives=obj, violation=sum(max(0.0, v) for v in g))
             penalty = self._penalty()
             if penalty is not None:

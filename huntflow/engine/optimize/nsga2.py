@@ -55,8 +55,6 @@ PENDING_BATCHES_KEPT = 64  # asked-but-never-told tokens older than this many ba
 class NSGA2Backend:
     """Constrained NSGA-II; ``tell`` takes the objective vector and the violation."""
 
-    multiobjective = True
-
     def __init__(self, dim: int, seed: int, size: int, eta_c: float = ETA_C, eta_m: float = ETA_M,
                  p_crossover: float = P_CROSSOVER):
         if size < 2:
@@ -191,13 +189,12 @@ def sbx(p1: np.ndarray, p2: np.ndarray, eta: float, p_crossover: float, rng: np.
         y1, y2 = min(p1[d], p2[d]), max(p1[d], p2[d])
         if not swap[d] or y2 - y1 < 1e-14:
             continue
-        c = []
-        for side, dist in ((0, y1), (1, 1.0 - y2)):
-            beta = 1.0 + 2.0 * dist / (y2 - y1)
-            alpha = 2.0 - beta ** -(eta + 1.0)
-            bq = (r[d] * alpha) ** (1.0 / (eta + 1.0)) if r[d] <= 1.0 / alpha else (1.0 / (2.0 - r[d] * alpha)) ** (1.0 / (eta + 1.0))
-            c.append(0.5 * ((y1 + y2) - bq * (y2 - y1)) if side == 0 else 0.5 * ((y1 + y2) + bq * (y2 - y1)))
-        child[d] = min(max(c[0] if first[d] else c[1], 0.0), 1.0)
+        # the child below both parents (spread bounded by 0) or above them (bounded by 1)
+        dist, sign = (y1, -1.0) if first[d] else (1.0 - y2, 1.0)
+        beta = 1.0 + 2.0 * dist / (y2 - y1)
+        alpha = 2.0 - beta ** -(eta + 1.0)
+        bq = (r[d] * alpha) ** (1.0 / (eta + 1.0)) if r[d] <= 1.0 / alpha else (1.0 / (2.0 - r[d] * alpha)) ** (1.0 / (eta + 1.0))
+        child[d] = min(max(0.5 * ((y1 + y2) + sign * bq * (y2 - y1)), 0.0), 1.0)
     return child
 
 
