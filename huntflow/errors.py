@@ -9,10 +9,23 @@ from __future__ import annotations
 
 
 class HuntflowError(Exception):
-    """Root of every error huntflow raises on purpose."""
+    """Root of every error huntflow raises on purpose.
+
+    ``exit_code`` is what the CLI exits with when this error reaches it: 1 for a service or
+    state problem (database unreachable, lost race), 2 for bad input (:class:`InputError`).
+    """
+
+    exit_code: int = 1
 
 
-class SpecError(HuntflowError, ValueError):
+class InputError(HuntflowError, ValueError):
+    """Raised when input from a person or from outside (a spec, params, a kit, a result
+    document, a CLI argument, a URL) is invalid; the message names the field. Exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(InputError):
     """Raised when a campaign spec (or a patch of one) is invalid; ``errors`` names each field."""
 
     def __init__(self, errors: list[tuple[str, str]]):
@@ -21,7 +34,7 @@ class SpecError(HuntflowError, ValueError):
         super().__init__(f"invalid campaign spec ({len(self.errors)} error(s)):\n{lines}")
 
 
-class ResultDocumentError(HuntflowError, ValueError):
+class ResultDocumentError(InputError):
     """Raised when a generation's raw result document is missing fields or malformed."""
 
 
