@@ -83,7 +83,9 @@ def db(database_url):
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
+    from huntflow.flows.tick import no_heartbeats
+
+    with prefect_test_harness(server_startup_timeout=180), no_heartbeats():
         yield
 
 

@@ -388,11 +388,24 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
     another operator (``HUNTFLOW_OPERATOR`` pool, slurm or manual), a tick that changed nothing is
     followed by a ``poll_seconds`` pause."""
     _prefect_env()
+    from prefect import flow
+
     from huntflow.config import get_settings
-    from huntflow.flows.tick import hunt_tick
+    from huntflow.flows.tick import no_heartbeats, run_tick
 
     remote = get_settings().operator != "inline"
 
+    @flow(name="hunt-tick", log_prints=True)
+    def ticking() -> int:  # one flow run for the whole loop; each tick's stages are its task runs
+        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, remote, run_tick)
+
+    with no_heartbeats():
+        return ticking()
+
+
+def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool, poll_seconds: float,
+               remote: bool, run_tick) -> int:
+    """The loop :func:`run_ticks` runs inside its one flow run."""
     only = _campaign_ids(slug)
     ticks = 0
     rows = _progress_rows(slug)
@@ -403,7 +416,7 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
         bar = progress.add_task("evaluations", total=total, best="—")
         done = None
         while ticks < max_ticks:
-            hunt_tick(only)
+            run_tick(only)
             ticks += 1
             rows = _progress_rows(slug)
             before, done = done, sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"]

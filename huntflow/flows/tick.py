@@ -6,18 +6,26 @@ its retries skips the campaign's remaining stages for this tick (recorded as ``s
 next tick carries on from the database. The lease is released at the end either way. When learn
 completes a campaign, the tick writes its report (:func:`completion_report`) after learn's row is
 closed, so the report's stage health sees every stage of the last tick finished.
+
+An inline generation runs as a plain call inside dispatch (no subflow per generation: a flow
+run costs about a second of API round trips and heartbeat join). :func:`run_tick` is the
+tick's body, so ``tick --until-done`` and the demo run many ticks inside one flow run (each
+stage a task run of it). :func:`no_heartbeats` switches off Prefect's flow-run heartbeat thread
+for in-process runs, whose exit otherwise waits up to 2 s joining it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
 
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
-from huntflow.flows.generation import hunt_generation, trigger_tick
+from huntflow.flows.generation import trigger_tick
 from huntflow.store import campaigns
 from huntflow.store.connection import session
 from huntflow.store.states import Stage
@@ -31,13 +39,19 @@ from huntflow.tasks.report import write_report
 from huntflow.tasks.review import review
 
 
-def _inline(generation_id: str) -> dict[str, Any]:
-    return hunt_generation(generation_id)
+@contextlib.contextmanager
+def no_heartbeats() -> Iterator[None]:
+    """Flow runs started inside send no flow-run heartbeats (huntflow detects lost generations
+    by its own ``heartbeat_at``; Prefect's thread only costs a join of up to 2 s per flow run)."""
+    from prefect.settings import temporary_settings
+
+    with temporary_settings(updates={"flows.heartbeat_frequency": None}):
+        yield
 
 
 def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
     steps = [
-        (Stage.DISPATCH, lambda: dispatch(ctx, campaign_id, _inline, return_state=True)),
+        (Stage.DISPATCH, lambda: dispatch(ctx, campaign_id, return_state=True)),
         (Stage.PARSE, lambda: parse(ctx, campaign_id, return_state=True)),
         (Stage.REVIEW, lambda: review(ctx, campaign_id, return_state=True)),
         (Stage.EVOLVE, lambda: evolve(ctx, campaign_id, return_state=True)),
@@ -89,6 +103,12 @@ def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
 @flow(name="hunt-tick", log_prints=True)
 def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     """Advance every claimed campaign one step through the six stages."""
+    return run_tick(campaign_ids)
+
+
+def run_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
+    """One tick's body (:func:`hunt_tick`): callable inside any flow run, whose task runs its
+    stages then become."""
     tick_id = uuid4()
     ctx = TickContext(tick_id=tick_id, owner=f"tick:{tick_id}")
     only = [UUID(c) for c in campaign_ids] if campaign_ids else None
@@ -104,5 +124,9 @@ def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
         if isinstance(learned, dict) and learned.get("completed"):
             results[str(campaign_id)]["report"] = completion_report(campaign_id)
         results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
-    get_run_logger().info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
+    try:
+        logger = get_run_logger()
+    except Exception:  # outside a flow run
+        logger = logging.getLogger(__name__)
+    logger.info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
     return {"tick_id": str(tick_id), "campaigns": results}
