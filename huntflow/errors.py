@@ -56,3 +56,17 @@ class TerminalStateError(HuntflowError, RuntimeError):
 
 class MigrationError(HuntflowError, RuntimeError):
     """Raised when a migration file fails to apply or the applied history is inconsistent."""
+
+
+class EvaluationFailed(HuntflowError):
+    """Raised by an external model's function to fail its candidate with a category of its own.
+
+    ``category`` (``[a-z][a-z0-9_]*``, e.g. ``"vmec_nonconvergence"``) is stored on the
+    evaluation row as its ``failure_category``; the message goes into the row's failure detail.
+    Any exception with a string ``failure_category`` attribute is treated the same way, so a
+    simulator package need not import huntflow.
+    """
+
+    def __init__(self, category: str, message: str = ""):
+        self.failure_category = str(category)
+        super().__init__(message or category)

@@ -7,7 +7,9 @@ Layout (P candidates, D parameters)::
     /metrics/<name>      (P,) float64
     /extras/<name>       (P, ...) as the model produced them (downsampled fields, series, spectra)
     attributes on /:     ``format`` (= FORMAT), ``provenance`` and ``generation`` (JSON objects),
-                         ``wall_seconds``, ``compile_seconds``, ``device_count``
+                         ``wall_seconds``, ``compile_seconds``, ``device_count``; external
+                         (function/command) models add ``failures`` (JSON list: per candidate
+                         null or its category and detail) and ``/candidate_seconds`` (P,)
 
 Files are written to a temporary sibling and moved into place with ``os.replace``, so a reader
 sees either no file or a whole one. :func:`metrics_from_artifact` is the parse stage's second
@@ -45,6 +47,7 @@ class GenerationArtifact:
     provenance: dict[str, Any]
     generation: dict[str, Any]
     timing: dict[str, float]
+    failures: tuple[dict[str, Any] | None, ...] = ()
 
 
 def write_generation(
@@ -86,6 +89,10 @@ def write_generation(
                 f.attrs["generation"] = json.dumps(generation or {}, sort_keys=True, default=str)
                 for attr in ("wall_seconds", "compile_seconds", "device_count"):
                     f.attrs[attr] = getattr(result, attr, float("nan"))
+                if getattr(result, "failures", None):
+                    f.attrs["failures"] = json.dumps(list(result.failures), default=str)
+                if getattr(result, "candidate_seconds", None) is not None:
+                    f.create_dataset("candidate_seconds", data=np.asarray(result.candidate_seconds, dtype=np.float64))
                 f.create_dataset("params", data=params).attrs["param_names"] = json.dumps(names)
                 f.create_dataset("status", data=np.asarray(result.status, dtype=np.int32))
                 for name, value in arrays.items():
@@ -123,6 +130,7 @@ def read_generation(path: str | os.PathLike) -> GenerationArtifact:
                 provenance=json.loads(f.attrs["provenance"]),
                 generation=json.loads(f.attrs["generation"]),
                 timing={k: float(f.attrs[k]) for k in ("wall_seconds", "compile_seconds", "device_count")},
+                failures=tuple(json.loads(f.attrs["failures"])) if "failures" in f.attrs else (),
             )
     except ArtifactError:
         raise
@@ -133,8 +141,9 @@ def read_generation(path: str | os.PathLike) -> GenerationArtifact:
 def metrics_from_artifact(path: str | os.PathLike) -> dict[str, Any]:
     """Per-candidate metrics and status recovered from an artifact (the parse stage's tier 2).
 
-    Returns ``{"metrics": name -> (P,) float64, "status": (P,) int32, "recomputed": [names]}``;
-    ``recomputed`` lists the metrics recomputed from stored data rather than copied.
+    Returns ``{"metrics": name -> (P,) float64, "status": (P,) int32, "recomputed": [names],
+    "failures": [...]}``; ``recomputed`` lists the metrics recomputed from stored data rather
+    than copied, ``failures`` an external model's per-candidate failure details (else empty).
 
     Raises:
         ArtifactError: as :func:`read_generation`.
@@ -154,4 +163,5 @@ def metrics_from_artifact(path: str | os.PathLike) -> dict[str, Any]:
         for name, values in new.items():
             metrics[name] = np.where(valid, values, np.nan)
             recomputed.append(name)
-    return {"metrics": metrics, "status": np.asarray(art.status, dtype=np.int32), "recomputed": recomputed}
+    return {"metrics": metrics, "status": np.asarray(art.status, dtype=np.int32), "recomputed": recomputed,
+            "failures": list(art.failures)}

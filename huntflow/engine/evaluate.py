@@ -27,13 +27,16 @@ import os
 import time
 from pathlib import Path
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
 from huntflow.engine.devices import min_rows_per_device as devices_min_rows
-from huntflow.engine.models import REGISTRY
+from huntflow.engine.models import sources
 from huntflow.engine.models.base import Status
+
+if TYPE_CHECKING:
+    from huntflow.engine.modelref import ModelRef
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,13 @@ class PopulationResult:
     metrics: name -> (P,) float64
     status:  (P,) int32 :class:`Status` codes
     extras:  name -> (P, ...) arrays (artifact-only data)
-    wall_seconds: time of the compiled call (compilation excluded when it was cached)
+    wall_seconds: time of the compiled call (compilation excluded when it was cached); for an
+        external model the whole pool run
     compile_seconds: time spent tracing and compiling in this call (~0 when cached in-process;
         a persistent-cache hit still traces and loads, so it is small but not 0)
-    device_count: devices the batch was sharded over (1: unsharded)
+    device_count: devices the batch was sharded over (1: unsharded); external: workers used
+    failures: external models only: per candidate ``None`` or ``{"category", ...detail}``
+    candidate_seconds: external models only: (P,) wall time of each candidate (all its tries)
     """
 
     metrics: dict[str, np.ndarray]
@@ -55,6 +61,8 @@ class PopulationResult:
     wall_seconds: float
     compile_seconds: float
     device_count: int = 1
+    failures: tuple[dict[str, Any] | None, ...] = ()
+    candidate_seconds: np.ndarray | None = None
 
     def statuses(self) -> list[Status]:
         return [Status(int(s)) for s in self.status]
@@ -106,7 +114,7 @@ def _jitted(model_name: str, param_names: tuple[str, ...], fixed: tuple, fidelit
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    model = REGISTRY.get(model_name)
+    model = sources.jax_model(model_name)
     args = (param_names, dict(fixed), dict(fidelity))
     if hasattr(model, "build_batch"):  # the model batches natively (its own layout)
         fn = model.build_batch(*args, dtype=np.dtype(dtype))
@@ -134,7 +142,7 @@ def _executable(model_name: str, key: tuple, x, keys):
 
 
 def evaluate_population(
-    model_name: str,
+    model_name: "str | Mapping[str, Any] | ModelRef",
     param_names: tuple[str, ...],
     params: np.ndarray,
     *,
@@ -144,8 +152,15 @@ def evaluate_population(
     dtype: str = "float32",
     candidate_indices: np.ndarray | None = None,
     min_rows_per_device: int | None = None,
+    workdir: str | os.PathLike | None = None,
 ) -> PopulationResult:
     """Evaluate ``params`` (shape (P, D), columns in ``param_names`` order) in one call.
+
+    ``model_name`` is a JAX model's name (or ``module:attr``), or a whole ``model`` block (a
+    :class:`~huntflow.engine.modelref.ModelRef` or its dict; its ``fixed`` is used when ``fixed``
+    is not given): function and command models then run in the process pool
+    (:func:`evaluate_external`), each candidate in a fresh directory under ``workdir``
+    (default: a temporary directory, removed afterwards).
 
     ``candidate_indices`` (shape (P,), default ``arange(P)``) are the indices folded into the
     seed's key for each row: pass a candidate's original index to reproduce it exactly
@@ -161,6 +176,16 @@ def evaluate_population(
     import jax
     import jax.numpy as jnp
 
+    if not isinstance(model_name, str):
+        from huntflow.engine.modelref import ModelRef
+
+        ref = model_name if isinstance(model_name, ModelRef) else ModelRef.model_validate(dict(model_name))
+        fixed = dict(ref.fixed) if fixed is None else fixed
+        resolved = ref.resolve()
+        if resolved.is_external:
+            return evaluate_external(resolved, param_names, params, seed=seed, fixed=fixed, fidelity=fidelity,
+                                     candidate_indices=candidate_indices, workdir=workdir)
+        model_name = str(resolved.jax_key)
     fixed = dict(fixed or {})
     fidelity = dict(fidelity or {})
     params = np.asarray(params, dtype=np.float64)
@@ -168,7 +193,7 @@ def evaluate_population(
         raise ValueError(f"params must have shape (P, {len(param_names)}), got {params.shape}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    model = REGISTRY.get(model_name)
+    model = sources.jax_model(model_name)
     model.validate(tuple(param_names), fixed, fidelity)
 
     # x64 is scoped to this call, so a float64 evaluation leaves the process as it found it
@@ -207,4 +232,46 @@ def evaluate_population(
         wall_seconds=t2 - t1,
         compile_seconds=t1 - t0,
         device_count=devices,
+    )
+
+
+def evaluate_external(resolved: Any, param_names: tuple[str, ...], params: np.ndarray, *, seed: int,
+                      fixed: Mapping[str, Any] | None, fidelity: Mapping[str, Any] | None,
+                      candidate_indices: np.ndarray | None = None,
+                      workdir: str | os.PathLike | None = None) -> PopulationResult:
+    """A function/command model's batch through the process pool (:mod:`huntflow.engine.external`).
+
+    ``resolved`` is a :class:`~huntflow.engine.modelref.Resolved` external model. Metrics of a
+    failed candidate are NaN; its category and detail are in ``failures``.
+    """
+    import tempfile
+
+    from huntflow.engine.external.batch import requests_for, run_external
+
+    params = np.asarray(params)
+    if params.ndim != 2 or params.shape[1] != len(param_names):
+        raise ValueError(f"params must have shape (P, {len(param_names)}), got {params.shape}")
+    n = params.shape[0]
+    indices = np.arange(n) if candidate_indices is None else np.asarray(candidate_indices)
+    settings = resolved.run_settings(tuple(param_names))
+    reqs = requests_for(tuple(param_names), params, fixed=dict(fixed or {}), fidelity=dict(fidelity or {}),
+                        seed=int(seed), indices=indices)
+    t0 = time.perf_counter()
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="huntflow-external-") as tmp:
+            outcomes = run_external(settings, reqs, Path(tmp))
+    else:
+        outcomes = run_external(settings, reqs, Path(workdir))
+    wall = time.perf_counter() - t0
+    return PopulationResult(
+        metrics={m: np.array([o.metrics[m] for o in outcomes], dtype=np.float64) for m in settings.metrics},
+        status=np.array([int(o.status) for o in outcomes], dtype=np.int32),
+        extras={},
+        wall_seconds=wall,
+        compile_seconds=0.0,
+        device_count=min(settings.workers, max(n, 1)),
+        failures=tuple(None if o.category is None else {"category": o.category, **o.detail,
+                                                         **({"tries": o.tries} if o.tries > 1 else {})}
+                       for o in outcomes),
+        candidate_seconds=np.array([o.seconds for o in outcomes], dtype=np.float64),
     )

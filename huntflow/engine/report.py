@@ -113,7 +113,7 @@ def _header(campaign: Row, spec: CampaignSpec, evals: list[Row]) -> Row:
         "slug": campaign.get("slug", spec.slug),
         "title": campaign.get("title") or spec.title,
         "description": spec.description,
-        "model": spec.model.name,
+        "model": spec.model.label,
         "model_fixed": dict(spec.model.fixed),
         "status": campaign.get("status"),
         "completion_reason": campaign.get("completion_reason"),

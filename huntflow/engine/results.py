@@ -10,10 +10,15 @@ Format ``huntflow.result/1``::
       "wall_seconds": 0.01, "compile_seconds": 0.5,
       "candidates": [
         {"index": 0, "status": "ok" | "failed", "status_code": 0,
-         "failure_category": null | "nonfinite" | "blowup" | ...,
-         "metrics": {"f": 1.23, ...}}
+         "failure_category": null | "nonfinite" | "blowup" | "timeout" | ...,
+         "metrics": {"f": 1.23, ...},
+         "failure": {...}, "wall_seconds": 0.5}     # external models only
       ]
     }
+
+External (function / command) models add per candidate ``failure`` (the category's detail:
+exception type, message and traceback tail, exit code and stderr tail, what was found) and
+``wall_seconds``; a category the simulator named itself replaces ``failure_category``.
 
 Non-finite numbers are written as ``null`` (JSON has no NaN) and reported by a failed status.
 """
@@ -48,18 +53,27 @@ def build_result_document(
     provenance: dict[str, Any],
     wall_seconds: float,
     compile_seconds: float,
+    failures: tuple[dict[str, Any] | None, ...] | list = (),
+    candidate_seconds: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """A JSON-able document for one generation's batch (arrays of shape (P,))."""
     candidates = []
     for i, code in enumerate(np.asarray(status).tolist()):
         st = Status(int(code))
-        candidates.append({
+        entry = {
             "index": i,
             "status": "ok" if st is Status.OK else "failed",
             "status_code": int(st),
             "failure_category": st.failure_category,
             "metrics": {k: _number(v[i]) for k, v in metrics.items()},
-        })
+        }
+        failure = failures[i] if i < len(failures) else None
+        if failure:
+            entry["failure_category"] = str(failure.get("category") or entry["failure_category"])
+            entry["failure"] = _jsonable(failure)
+        if candidate_seconds is not None:
+            entry["wall_seconds"] = float(candidate_seconds[i])
+        candidates.append(entry)
     return {
         "format": FORMAT,
         "generation_id": str(generation_id),
@@ -73,12 +87,27 @@ def build_result_document(
     }
 
 
+def _jsonable(value: Any) -> Any:
+    """Strict JSON (no NaN) of a failure detail."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return _number(value)
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    return str(value)
+
+
 @dataclass(frozen=True)
 class ParsedCandidate:
     index: int
     ok: bool
     failure_category: str | None
     metrics: dict[str, float | None]
+    failure: dict[str, Any] | None = None
+    wall_seconds: float | None = None
 
 
 def validate_result_document(
@@ -129,5 +158,9 @@ def validate_result_document(
         if ok and any(values.get(m) is None for m in required_metrics):
             # claims success but a needed metric is absent or non-finite: not a usable entry
             continue
-        parsed[idx] = ParsedCandidate(idx, ok, None if ok else (c.get("failure_category") or "failed"), values)
+        failure = c.get("failure") if isinstance(c.get("failure"), dict) else None
+        seconds = c.get("wall_seconds")
+        seconds = float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
+        parsed[idx] = ParsedCandidate(idx, ok, None if ok else (c.get("failure_category") or "failed"), values,
+                                      None if ok else failure, seconds)
     return [parsed[i] for i in sorted(parsed)]

@@ -30,6 +30,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from huntflow.engine.modelref import ModelRef
 from huntflow.errors import SpecError
 
 OPTIMIZERS = ("auto", "ngopt", "cma", "twopointsde", "random", "nsga2")
@@ -65,11 +66,6 @@ class Bound(_Strict):
         if self.log and self.low <= 0:
             raise ValueError("a log-scale bound needs low > 0")
         return self
-
-
-class ModelRef(_Strict):
-    name: str
-    fixed: dict[str, Scalar] = Field(default_factory=dict)
 
 
 class Objective(_Strict):
@@ -221,23 +217,18 @@ class CampaignSpec(_Strict):
 
     @model_validator(mode="after")
     def _against_model(self) -> "CampaignSpec":
-        from huntflow.engine.models import REGISTRY
+        from huntflow.engine import modelref
 
-        errors: list[str] = []
-        try:
-            model = REGISTRY.get(self.model.name)
-        except KeyError as e:
-            raise ValueError(f"model.name: {e.args[0]}") from None
         names = self.param_names
+        errors: list[str] = []
         clash = sorted(set(names) & set(self.model.fixed))
         if clash:
             errors.append(f"model.fixed: {clash} are also searched in space")
-        for i, fid in enumerate(self.fidelities):
-            try:
-                model.validate(names, self.model.fixed, fid.settings)
-            except ValueError as e:
-                errors.append(f"fidelities.{i}: {e}")
-        metrics = set(model.metric_names(names, self.model.fixed))
+        known, problems = modelref.check(self.model, names, [dict(f.settings) for f in self.fidelities])
+        errors.extend(problems)
+        if known is None:
+            raise ValueError("\n".join(errors))
+        metrics = known
         for i, o in enumerate(self.objectives):
             if o.metric not in metrics:
                 errors.append(f"objectives.{i}.metric: unknown metric {o.metric!r} (model has {sorted(metrics)})")
@@ -273,8 +264,8 @@ def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def parse_spec(data: Any) -> CampaignSpec:
-    """Validate a spec given as a mapping.
+def parse_spec(data: Any, *, base_dir: str | Path | None = None) -> CampaignSpec:
+    """Validate a spec given as a mapping (relative model paths resolve against ``base_dir``).
 
     Raises:
         SpecError: listing every invalid field.
@@ -282,7 +273,7 @@ def parse_spec(data: Any) -> CampaignSpec:
     if not isinstance(data, dict):
         raise SpecError([("spec", f"expected a mapping at the top level, got {type(data).__name__}")])
     try:
-        return CampaignSpec.model_validate(data)
+        return CampaignSpec.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
     except ValidationError as e:
         raise SpecError(_format_errors(e)) from None
 
@@ -302,4 +293,4 @@ def load_spec(path: str | Path) -> CampaignSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise SpecError([("file", f"{path} is not valid YAML: {e}")]) from None
-    return parse_spec(data)
+    return parse_spec(data, base_dir=path.resolve().parent)

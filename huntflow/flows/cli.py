@@ -456,7 +456,6 @@ def demo(
     tolerance: float = typer.Option(1e-2, "--tolerance", help="allowed distance of the best objective from the known optimum"),
 ) -> None:
     """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
-    from huntflow.engine.models import REGISTRY
     from huntflow.engine.spec import load_spec
     from huntflow.store import campaigns
     from huntflow.store.connection import session
@@ -476,12 +475,12 @@ def demo(
             slug = f"{spec.slug}-{n}"
         spec = spec.model_copy(update={"slug": slug})
         campaigns.insert_campaign(conn, spec)
-    console.print(f"demo campaign [bold]{slug}[/]: {spec.title or spec.model.name}")
+    console.print(f"demo campaign [bold]{slug}[/]: {spec.title or spec.model.label}")
     ticks = run_ticks(slug, True, max_ticks)
     rows = _progress_rows(slug)
     console.print(_table(rows, title=f"{slug} after {ticks} tick(s)"))
-    model = REGISTRY.get(spec.model.name)
-    known = model.known_optimum(spec.param_names, spec.model.fixed)
+    model = spec.model.resolve().jax
+    known = model.known_optimum(spec.param_names, spec.model.fixed) if model is not None else None
     best = rows[0]["best_objective"]
     if known is not None and best is not None:
         gap = abs(best - known.value)

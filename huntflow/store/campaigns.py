@@ -41,7 +41,7 @@ def insert_campaign(conn: psycopg.Connection, spec: CampaignSpec) -> UUID:
             """,
             (
                 spec.slug, spec.title, Jsonb(spec.model_dump(mode="json")), spec.fingerprint(),
-                spec.model.name, spec.seed, spec.priority, spec.budget.evaluations,
+                spec.model.label, spec.seed, spec.priority, spec.budget.evaluations,
             ),
         ).fetchone()
     except psycopg.errors.UniqueViolation as e:

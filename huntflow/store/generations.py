@@ -240,7 +240,7 @@ def record_parsed(
     """succeeded -> parsed, writing each evaluation's metrics, status and provenance.
 
     ``rows``: dicts with ``candidate_index, status, failure_category, metrics, provenance,
-    wall_seconds``.
+    wall_seconds`` and optionally ``failure_detail`` (what went wrong, for a failed one).
     """
     with conn.transaction():
         if not transition(conn, generation_id, [GS.SUCCEEDED], GS.PARSED):
@@ -248,6 +248,7 @@ def record_parsed(
         with conn.cursor() as c:
             c.executemany(
                 "update hunt.evaluations set status = %(status)s, failure_category = %(failure_category)s,"
+                " failure_detail = %(failure_detail)s,"
                 " metrics = %(metrics)s, provenance = %(provenance)s, wall_seconds = %(wall_seconds)s,"
                 " updated_at = now() where generation_id = %(generation_id)s and candidate_index = %(candidate_index)s",
                 [
@@ -256,6 +257,7 @@ def record_parsed(
                         "generation_id": generation_id,
                         "metrics": Jsonb(r["metrics"]) if r.get("metrics") is not None else None,
                         "provenance": Jsonb(r["provenance"]),
+                        "failure_detail": Jsonb(r["failure_detail"]) if r.get("failure_detail") else None,
                     }
                     for r in rows
                 ],
@@ -300,8 +302,8 @@ def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Itera
                             dispatch_ref=None, artifact_path=None)
             if ok:
                 conn.execute(
-                    "update hunt.evaluations set status = 'pending', failure_category = null, metrics = null,"
-                    " updated_at = now() where generation_id = %s",
+                    "update hunt.evaluations set status = 'pending', failure_category = null, failure_detail = null,"
+                    " metrics = null, updated_at = now() where generation_id = %s",
                     (generation_id,),
                 )
         else:

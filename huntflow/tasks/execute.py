@@ -1,6 +1,7 @@
 """Execute one generation: the body of the ``hunt-generation`` flow.
 
-Loads the generation row, evaluates the whole population in one batched JAX call, writes one
+Loads the generation row, evaluates the whole population (one batched JAX call, or a function or
+command model's candidates in the process pool of :mod:`huntflow.engine.external`), writes one
 HDF5 artifact and the raw result document, and marks the generation ``succeeded`` with both in
 one transaction. Re-running a generation that already succeeded is a no-op, so the generation
 id is a safe idempotency key for any operator.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 from uuid import UUID
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from huntflow.config import get_settings
 from huntflow.engine import artifacts, provenance
 from huntflow.engine.evaluate import evaluate_population
+from huntflow.engine.modelref import ModelRef
 from huntflow.engine.results import build_result_document
 from huntflow.store import campaigns, generations
 from huntflow.store.connection import session
@@ -26,37 +28,50 @@ from huntflow.store.states import GenerationStatus as GS
 _DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
 
 
-def run_batch(*, generation_id: str, model: str, fixed: dict[str, Any], param_names: tuple[str, ...] | list[str],
-              params: np.ndarray, seed: int, dtype: str, fidelity: dict[str, Any], artifact_path: Path,
-              about: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict[str, Any] | None = None,
+              param_names: tuple[str, ...] | list[str], params: np.ndarray, seed: int, dtype: str,
+              fidelity: dict[str, Any], artifact_path: Path, about: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Evaluate one generation's population and write its HDF5 artifact (no database).
 
     Args:
+        model: the spec's ``model`` block (a dict; any kind: JAX, function, command), or a
+            built-in model's name with ``fixed``.
         fidelity: ``{"index", "name", "settings"}`` of the rung.
+        artifact_path: the HDF5 file; function/command models run each candidate in a fresh
+            directory under ``<artifact stem>.a<attempt>/`` next to it (kept: the simulator's files).
         about: generation facts stored with the artifact (campaign slug, index, kind, attempt).
 
     Returns:
         ``(result, result_document)``: the batch's :class:`~huntflow.engine.evaluate` result and
         the raw result document parse validates.
     """
-    result = evaluate_population(model, tuple(param_names), params, seed=int(seed), fixed=fixed,
-                                 fidelity=fidelity["settings"], dtype=dtype)
+    ref = ModelRef.model_validate({"name": model, "fixed": dict(fixed or {})} if isinstance(model, str) else dict(model))
+    resolved = ref.resolve()
+    workdir = None
+    if resolved.is_external:
+        workdir = artifact_path.parent / f"{artifact_path.stem}.a{about.get('attempt') or 0}"
+    result = evaluate_population(ref, tuple(param_names), params, seed=int(seed), fixed=dict(ref.fixed),
+                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir)
     prov = {
         **provenance.runtime(),
         "dtype": dtype,
         "seed": int(seed),
         "fidelity": {"index": fidelity["index"], "name": fidelity["name"], **fidelity["settings"]},
-        "model": model,
+        "model": ref.label,
+        "model_source": resolved.source(),
     }
+    if workdir is not None:
+        prov["workdir"] = str(workdir)
     artifacts.write_generation(
         artifact_path, param_names=tuple(param_names), params=params, result=result, provenance=prov,
-        generation={"generation_id": generation_id, **about, "model": {"name": model, "fixed": dict(fixed)},
+        generation={"generation_id": generation_id, **about, "model": ref.model_dump(mode="json", exclude_none=True),
                     "fidelity": dict(fidelity["settings"])},
     )
     doc = build_result_document(
-        generation_id=generation_id, model=model, fidelity=fidelity["settings"], seed=int(seed),
+        generation_id=generation_id, model=ref.label, fidelity=fidelity["settings"], seed=int(seed),
         metrics=result.metrics, status=result.status, provenance=prov,
         wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
+        failures=result.failures, candidate_seconds=result.candidate_seconds,
     )
     return result, doc
 
@@ -101,7 +116,7 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
     path = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
     try:
         result, doc = run_batch(
-            generation_id=str(generation_id), model=spec.model.name, fixed=dict(spec.model.fixed),
+            generation_id=str(generation_id), model=spec.model.model_dump(mode="json", exclude_none=True),
             param_names=names, params=params, seed=int(gen["seed"]), dtype=spec.dtype,
             fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": dict(fidelity.settings)},
             artifact_path=path,

@@ -5,7 +5,8 @@ For machines the database cannot reach (an air-gapped GPU box, a collaborator's 
 1. dispatch (``HUNTFLOW_OPERATOR=manual``) writes the kit, :func:`write_kit`, to
    ``$HUNTFLOW_DATA_DIR/kits/<slug>/gen-<index>-<generation id>-a<attempt>/`` and marks the
    generation ``dispatched`` with ``dispatch_ref = manual:<kit dir>``. ``kit.json`` holds all
-   the batch needs: model and its fixed settings, parameter names and the candidates' values,
+   the batch needs: the spec's whole model block (any kind: a JAX model, a function, a command;
+   it is run where the kit is run), parameter names and the candidates' values,
    the generation's seed, the fidelity rung, dtype, and which generation and attempt it is.
 2. Anyone copies the directory to a machine with huntflow installed and runs
    ``huntflow kit run DIR`` (:func:`run_kit`): one batched JAX call, exactly as the other
@@ -63,7 +64,7 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
         "campaign": spec.slug,
         "generation_index": int(generation["generation_index"]),
         "kind": generation["kind"],
-        "model": {"name": spec.model.name, "fixed": dict(spec.model.fixed)},
+        "model": spec.model.model_dump(mode="json", exclude_none=True),
         "param_names": names,
         "params": [[float(r["params"][n]) for n in names] for r in rows],
         "seed": int(generation["seed"]),
@@ -75,7 +76,7 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
     (out / "kit.json").write_text(json.dumps(kit, indent=2))
     (out / "README.txt").write_text(
         f"huntflow kit: generation {kit['generation_id']} (attempt {attempt}) of campaign {spec.slug},\n"
-        f"{len(rows)} candidates of model {spec.model.name} at fidelity {fidelity.name}.\n\n"
+        f"{len(rows)} candidates of model {spec.model.label} at fidelity {fidelity.name}.\n\n"
         "On any machine with huntflow installed:   huntflow kit run <this directory>\n"
         "Then, where the database is reachable:    huntflow kit import <this directory>\n"
     )
@@ -129,7 +130,7 @@ def run_kit(directory: Path | str) -> dict[str, Any]:
     kit = read_kit(directory)
     params = np.asarray(kit["params"], dtype=np.float64)
     result, doc = run_batch(
-        generation_id=kit["generation_id"], model=kit["model"]["name"], fixed=dict(kit["model"].get("fixed") or {}),
+        generation_id=kit["generation_id"], model=kit["model"],
         param_names=kit["param_names"], params=params, seed=kit["seed"], dtype=kit["dtype"],
         fidelity=kit["fidelity"], artifact_path=directory / "artifact.h5",
         about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),

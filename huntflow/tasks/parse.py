@@ -47,11 +47,14 @@ def _from_artifact(path: str | None, n: int) -> list[ParsedCandidate]:
     if not path:
         raise ArtifactError("no artifact recorded for this generation")
     recovered = artifacts.metrics_from_artifact(path)
+    failures = recovered.get("failures") or []
     out = []
     for i in range(min(n, len(recovered["status"]))):
         metrics = {k: (float(v[i]) if math.isfinite(float(v[i])) else None) for k, v in recovered["metrics"].items()}
         st = Status(int(recovered["status"][i]))
-        out.append(ParsedCandidate(i, st is Status.OK, st.failure_category, metrics))
+        failure = failures[i] if i < len(failures) and isinstance(failures[i], dict) else None
+        category = str(failure.get("category")) if failure and failure.get("category") else st.failure_category
+        out.append(ParsedCandidate(i, st is Status.OK, category, metrics, failure))
     return out
 
 
@@ -94,7 +97,7 @@ def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: li
         if p is None:
             updates.append({"candidate_index": r["candidate_index"], "status": "failed",
                             "failure_category": "unparsed", "metrics": None, "provenance": provenance,
-                            "wall_seconds": None})
+                            "wall_seconds": None, "failure_detail": None})
             continue
         updates.append({
             "candidate_index": p.index,
@@ -102,7 +105,8 @@ def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: li
             "failure_category": p.failure_category,
             "metrics": p.metrics,
             "provenance": provenance,
-            "wall_seconds": (doc.get("wall_seconds") or 0.0) / max(n, 1),
+            "wall_seconds": p.wall_seconds if p.wall_seconds is not None else (doc.get("wall_seconds") or 0.0) / max(n, 1),
+            "failure_detail": p.failure,
         })
     summary = {"tier": tier, "parsed": len(parsed), "candidates": n, "problem": problem}
     generations.record_parsed(conn, gid, updates, summary)

@@ -62,12 +62,14 @@ def spot_check(spec: CampaignSpec, gen: dict[str, Any], candidates: list[dict[st
     if not candidates:
         return []
     names = spec.param_names
+    if spec.model.resolve().is_external:
+        population = len(candidates)  # run one by one: no batch shape to reproduce, and each costs a simulation
     rows = [candidates[i % len(candidates)] for i in range(max(population, len(candidates)))]
     params = np.array([[float(e["params"][n]) for n in names] for e in rows])
     indices = np.array([e["candidate_index"] for e in rows])
     fidelity = spec.fidelities[gen["fidelity"]]
     rerun = evaluate_population(
-        spec.model.name, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
+        spec.model, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
         fidelity=fidelity.settings, dtype=spec.dtype, candidate_indices=indices,
     )
     out = []

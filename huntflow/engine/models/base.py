@@ -29,6 +29,12 @@ class Status(enum.IntEnum):
     NONFINITE = 1  # a metric came out NaN or inf
     BLOWUP = 2  # the state grew past the model's blow-up threshold
     INVALID_PARAMS = 3  # the parameters are outside the model's domain (e.g. a negative width)
+    # external (function / command) models, set by huntflow.engine.external
+    TIMEOUT = 4  # killed at its walltime
+    EXCEPTION = 5  # the function raised
+    EXIT_CODE = 6  # the program exited non-zero (or a function's worker process died)
+    INVALID_OUTPUT = 7  # a metric is missing or not a number, or the output is not JSON
+    FAILED = 8  # the simulator named its own category (stored on the row instead of "failed")
 
     @property
     def message(self) -> str:
@@ -45,6 +51,11 @@ STATUS_MESSAGES: dict[Status, str] = {
     Status.NONFINITE: "a metric is NaN or infinite",
     Status.BLOWUP: "the state blew up (amplitude past the model's threshold)",
     Status.INVALID_PARAMS: "parameters outside the model's domain",
+    Status.TIMEOUT: "killed at its walltime",
+    Status.EXCEPTION: "the function raised an exception",
+    Status.EXIT_CODE: "the program exited with a non-zero code",
+    Status.INVALID_OUTPUT: "the output is missing a metric or is not numeric JSON",
+    Status.FAILED: "the simulator reported a failure of its own category",
 }
 
 
@@ -108,15 +119,30 @@ class Model(Protocol):
 
 @dataclass
 class Registry:
-    """Name -> model. Models register themselves on import of :mod:`huntflow.engine.models`."""
+    """Name -> model. Models register themselves on import of :mod:`huntflow.engine.models`.
+
+    ``models`` holds JAX models; ``external`` function/command model descriptions
+    (:class:`huntflow.engine.models.sources.ExternalModel`). Models of installed packages are
+    found through the ``huntflow.models`` entry point instead (:func:`sources.by_name`).
+    """
 
     models: dict[str, Model] = field(default_factory=dict)
+    external: dict[str, Any] = field(default_factory=dict)
 
     def register(self, model: Model) -> Model:
-        if model.name in self.models:
+        if model.name in self.models or model.name in self.external:
             raise ValueError(f"model {model.name!r} is already registered")
         self.models[model.name] = model
         return model
+
+    def register_external(self, name: str, description: Mapping[str, Any]) -> Any:
+        """Register a function/command model described by a mapping (see ``sources``)."""
+        from huntflow.engine.models.sources import external_from_mapping
+
+        if name in self.models or name in self.external:
+            raise ValueError(f"model {name!r} is already registered")
+        self.external[name] = external_from_mapping(description, {"builtin": name})
+        return self.external[name]
 
     def get(self, name: str) -> Model:
         try:
@@ -126,7 +152,7 @@ class Registry:
             raise KeyError(f"unknown model {name!r}; known models: {known}") from None
 
     def names(self) -> list[str]:
-        return sorted(self.models)
+        return sorted({*self.models, *self.external})
 
 
 REGISTRY = Registry()
