@@ -25,10 +25,11 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from huntflow.engine.modelref import ModelRef
 from huntflow.errors import SpecError
@@ -66,6 +67,120 @@ class Bound(_Strict):
         if self.log and self.low <= 0:
             raise ValueError("a log-scale bound needs low > 0")
         return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_type(cls, data: Any) -> Any:
+        # ``type: float`` may be written; it is the default and is not stored (same fingerprint)
+        if isinstance(data, dict) and data.get("type") == "float":
+            data = {k: v for k, v in data.items() if k != "type"}
+        return data
+
+
+class IntParam(_Strict):
+    """An integer parameter ``low <= n <= high`` (both included); ``log`` searches it on a log
+    scale (needs ``low >= 1``)."""
+
+    type: Literal["int"]
+    low: int
+    high: int
+    log: bool = False
+
+    @field_validator("low", "high", mode="before")
+    @classmethod
+    def _integral(cls, v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+            raise ValueError(f"must be an integer, got {v!r}")
+        return int(v)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "IntParam":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be < high ({self.high}); for one value use {{value: {self.low}}}")
+        if self.log and self.low < 1:
+            raise ValueError("a log-scale integer needs low >= 1")
+        return self
+
+
+def _check_scalar(v: Any) -> Any:
+    if not isinstance(v, (str, int, float, bool)):
+        raise ValueError(f"must be a string, number or boolean, got {type(v).__name__}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError("must be a finite number")
+    return v
+
+
+def choice_key(v: Any) -> tuple[str, Any]:
+    """What makes two choices the same: numbers by value (``1 == 1.0``), strings and booleans by
+    type and value (``true`` is not ``1``)."""
+    if isinstance(v, bool):
+        return ("bool", v)
+    if isinstance(v, (int, float)):
+        return ("number", float(v))
+    return ("str", str(v))
+
+
+class Categorical(_Strict):
+    """One of ``choices`` (strings, numbers or booleans; at least two, all different). A JAX model
+    receives the choice's index; function and command models receive the choice itself."""
+
+    type: Literal["categorical"] = "categorical"
+    choices: list[Scalar] = Field(min_length=2)
+
+    @field_validator("choices", mode="before")
+    @classmethod
+    def _scalars(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            for i, c in enumerate(v):
+                try:
+                    _check_scalar(c)
+                except ValueError as e:
+                    raise ValueError(f"choice {i}: {e}") from None
+            keys = [choice_key(c) for c in v]
+            dupes = sorted({repr(c) for c, k in zip(v, keys) if keys.count(k) > 1})
+            if dupes:
+                raise ValueError(f"choices must be different, repeated: {', '.join(dupes)}")
+        return v
+
+
+class Fixed(_Strict):
+    """A parameter held at ``value``: passed to the model like a searched one, never searched."""
+
+    type: Literal["fixed"] = "fixed"
+    value: Scalar
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _scalar(cls, v: Any) -> Any:
+        return _check_scalar(v)
+
+
+PARAM_KINDS = ("float", "int", "categorical", "fixed")
+
+
+def _param_kind(v: Any) -> str | None:
+    if isinstance(v, BaseModel):
+        return {Bound: "float", IntParam: "int", Categorical: "categorical", Fixed: "fixed"}.get(type(v))
+    if not isinstance(v, dict):
+        return None
+    if "type" in v:
+        return v["type"] if v["type"] in PARAM_KINDS else None
+    if "choices" in v:
+        return "categorical"
+    if "value" in v:
+        return "fixed"
+    return "float"
+
+
+Param = Annotated[
+    Union[Annotated[Bound, Tag("float")], Annotated[IntParam, Tag("int")],
+          Annotated[Categorical, Tag("categorical")], Annotated[Fixed, Tag("fixed")]],
+    Discriminator(_param_kind, custom_error_type="param_kind",
+                  custom_error_message="expected {low, high} (type: float or int), {choices: [...]} or {value: ...}; "
+                                       "type must be one of float, int, categorical, fixed"),
+]
+"""One entry of ``spec.space``: continuous :class:`Bound` (``{low, high, log}``, the default),
+:class:`IntParam` (``type: int``), :class:`Categorical` (``choices``) or :class:`Fixed` (``value``)."""
 
 
 class Objective(_Strict):
@@ -156,7 +271,7 @@ class CampaignSpec(_Strict):
     title: str = ""
     description: str = ""
     model: ModelRef
-    space: dict[str, Bound] = Field(min_length=1)
+    space: dict[str, Param] = Field(min_length=1)
     objectives: list[Objective] = Field(min_length=1)
     constraints: list[Constraint] = Field(default_factory=list)
     fidelities: list[Fidelity] = Field(default_factory=lambda: [Fidelity(name="default")], min_length=1)
@@ -172,7 +287,13 @@ class CampaignSpec(_Strict):
 
     @property
     def param_names(self) -> tuple[str, ...]:
+        """Every model parameter, searched or fixed (``spec.space`` order)."""
         return tuple(self.space)
+
+    @property
+    def searched_names(self) -> tuple[str, ...]:
+        """The parameters the optimizer searches (all but ``{value: ...}`` ones)."""
+        return tuple(n for n, p in self.space.items() if not isinstance(p, Fixed))
 
     @property
     def optimizer_name(self) -> str:
@@ -221,6 +342,8 @@ class CampaignSpec(_Strict):
 
         names = self.param_names
         errors: list[str] = []
+        if not self.searched_names:
+            errors.append("space: every parameter is fixed; at least one must be searched")
         clash = sorted(set(names) & set(self.model.fixed))
         if clash:
             errors.append(f"model.fixed: {clash} are also searched in space")
@@ -252,7 +375,10 @@ class CampaignSpec(_Strict):
 def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"])
+        parts = list(e["loc"])
+        if len(parts) >= 3 and parts[0] == "space" and parts[2] in PARAM_KINDS:
+            del parts[2]  # the union's tag: ``space.n.int.low`` reads ``space.n.low``
+        loc = ".".join(str(p) for p in parts)
         msg = e["msg"].removeprefix("Value error, ")
         for line in msg.splitlines():
             # model-level errors carry their own "field: message" prefix

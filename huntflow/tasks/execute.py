@@ -21,6 +21,7 @@ from huntflow.engine import artifacts, provenance
 from huntflow.engine.evaluate import evaluate_population
 from huntflow.engine.modelref import ModelRef
 from huntflow.engine.results import build_result_document
+from huntflow.engine.space import SearchSpace
 from huntflow.store import campaigns, generations
 from huntflow.store.connection import session
 from huntflow.store.states import GenerationStatus as GS
@@ -111,7 +112,7 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
 
     fidelity = spec.fidelities[gen["fidelity"]]
     names = spec.param_names
-    params = np.array([[float(r["params"][n]) for n in names] for r in rows], dtype=np.float64)
+    params = SearchSpace.of(spec).model_matrix([r["params"] for r in rows])  # categoricals as their index
     t0 = time.perf_counter()
     path = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
     try:

@@ -35,6 +35,7 @@ import psycopg
 
 from huntflow.config import get_settings
 from huntflow.engine.results import validate_result_document
+from huntflow.engine.space import SearchSpace
 from huntflow.errors import HuntflowError, ResultDocumentError
 from huntflow.store import campaigns, generations
 from huntflow.store.states import GenerationStatus as GS
@@ -66,7 +67,7 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
         "kind": generation["kind"],
         "model": spec.model.model_dump(mode="json", exclude_none=True),
         "param_names": names,
-        "params": [[float(r["params"][n]) for n in names] for r in rows],
+        "params": SearchSpace.of(spec).model_matrix([r["params"] for r in rows]).tolist(),
         "seed": int(generation["seed"]),
         "dtype": spec.dtype,
         "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": dict(fidelity.settings)},

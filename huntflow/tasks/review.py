@@ -22,6 +22,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from huntflow.engine.evaluate import evaluate_population
+from huntflow.engine.space import SearchSpace
 from huntflow.engine.spec import CampaignSpec
 from huntflow.store import campaigns, findings, generations
 from huntflow.store.findings import Finding
@@ -65,7 +66,7 @@ def spot_check(spec: CampaignSpec, gen: dict[str, Any], candidates: list[dict[st
     if spec.model.resolve().is_external:
         population = len(candidates)  # run one by one: no batch shape to reproduce, and each costs a simulation
     rows = [candidates[i % len(candidates)] for i in range(max(population, len(candidates)))]
-    params = np.array([[float(e["params"][n]) for n in names] for e in rows])
+    params = SearchSpace.of(spec).model_matrix([e["params"] for e in rows])
     indices = np.array([e["candidate_index"] for e in rows])
     fidelity = spec.fidelities[gen["fidelity"]]
     rerun = evaluate_population(

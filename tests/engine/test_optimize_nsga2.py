@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from huntflow.engine.optimize import Hunt, Outcome
-from huntflow.engine.optimize.backends import to_params
 from huntflow.engine.optimize.nsga2 import polynomial_mutation, sbx
 from huntflow.engine.optimize.pareto import constrained_ranks, crowding_distance, hypervolume
 from huntflow.engine.spec import parse_spec
@@ -111,7 +110,7 @@ def test_rejected_and_failed_candidates_never_enter_the_population():
         statuses += [o.status for o in outs]
         hunt.tell(a.ask_id, outs)
     assert statuses.count("failed") > 0 and statuses.count("rejected") > 0
-    members = to_params(hunt.backend.pop_u, hunt.bounds)
+    members = np.array([hunt.space.decode(u) for u in hunt.backend.pop_u])
     assert len(members) == 8
     assert (members[:, 0] <= 1.0).all() and (members[:, 1] >= -1.0).all()
     # constraint handling: feasible points were found and fill the population

@@ -21,6 +21,10 @@ Problems (metrics in brackets):
   constrained_sphere [f, g] f = Σ (x_i − 1)², g = Σ x_i (feasible when g ≤ 0)
                             f* = n at 0 (the projection of 1 onto the half-space)
   zdt1         [f1, f2]     ZDT1 on [0, 1]^n (two objectives; Pareto front f2 = 1 − √f1)
+  mixed        [f, g]       a mixed-integer problem over ``x`` (continuous), ``n`` (an integer)
+                            and ``kind`` (a categorical: the model gets the choice's index c):
+                            f = (x − 0.3)² + 0.1 (n − 3)² + 0.5 min(|c − 1|, 2),
+                            g = n − 10 x − 2 (feasible when g ≤ 0); f* = 0 at x = 0.3, n = 3, c = 1
 """
 
 from __future__ import annotations
@@ -172,3 +176,35 @@ BENCHMARKS: tuple[AnalyticModel, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class MixedModel:
+    """The ``mixed`` benchmark: a continuous, an integer and a categorical parameter (search spaces
+    with ``type: int`` and ``choices``; the categorical arrives as its index)."""
+
+    name: str = "mixed"
+    params: tuple[str, ...] = ("x", "n", "kind")
+
+    def metric_names(self, param_names, fixed) -> tuple[str, ...]:
+        return ("f", "g")
+
+    def validate(self, param_names, fixed, fidelity) -> None:
+        if sorted(param_names) != sorted(self.params):
+            raise ValueError(f"mixed has parameters {list(self.params)}, got {sorted(param_names)}")
+        for key in list(fixed) + list(fidelity):
+            raise ValueError(f"{key!r}: mixed takes no fixed options or fidelity settings")
+
+    def build(self, param_names, fixed, fidelity, *, dtype) -> Callable:
+        cols = [tuple(param_names).index(p) for p in self.params]
+
+        def candidate(params: jax.Array, key: jax.Array) -> CandidateResult:
+            x, n, c = (params[i].astype(dtype) for i in cols)
+            f = (x - 0.3) ** 2 + 0.1 * (n - 3.0) ** 2 + 0.5 * jnp.minimum(jnp.abs(c - 1.0), 2.0)
+            metrics = {"f": f, "g": n - 10.0 * x - 2.0}
+            finite = jnp.all(jnp.stack([jnp.isfinite(v) for v in metrics.values()]))
+            status = jnp.where(finite, Status.OK, Status.NONFINITE).astype(jnp.int32)
+            return CandidateResult(metrics=metrics, status=status, extras={})
+
+        return candidate
+
+    def known_optimum(self, param_names, fixed) -> KnownOptimum | None:
+        return KnownOptimum(value=0.0, params={"x": 0.3, "n": 3.0, "kind": 1.0})

@@ -4,6 +4,7 @@
 * :mod:`.backends` — nevergrad NGOpt / CMA / TwoPointsDE and a scrambled-Halton baseline.
 * :mod:`.alm` — augmented Lagrangian constraint handling.
 * :mod:`.ladder` — fidelity ladder plan, promotion size, param identity.
+* :mod:`.dedup` — no evaluation twice on one point (repeats told their stored result).
 * :mod:`.modes` — campaign modes (explore / exploit / recover) and the rule that picks one.
 * :mod:`.pareto` — dominance, exact hypervolume, Chebyshev scalarization.
 * :mod:`.prefilter` — k-NN feasibility prefilter.

@@ -1,7 +1,9 @@
 """Optimizer backends behind one ask/tell interface, over the unit cube ``[0, 1]^D``.
 
-Every backend proposes points ``u`` in the unit cube; :func:`to_params` maps them to the spec's
-bounds (linearly, or in log space for ``log: true`` bounds), keeping ``spec.space`` order.
+Every backend proposes points ``u`` in the unit cube of the searched parameters;
+:class:`~huntflow.engine.space.SearchSpace` decodes them to the user's values (continuous
+coordinates exactly as :func:`to_params` maps them: linearly, or in log space for ``log: true``
+bounds; integers and choices by equal bins), keeping ``spec.space`` order.
 
 * ``ngopt``, ``cma``, ``twopointsde``: nevergrad's ``NGOpt``, ``CMA`` and ``TwoPointsDE`` on an
   ``ng.p.Array`` bounded to the unit cube, ``num_workers = population``, the parametrization's

@@ -77,6 +77,13 @@ short fixed-budget problems, steering with 0.25/0.25 everywhere did not help ove
 alone helped on 5 of the 9 problems up to 10-D and cost on the 3 from 20-D up; recover alone
 cost wherever it triggered), hence the defaults above.
 
+Search spaces and duplicates: the backends work in the unit cube of the searched parameters;
+:class:`~huntflow.engine.space.SearchSpace` decodes a point to the user's values (integers,
+choices, fixed values) and snaps discrete coordinates to their bin's centre. A search candidate
+already told, in flight or in the batch at its rung is never evaluated again
+(:mod:`~huntflow.engine.optimize.dedup`: a told one's stored result is told to the optimizer,
+and it is asked again; a rung with no new point left ends its search stage).
+
 Determinism: every random choice comes from ``spec.seed`` (the backend's RNG, the Halton
 permutations, the per-ask weight RNG, the exploit and recover RNGs seeded by
 ``(spec.seed, ask_id)``), and the state holds no set or dict whose iteration order depends on
@@ -90,18 +97,21 @@ import math
 import pickle
 import zlib
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from huntflow.engine.optimize import dedup
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
-from huntflow.engine.optimize.backends import make_backend, to_params
+from huntflow.engine.optimize.backends import make_backend
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
 from huntflow.engine.optimize.modes import EXPLOIT, EXPLORE, MODES, RECOVER
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
 from huntflow.engine.optimize.report import front_indices
 from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
+from huntflow.engine.space import SearchSpace
 from huntflow.engine.spec import CampaignSpec
 
 CHECKPOINT_VERSION = 1
@@ -125,6 +135,7 @@ EXPLOIT_SIGMA_MAX = 0.1  # per-dimension step size cap, unit-cube units
 EXPLOIT_SIGMA_MIN = 1e-6
 RECOVER_POOL_MIN = 256  # space-filling candidates drawn per recover ask (at least)
 RECOVER_POOL_PER_POINT = 32
+FILL = "fill"  # source of the new points a batch is filled with when the optimizer repeats known ones
 
 
 _MAGIC = b"HFZ1"  # zlib-compressed checkpoint
@@ -137,7 +148,8 @@ class Ask:
     ask_id: sequence number, unique within the hunt.
     kind: ``"search"`` | ``"promotion"`` | ``"certification"``.
     fidelity: rung index into ``spec.fidelities``.
-    candidates: param name -> value (``spec.space`` order), all within bounds.
+    candidates: param name -> value (``spec.space`` order, fixed ones included), all within
+        bounds: floats, ints for integer parameters, the choice for categorical ones.
     decisions: per-candidate JSON-able metadata (same length as ``candidates``).
     meta: generation-level JSON-able metadata.
     """
@@ -145,7 +157,7 @@ class Ask:
     ask_id: int
     kind: str
     fidelity: int
-    candidates: list[dict[str, float]]
+    candidates: list[dict[str, Any]]
     decisions: list[dict]
     meta: dict
 
@@ -171,7 +183,7 @@ class _Pending:
     stage: int
     tokens: list
     u: list[np.ndarray]
-    values: list[list[float]]
+    values: list[list[Any]]
     hashes: list[str]
     weights: list[list[float]] | None
     parents: list[int] | None
@@ -189,7 +201,7 @@ class Hunt:
         """
         self.spec = spec
         self.names = spec.param_names
-        self.bounds = [(b.low, b.high, b.log) for b in spec.space.values()]
+        self.space = SearchSpace.of(spec)
         self.n_obj = len(spec.objectives)
         self.total = int(spec.budget.evaluations)
         self.stages: list[Stage] = plan_ladder(
@@ -199,12 +211,12 @@ class Hunt:
         if self.scalarization not in ("hypervolume", "chebyshev"):
             raise ValueError(f"optimizer.options.scalarization must be 'hypervolume' or 'chebyshev', got {self.scalarization!r}")
         self.prefilter = pf.PrefilterConfig.from_options(dict(spec.optimizer.options))
-        exploit, recover = default_shares(len(self.names), self.n_obj)
+        exploit, recover = default_shares(self.space.dim, self.n_obj)
         self.exploit_share = _share(spec.optimizer.options, "exploit_share", exploit)
         self.recover_share = _share(spec.optimizer.options, "recover_share", recover)
         search_budget = sum(s.count for s in self.stages if s.kind == "search")
         self.backend = make_backend(
-            spec.optimizer_name, len(self.names), spec.seed, max(search_budget, 1), spec.optimizer.population,
+            spec.optimizer_name, self.space.dim, spec.seed, max(search_budget, 1), spec.optimizer.population,
             size=_size(spec.optimizer.options, "nsga2_size", max(2, spec.optimizer.population))
             if spec.optimizer_name == "nsga2" else None,
         )
@@ -220,6 +232,8 @@ class Hunt:
         self.hv_history: list[dict] = []
         self.exploit_anchor: tuple[int, ...] | None = None  # incumbent(s) of the last exploit ask
         self.exploit_k = 0  # exploit asks since the incumbent last changed (step-size halvings)
+        self.duplicates = {"told": 0, "dropped": 0, "fill": 0}  # see dedup: asks of known points
+        self.exhausted: list[int] = []  # rungs whose search found no new point to ask
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -261,13 +275,16 @@ class Hunt:
     def _upgrade(self) -> None:
         """Defaults for state added after a checkpoint was written (the modes)."""
         options = self.spec.optimizer.options
-        exploit, recover = default_shares(len(self.names), len(self.spec.objectives))
+        self.__dict__.setdefault("space", SearchSpace.of(self.spec))
+        exploit, recover = default_shares(self.space.dim, len(self.spec.objectives))
         if "exploit_share" not in self.__dict__:
             self.exploit_share = _share(options, "exploit_share", exploit)
         if "recover_share" not in self.__dict__:
             self.recover_share = _share(options, "recover_share", recover)
         self.__dict__.setdefault("exploit_anchor", None)
         self.__dict__.setdefault("exploit_k", 0)
+        self.__dict__.setdefault("duplicates", {"told": 0, "dropped": 0, "fill": 0})
+        self.__dict__.setdefault("exhausted", [])
 
     @property
     def pending(self) -> list[int]:
@@ -338,7 +355,10 @@ class Hunt:
                 # a search stage is left as soon as its last batch is asked
                 remaining = stage.count - self.stage_asked
                 if remaining > 0:
-                    return self._ask_search(stage, min(self.spec.optimizer.population, remaining), mode)
+                    ask = self._ask_search(stage, min(self.spec.optimizer.population, remaining), mode)
+                    if ask is not None:
+                        return ask
+                    continue  # nothing new to ask at this rung: the stage has ended
                 self._advance()
                 continue
             if any(p.fidelity == stage.rung for p in self.pending_asks.values()):
@@ -358,47 +378,84 @@ class Hunt:
         self.next_ask_id += 1
         return ask_id
 
-    def _candidate(self, values: list[float]) -> dict[str, float]:
-        return {n: float(v) for n, v in zip(self.names, values)}
+    def _candidate(self, values: list[Any]) -> dict[str, Any]:
+        return {n: (float(v) if isinstance(v, (float, np.floating)) else v) for n, v in zip(self.names, values)}
 
-    def _ask_search(self, stage: Stage, n: int, mode: str = EXPLORE) -> Ask:
+    def _ask_search(self, stage: Stage, n: int, mode: str = EXPLORE) -> Ask | None:
+        """A search batch of ``n`` new candidates (None, ending the stage, when the rung has no
+        new point left: :mod:`~huntflow.engine.optimize.dedup`)."""
         cfg = self.prefilter
         told = [e for e in self.evals]
         labels = np.array([e["feasible"] for e in told], dtype=bool)
         active = pf.is_active(labels, cfg)
-        train_x = np.array([e["u"] for e in told]) if active else None
+        train_x = self.space.features(np.array([e["u"] for e in told])) if active else None
         cap = pf.rejection_cap(n, cfg)
         ask_id = self.next_ask_id  # taken by this ask below; seeds the injected points
         centers: list[int] = self._incumbents(stage.rung) if mode == EXPLOIT else []
         share = {EXPLOIT: self.exploit_share if centers else 0.0, RECOVER: self.recover_share}.get(mode, 0.0)
         n_inject = int(math.floor(share * n + 0.5))
+        known, in_flight = dedup.known(self.evals, self.pending_asks.values(), stage.rung)
+        batch: set[str] = set()
+
+        def is_new(values: list, h: str) -> bool:
+            return h not in known and h not in in_flight and h not in batch
+
         accepted: list[tuple] = []  # (token, u, p_feasible, source, extra decision fields)
         rejected: list[dict] = []
-        while len(accepted) < n:
+        repeats = 0
+        mo: list = []  # the multi-objective context for telling known results, made once
+        while len(accepted) < n and repeats < dedup.DUPLICATE_DRAWS_PER_CANDIDATE * n:
             token, u = self.backend.ask()
-            p = float(pf.p_feasible(train_x, labels, u[None, :], cfg.k)[0]) if active else None
+            if self.space.discrete:
+                u = self.space.canonical(u)
+            values = self.space.decode(u)
+            h = param_hash(values, self.names)
+            if not is_new(values, h):
+                repeats += 1
+                self._tell_known(token, known.get(h), stage.rung, mo)
+                continue
+            p = float(pf.p_feasible(train_x, labels, self.space.features(u), cfg.k)[0]) if active else None
             if active and p < cfg.threshold and len(rejected) < cap:
                 penalty = self._penalty()
                 if penalty is not None:
                     self.backend.tell(token, penalty, violation=math.inf)
-                values = to_params(u, self.bounds).tolist()
                 rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": penalty, "source": "optimizer"})
                 continue
             accepted.append((token, u, p, "optimizer", None))
+            batch.add(h)
+        if len(accepted) < n:  # the optimizer keeps asking known points: new ones drawn at random
+            rng = np.random.default_rng([self.spec.seed, ask_id, 3])
+            for u, values, h in dedup.fill(self.space, rng, n - len(accepted), is_new,
+                                           lambda v: param_hash(v, self.names)):
+                token, u = self.backend.suggest(u)
+                accepted.append((token, u, None, FILL, None))
+                batch.add(h)
+                self.duplicates["fill"] += 1
+        if not accepted:
+            self.exhausted.append(stage.rung)
+            self.prefilter_rejected += len(rejected)
+            self._advance()
+            return None
+        if len(accepted) < n:  # the rung's space is exhausted: this batch ends the stage
+            self.exhausted.append(stage.rung)
+            n = len(accepted)
+            n_inject = min(n_inject, n - 1)
         # injected points displace the tail of the optimizer's batch: the optimizer was asked a
         # whole batch (so a CMA generation is neither split nor mixed with stale samples) and is
         # told the injected points instead of its displaced ones, which are never evaluated
         asked_u = [a[1] for a in accepted]
-        accepted = accepted[: n - n_inject]
         mode_meta: dict = {}
         points: list[tuple] = []
+        taken = known.keys() | in_flight | batch
         if n_inject and mode == EXPLOIT:
             points, mode_meta = self._exploit_points(stage, centers, n_inject, asked_u, ask_id,
-                                                     (active, train_x, labels, cap), rejected)
+                                                     (active, train_x, labels, cap), rejected, taken)
         elif n_inject and mode == RECOVER:
-            points, mode_meta = self._recover_points(n_inject, [a[1] for a in accepted], ask_id, (active, train_x, labels))
+            points, mode_meta = self._recover_points(n_inject, [a[1] for a in accepted[: n - n_inject]], ask_id, (active, train_x, labels),
+                                                     taken)
+        accepted = accepted[: n - len(points)]  # an injection short of new points keeps more of the batch
         if mode_meta:
-            mode_meta["displaced"] = n_inject
+            mode_meta["displaced"] = len(points)
         for u, p, source, extra in points:
             token, u = self.backend.suggest(u)  # told with the batch, so the optimizer learns from it
             accepted.append((token, u, p, source, extra))
@@ -407,7 +464,7 @@ class Hunt:
         if self.n_obj > 1 and self.scalarization == "chebyshev":
             rng = np.random.default_rng([self.spec.seed, ask_id])
             weights = [rng.dirichlet(np.ones(self.n_obj)).tolist() for _ in accepted]
-        values = [to_params(u, self.bounds).tolist() for _, u, _, _, _ in accepted]
+        values = [self.space.decode(u) for _, u, _, _, _ in accepted]
         decisions = []
         for i, (_, _, p, source, extra) in enumerate(accepted):
             d = {
@@ -436,20 +493,42 @@ class Hunt:
         )
         stage_idx = self.stage_idx
         self.stage_asked += n
-        if self.stage_asked >= stage.count:
+        if self.stage_asked >= stage.count or stage.rung in self.exhausted:
             self._advance()
         self.asked += n
         self.prefilter_rejected += len(rejected)
         meta = {
             "stage": stage_idx,
             "mode": mode,
-            "sources": {s: sources.count(s) for s in ("optimizer", EXPLOIT, RECOVER)},
+            "sources": {s: sources.count(s) for s in ("optimizer", EXPLOIT, RECOVER, FILL) if s != FILL or FILL in sources},
             "alm": self.alm.as_dict(),
             "prefilter": {"active": active, "rejected": len(rejected), "cap": cap, "rejected_candidates": rejected},
         }
         if mode_meta:
             meta[mode] = mode_meta
+        if repeats:
+            meta["duplicates"] = {"asked": repeats, "filled": sources.count(FILL),
+                                  "exhausted": stage.rung in self.exhausted}
         return Ask(ask_id, "search", stage.rung, [self._candidate(v) for v in values], decisions, meta)
+
+    def _tell_known(self, token: Any, index: int | None, rung: int, mo: list) -> None:
+        """Tell the optimizer the stored result of a point it asked again (``index`` into
+        ``evals``; None: in flight or in this batch, nothing to tell). See :mod:`.dedup`."""
+        e = None if index is None else self.evals[index]
+        if e is None or e["status"] == "failed":
+            self.duplicates["dropped"] += 1
+            return
+        self.duplicates["told"] += 1
+        if e["status"] == "rejected":
+            penalty = self._penalty()
+            if penalty is not None:
+                self.backend.tell(token, penalty, violation=math.inf)
+            return
+        if self.n_obj > 1 and not mo:
+            mo.append(self._mo_context(rung, []))
+        obj, g = e["objectives"], e["constraints"]
+        loss = alm_loss(self._scalar(obj, None, mo[0] if mo else None), g, self.alm.lam, self.alm.rho)
+        self.backend.tell(token, loss, objectives=obj, violation=sum(max(0.0, v) for v in g))
 
     # ---------------------------------------------------------------- modes
     def _incumbents(self, rung: int) -> list[int]:
@@ -470,8 +549,9 @@ class Hunt:
         return [min(ok, key=lambda i: (sum(max(0.0, g) for g in self.evals[i]["constraints"]), i))]
 
     def _exploit_points(self, stage: Stage, centers: list[int], n: int, batch_u: list[np.ndarray], ask_id: int,
-                        screen: tuple, rejected: list[dict]) -> tuple[list[tuple], dict]:
-        """``n`` Gaussian perturbations of the incumbent(s), screened by the prefilter."""
+                        screen: tuple, rejected: list[dict], taken: set[str]) -> tuple[list[tuple], dict]:
+        """Up to ``n`` Gaussian perturbations of the incumbent(s), screened by the prefilter, each
+        a new point (not in ``taken``; a discrete coordinate steps at least one bin)."""
         active, train_x, labels, cap = screen
         cfg = self.prefilter
         anchor = tuple(centers)
@@ -481,48 +561,67 @@ class Hunt:
         ref = np.asarray(batch_u, dtype=float)
         if len(ref) < 2:
             recent = [e["u"] for e in self.evals if e["fidelity"] == stage.rung and e["kind"] == "search"]
-            ref = np.asarray(recent[-self.spec.optimizer.population:], dtype=float).reshape(-1, len(self.names))
+            ref = np.asarray(recent[-self.spec.optimizer.population:], dtype=float).reshape(-1, self.space.dim)
         spread = float(np.sqrt(np.mean(np.var(ref, axis=0)))) if len(ref) >= 2 else 2 * EXPLOIT_SIGMA_MAX
         sigma = max(EXPLOIT_SIGMA_MIN, min(EXPLOIT_SIGMA_MAX, EXPLOIT_SIGMA_FRACTION * spread) * 0.5**self.exploit_k)
+        step = np.maximum(sigma, self.space.min_steps()) if self.space.discrete else sigma
         rng = np.random.default_rng([self.spec.seed, ask_id, 1])
         points: list[tuple] = []
-        while len(points) < n:
+        draws = 0
+        taken = set(taken)
+        while len(points) < n and draws < n + cap + dedup.DUPLICATE_DRAWS_PER_CANDIDATE * n:
+            draws += 1
             c = centers[int(rng.integers(len(centers)))] if len(centers) > 1 else centers[0]
-            u = np.clip(np.asarray(self.evals[c]["u"], dtype=float) + sigma * rng.standard_normal(len(self.names)), 0.0, 1.0)
-            p = float(pf.p_feasible(train_x, labels, u[None, :], cfg.k)[0]) if active else None
+            u = np.clip(np.asarray(self.evals[c]["u"], dtype=float) + step * rng.standard_normal(self.space.dim), 0.0, 1.0)
+            if self.space.discrete:
+                u = self.space.canonical(u)
+            values = self.space.decode(u)
+            h = param_hash(values, self.names)
+            if h in taken:
+                continue
+            p = float(pf.p_feasible(train_x, labels, self.space.features(u), cfg.k)[0]) if active else None
             if active and p < cfg.threshold and len(rejected) < cap:
-                values = to_params(u, self.bounds).tolist()
                 rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": None, "source": EXPLOIT})
                 continue
+            taken.add(h)
             points.append((u, p, EXPLOIT, {"center_eval": c, "sigma": sigma}))
         meta = {"sigma": sigma, "halvings": self.exploit_k, "optimizer_spread": spread, "centers": list(centers)}
         return points, meta
 
-    def _recover_points(self, n: int, batch_u: list[np.ndarray], ask_id: int, screen: tuple) -> tuple[list[tuple], dict]:
-        """``n`` points picked greedily (farthest first) from a Latin hypercube pool, preferring
-        those the prefilter predicts feasible."""
+    def _recover_points(self, n: int, batch_u: list[np.ndarray], ask_id: int, screen: tuple,
+                        known: set[str]) -> tuple[list[tuple], dict]:
+        """Up to ``n`` new points (not in ``known``) picked greedily (farthest first) from a Latin
+        hypercube pool, preferring those the prefilter predicts feasible."""
         active, train_x, labels = screen
         cfg = self.prefilter
-        dim = len(self.names)
+        dim = self.space.dim
         rng = np.random.default_rng([self.spec.seed, ask_id, 2])
         m = max(RECOVER_POOL_MIN, RECOVER_POOL_PER_POINT * n)
         pool = (np.argsort(rng.random((m, dim)), axis=0) + rng.random((m, dim))) / m  # Latin hypercube
+        if self.space.discrete:
+            pool = np.array([self.space.canonical(u) for u in pool])
+        feats = self.space.features(pool)
         history = [e["u"] for e in self.evals] + [u for p in self.pending_asks.values() for u in p.u] + list(batch_u)
         dmin = np.full(m, np.inf)
         if history:
-            dmin = np.sqrt(_sqdist(pool, np.asarray(history, dtype=float)).min(axis=1))
-        p = pf.p_feasible(train_x, labels, pool, cfg.k) if active else None
+            dmin = np.sqrt(_sqdist(feats, self.space.features(np.asarray(history, dtype=float))).min(axis=1))
+        p = pf.p_feasible(train_x, labels, feats, cfg.k) if active else None
         preferred = p >= cfg.threshold if active else np.ones(m, dtype=bool)
         taken = np.zeros(m, dtype=bool)
+        known = set(known)
         points: list[tuple] = []
-        for _ in range(n):
+        while len(points) < n and not taken.all():
             free = ~taken & preferred if (~taken & preferred).any() else ~taken
             j = int(np.flatnonzero(free)[np.argmax(dmin[free])])
             taken[j] = True
+            h = param_hash(self.space.decode(pool[j]), self.names)
+            if h in known:
+                continue
+            known.add(h)
             d = float(dmin[j])
             pj = float(p[j]) if active else None
             points.append((pool[j].copy(), pj, RECOVER, {"min_distance": d if math.isfinite(d) else None}))
-            dmin = np.minimum(dmin, np.sqrt(_sqdist(pool, pool[j][None, :])[:, 0]))
+            dmin = np.minimum(dmin, np.sqrt(_sqdist(feats, feats[j][None, :])[:, 0]))
         meta = {"pool": m, "pool_predicted_infeasible": int((~preferred).sum())}
         return points, meta
 

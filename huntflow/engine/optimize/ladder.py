@@ -20,8 +20,9 @@ promotions leave, equally (rounding remainders go to the lowest such rung); ``K`
 share, so the split is iterated to a fixed point. When every search rung gives its budget, any
 remainder is left unused.
 
-Identity: :func:`param_hash` is the sha256 of the params rounded to 10 significant digits, in
-spec order, so re-evaluations of the same point share a hash and promotion deduplicates on it.
+Identity: :func:`param_hash` is the sha256 of the params (numbers rounded to 10 significant
+digits, strings and booleans as they are), in spec order, so re-evaluations of the same point
+share a hash; promotion and the search's duplicate check deduplicate on it.
 """
 
 from __future__ import annotations
@@ -118,14 +119,24 @@ def param_hash(values: list[float] | np.ndarray, names: tuple[str, ...] | list[s
     """Stable identity of a parameter point.
 
     Args:
-        values: parameter values in ``names`` order.
+        values: parameter values in ``names`` order (numbers, or a categorical's string or
+            boolean choice).
         names: parameter names (spec order).
 
     Returns:
-        16 hex digits of the sha256 of ``[[name, value rounded to 10 significant digits], ...]``.
+        16 hex digits of the sha256 of ``[[name, value], ...]`` with numbers rounded to 10
+        significant digits (as floats: ``3`` and ``3.0`` are the same point).
     """
-    rounded = [[str(n), float(f"{float(v):.10g}")] for n, v in zip(names, values)]
+    rounded = [[str(n), _canon(v)] for n, v in zip(names, values)]
     return hashlib.sha256(json.dumps(rounded).encode()).hexdigest()[:16]
+
+
+def _canon(v) -> float | str | bool:
+    """A value as hashed: numbers (ints too) rounded to 10 significant digits as floats, strings
+    and booleans (categorical choices, fixed values) as they are."""
+    if isinstance(v, (str, bool)):
+        return v
+    return float(f"{float(v):.10g}")
 
 
 def rank_for_promotion(objectives: np.ndarray, violations: np.ndarray) -> np.ndarray:

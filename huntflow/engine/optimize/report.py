@@ -81,7 +81,10 @@ def summarize(hunt: "Hunt") -> dict:
 
     Returns:
         A JSON-able dict: ``evaluations_told``, ``evaluations_asked``, ``evaluations_failed``,
-        ``evaluations_rejected``, ``prefilter_rejected``, ``budget``, ``pending``, ``finished``,
+        ``evaluations_rejected``, ``prefilter_rejected``, ``duplicates`` (asks of known points:
+        ``told`` the stored result, ``dropped``, ``fill`` points drawn instead; see
+        :mod:`~huntflow.engine.optimize.dedup`), ``space_exhausted`` (rungs whose search ran out
+        of new points), ``budget``, ``pending``, ``finished``,
         ``best_objective`` (user sign), ``best_objectives``, ``best_params``, ``best_fidelity``,
         ``best_certified``, ``target_met``, ``certified`` and ``promoted`` (with low-to-high
         ``delta`` of objectives and constraints), ``front``, ``hypervolume``,
@@ -113,6 +116,8 @@ def summarize(hunt: "Hunt") -> dict:
         "evaluations_failed": sum(e["status"] == "failed" for e in hunt.evals),
         "evaluations_rejected": sum(e["status"] == "rejected" for e in hunt.evals),
         "prefilter_rejected": hunt.prefilter_rejected,
+        "duplicates": dict(getattr(hunt, "duplicates", {})),
+        "space_exhausted": sorted(set(getattr(hunt, "exhausted", []))),
         "budget": hunt.total,
         "pending": hunt.pending,
         "finished": hunt.is_finished(),
