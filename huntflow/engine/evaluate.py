@@ -153,6 +153,7 @@ def evaluate_population(
     candidate_indices: np.ndarray | None = None,
     min_rows_per_device: int | None = None,
     workdir: str | os.PathLike | None = None,
+    space: Mapping[str, Any] | None = None,
 ) -> PopulationResult:
     """Evaluate ``params`` (shape (P, D), columns in ``param_names`` order) in one call.
 
@@ -160,7 +161,8 @@ def evaluate_population(
     :class:`~huntflow.engine.modelref.ModelRef` or its dict; its ``fixed`` is used when ``fixed``
     is not given): function and command models then run in the process pool
     (:func:`evaluate_external`), each candidate in a fresh directory under ``workdir``
-    (default: a temporary directory, removed afterwards).
+    (default: a temporary directory, removed afterwards), and are given the user's values
+    (``space``, the spec's ``space`` as JSON, decodes choice indices and integers).
 
     ``candidate_indices`` (shape (P,), default ``arange(P)``) are the indices folded into the
     seed's key for each row: pass a candidate's original index to reproduce it exactly
@@ -184,7 +186,7 @@ def evaluate_population(
         resolved = ref.resolve()
         if resolved.is_external:
             return evaluate_external(resolved, param_names, params, seed=seed, fixed=fixed, fidelity=fidelity,
-                                     candidate_indices=candidate_indices, workdir=workdir)
+                                     candidate_indices=candidate_indices, workdir=workdir, space=space)
         model_name = str(resolved.jax_key)
     fixed = dict(fixed or {})
     fidelity = dict(fidelity or {})
@@ -238,7 +240,8 @@ def evaluate_population(
 def evaluate_external(resolved: Any, param_names: tuple[str, ...], params: np.ndarray, *, seed: int,
                       fixed: Mapping[str, Any] | None, fidelity: Mapping[str, Any] | None,
                       candidate_indices: np.ndarray | None = None,
-                      workdir: str | os.PathLike | None = None) -> PopulationResult:
+                      workdir: str | os.PathLike | None = None,
+                      space: Mapping[str, Any] | None = None) -> PopulationResult:
     """A function/command model's batch through the process pool (:mod:`huntflow.engine.external`).
 
     ``resolved`` is a :class:`~huntflow.engine.modelref.Resolved` external model. Metrics of a
@@ -255,7 +258,7 @@ def evaluate_external(resolved: Any, param_names: tuple[str, ...], params: np.nd
     indices = np.arange(n) if candidate_indices is None else np.asarray(candidate_indices)
     settings = resolved.run_settings(tuple(param_names))
     reqs = requests_for(tuple(param_names), params, fixed=dict(fixed or {}), fidelity=dict(fidelity or {}),
-                        seed=int(seed), indices=indices)
+                        seed=int(seed), indices=indices, space=space)
     t0 = time.perf_counter()
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="huntflow-external-") as tmp:

@@ -31,7 +31,8 @@ _DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
 
 def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict[str, Any] | None = None,
               param_names: tuple[str, ...] | list[str], params: np.ndarray, seed: int, dtype: str,
-              fidelity: dict[str, Any], artifact_path: Path, about: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+              fidelity: dict[str, Any], artifact_path: Path, about: dict[str, Any],
+              space: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Evaluate one generation's population and write its HDF5 artifact (no database).
 
     Args:
@@ -41,6 +42,7 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
         artifact_path: the HDF5 file; function/command models run each candidate in a fresh
             directory under ``<artifact stem>.a<attempt>/`` next to it (kept: the simulator's files).
         about: generation facts stored with the artifact (campaign slug, index, kind, attempt).
+        space: the spec's ``space`` (JSON): function/command models get choices and ints, not indices.
 
     Returns:
         ``(result, result_document)``: the batch's :class:`~huntflow.engine.evaluate` result and
@@ -52,7 +54,7 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
     if resolved.is_external:
         workdir = artifact_path.parent / f"{artifact_path.stem}.a{about.get('attempt') or 0}"
     result = evaluate_population(ref, tuple(param_names), params, seed=int(seed), fixed=dict(ref.fixed),
-                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir)
+                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir, space=space)
     prov = {
         **provenance.runtime(),
         "dtype": dtype,
@@ -120,7 +122,7 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
             generation_id=str(generation_id), model=spec.model.model_dump(mode="json", exclude_none=True),
             param_names=names, params=params, seed=int(gen["seed"]), dtype=spec.dtype,
             fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": dict(fidelity.settings)},
-            artifact_path=path,
+            artifact_path=path, space=spec.model_dump(mode="json")["space"],
             about={"campaign": spec.slug, "generation_index": gen["generation_index"], "kind": gen["kind"],
                    "attempt": gen["attempt"]},
         )

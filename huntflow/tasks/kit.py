@@ -68,6 +68,7 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
         "model": spec.model.model_dump(mode="json", exclude_none=True),
         "param_names": names,
         "params": SearchSpace.of(spec).model_matrix([r["params"] for r in rows]).tolist(),
+        "space": spec.model_dump(mode="json")["space"],
         "seed": int(generation["seed"]),
         "dtype": spec.dtype,
         "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": dict(fidelity.settings)},
@@ -134,6 +135,7 @@ def run_kit(directory: Path | str) -> dict[str, Any]:
         generation_id=kit["generation_id"], model=kit["model"],
         param_names=kit["param_names"], params=params, seed=kit["seed"], dtype=kit["dtype"],
         fidelity=kit["fidelity"], artifact_path=directory / "artifact.h5",
+        space=kit.get("space") if isinstance(kit.get("space"), dict) else None,
         about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),
                "kind": kit.get("kind"), "attempt": kit["attempt"]},
     )

@@ -72,6 +72,7 @@ def spot_check(spec: CampaignSpec, gen: dict[str, Any], candidates: list[dict[st
     rerun = evaluate_population(
         spec.model, names, params, seed=int(gen["seed"]), fixed=spec.model.fixed,
         fidelity=fidelity.settings, dtype=spec.dtype, candidate_indices=indices,
+        space=spec.model_dump(mode="json")["space"],
     )
     out = []
     rtol = spec.review.spot_check_rtol

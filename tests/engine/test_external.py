@@ -199,3 +199,16 @@ def test_transient_categories_are_retried_with_backoff(program, tmp_path):
     (o,) = run_external(no_retry, [{"params": {"x": 0.0, "mode": "exit"}, "fidelity": {}, "seed": 0, "index": 0}],
                         tmp_path / "wd2")
     assert o.category == "exit_code" and o.tries == 1  # not a listed category: not retried
+
+
+def test_requests_carry_the_users_values_not_the_model_matrix():
+    from huntflow.engine.external.batch import requests_for
+
+    space = {"x": {"low": 0.0, "high": 1.0, "log": False}, "n": {"type": "int", "low": 1, "high": 9, "log": False},
+             "solver": {"choices": ["cg", "gmres; rm -rf ~"]}, "tag": {"type": "fixed", "value": "v1"}}
+    (req,) = requests_for(("x", "n", "solver", "tag"), np.array([[0.25, 3.0, 1.0, 0.0]]), fixed={"k": 2},
+                          fidelity={"steps": 5}, seed=3, indices=np.array([4]), space=space)
+    assert req["params"] == {"x": 0.25, "n": 3, "solver": "gmres; rm -rf ~", "tag": "v1", "k": 2}
+    assert isinstance(req["params"]["n"], int) and req["seed"] == candidate_seed(3, 4) and req["index"] == 4
+    (plain,) = requests_for(("x",), np.array([[0.5]]), fixed={}, fidelity={}, seed=0, indices=np.array([0]))
+    assert plain["params"] == {"x": 0.5}

@@ -141,18 +141,31 @@ class _Backoff:
 
 
 def requests_for(param_names: tuple[str, ...], params: np.ndarray, *, fixed: Mapping[str, Any],
-                 fidelity: Mapping[str, Any], seed: int, indices: np.ndarray) -> list[dict[str, Any]]:
-    """One request per row: the row's values by name plus ``fixed``, the rung, the candidate seed."""
+                 fidelity: Mapping[str, Any], seed: int, indices: np.ndarray,
+                 space: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One request per row: the row's values by name plus ``fixed``, the rung, the candidate seed.
+
+    ``space`` (the spec's ``space`` as JSON) turns a model matrix back into the user's values: a
+    categorical's index into its choice, an integer parameter into an ``int``, a fixed one into
+    its value; without it (or for a plain bound) a value is a float.
+    """
     out = []
     for row, index in zip(np.asarray(params), np.asarray(indices)):
-        values: dict[str, Any] = {n: _plain(v) for n, v in zip(param_names, row)}
+        values: dict[str, Any] = {n: decode_value(v, (space or {}).get(n)) for n, v in zip(param_names, row)}
         values.update(fixed)
         out.append({"params": values, "fidelity": dict(fidelity), "seed": candidate_seed(seed, int(index)),
                     "index": int(index)})
     return out
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+def decode_value(v: Any, dim: Any) -> Any:
+    """A model-matrix entry as the value a function or program is given (see :func:`requests_for`)."""
+    v = v.item() if isinstance(v, np.generic) else v
+    if isinstance(dim, Mapping):
+        if "choices" in dim:
+            return dim["choices"][int(round(float(v)))]
+        if "value" in dim and "low" not in dim:
+            return dim["value"]
+        if dim.get("type") == "int":
+            return int(round(float(v)))
+    return float(v)
