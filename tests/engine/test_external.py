@@ -212,3 +212,24 @@ def test_requests_carry_the_users_values_not_the_model_matrix():
     assert isinstance(req["params"]["n"], int) and req["seed"] == candidate_seed(3, 4) and req["index"] == 4
     (plain,) = requests_for(("x",), np.array([[0.5]]), fixed={}, fidelity={}, seed=0, indices=np.array([0]))
     assert plain["params"] == {"x": 0.5}
+
+
+def test_a_function_gets_choices_and_integers_of_a_mixed_space(tmp_path):
+    from huntflow.engine.space import SearchSpace
+    from huntflow.engine.spec import parse_spec
+
+    (tmp_path / "byo_mixed_sim.py").write_text(
+        "def sim(params, *, fidelity, seed, workdir):\n"
+        "    assert isinstance(params['n'], int) and isinstance(params['solver'], str), params\n"
+        "    return {'f': params['x'] * params['n'] + {'cg': 0.0, 'gmres': 100.0}[params['solver']]}\n")
+    spec = parse_spec({"slug": "byo-mixed", "space": {"x": {"low": 0.0, "high": 1.0},
+                                                      "n": {"type": "int", "low": 1, "high": 5},
+                                                      "solver": {"choices": ["cg", "gmres"]}},
+                       "model": {"function": "byo_mixed_sim:sim", "metrics": ["f"], "pythonpath": [str(tmp_path)],
+                                 "workers": 1},
+                       "objectives": [{"metric": "f"}], "budget": {"evaluations": 4}})
+    rows = [{"x": 0.5, "n": 4, "solver": "gmres"}, {"x": 0.25, "n": 2, "solver": "cg"}]
+    out = evaluate_population(spec.model, spec.param_names, SearchSpace.of(spec).model_matrix(rows), seed=0,
+                              space=spec.model_dump(mode="json")["space"])
+    assert out.failures == (None, None), out.failures
+    np.testing.assert_array_equal(out.metrics["f"], [102.0, 0.5])
