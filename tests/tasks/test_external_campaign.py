@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from huntflow.engine.spec import parse_spec
 from huntflow.flows.cli import app
 from huntflow.store import campaigns, generations
+from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks import dispatch, evolve, kit, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
@@ -114,3 +115,27 @@ def test_a_kit_of_a_command_model_runs_without_a_database(db, spec, monkeypatch,
     rows = generations.evaluations(db, uuid.UUID(waiting["generation_id"]))
     assert sorted(r["failure_category"] or "ok" for r in rows) == sorted(
         ["ok", "exit_code", "invalid_output", "timeout", "nonfinite", "invalid_output", "ok", "ok"])
+
+
+def test_a_re_run_generation_of_a_seeded_function_gives_the_same_results(db, tmp_path):
+    (tmp_path / "byo_seeded_sim.py").write_text(
+        "import numpy as np\n"
+        "def sim(params, *, fidelity, seed, workdir):\n"
+        "    return {'f': params['x'] + float(np.random.default_rng(seed).normal())}\n")
+    spec = parse_spec({"slug": "byo-seeded", "space": {"x": {"low": 0.0, "high": 1.0}},
+                       "model": {"function": "byo_seeded_sim:sim", "metrics": ["f"], "pythonpath": [str(tmp_path)],
+                                 "workers": 2},
+                       "objectives": [{"metric": "f"}], "budget": {"evaluations": 4},
+                       "optimizer": {"name": "random", "population": 4}, "seed": 8})
+    cid = campaigns.insert_campaign(db, spec)
+    run_stage(Stage.EVOLVE, _ctx(), cid, evolve.run)
+    run_stage(Stage.DISPATCH, _ctx(), cid, dispatch.run)
+    (gen,) = db.execute("select * from hunt.generations where campaign_id = %s", (cid,)).fetchall()
+    first = [c["metrics"]["f"] for c in gen["result_document"]["candidates"]]
+    # as if the run had died after succeeding: the generation goes back and runs again (attempt 2)
+    assert generations.retry_or_fail(db, gen["generation_id"], [GS.SUCCEEDED], "test: interrupted") is not None
+    run_stage(Stage.DISPATCH, _ctx(), cid, dispatch.run)
+    again = generations.get(db, gen["generation_id"])
+    assert again["attempt"] == 2 and again["status"] == "succeeded"
+    assert [c["metrics"]["f"] for c in again["result_document"]["candidates"]] == first
+    assert len(set(first)) == 4 and all(c["status"] == "ok" for c in again["result_document"]["candidates"])
