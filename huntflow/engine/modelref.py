@@ -13,6 +13,7 @@ directory (``load_spec``) or the working directory.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 from dataclasses import dataclass
@@ -144,17 +145,22 @@ class Resolved:
         if ext.kind == "command":
             return {**executable_source(ext.target), "registered": dict(ext.source) or None}
         module_name = str(ext.target).partition(":")[0]
-        module = sys.modules.get(module_name)
-        if module is None:
-            try:
-                sources.load_object(str(ext.target))
-            except ValueError:
-                pass  # unimportable here; the pool's workers report why for every candidate
-            module = sys.modules.get(module_name)
-        file = getattr(module, "__file__", None)
+        file = _module_file(module_name)
         return {"kind": "function", "function": ext.target, **sources.distribution_of(module_name),
                 "module_file": file, "sha256": _sha256(file) if file else None,
                 "registered": dict(ext.source) or None}
+
+
+def _module_file(module_name: str) -> str | None:
+    """The file a module is (or would be) loaded from, without importing it here."""
+    module = sys.modules.get(module_name)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
+        found = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    return found.origin if found is not None and found.has_location else None
 
 
 def _sha256(path: str) -> str | None:
@@ -209,11 +215,14 @@ def check(ref: ModelRef, param_names: tuple[str, ...], fidelities: list[dict[str
     ext = resolved.external
     origin = field if ref.kind in ("function", "command") else "model.name"
     if ext.kind == "function":
-        try:
-            if not callable(sources.load_object(ext.target)):
-                errors.append(f"{origin}: {ext.target} is not callable")
-        except ValueError as e:
-            errors.append(f"{origin}: {e}")
+        if ref.function is not None:
+            # a function named in the spec is imported here to refuse it early; one a registration
+            # names is the registration's business (it may be heavy: it is imported only in workers)
+            try:
+                if not callable(sources.load_object(ext.target)):
+                    errors.append(f"{origin}: {ext.target} is not callable")
+            except ValueError as e:
+                errors.append(f"{origin}: {e}")
     else:
         argv = list(ext.target)
         if resolve_executable(argv[0]) is None:

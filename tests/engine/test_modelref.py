@@ -41,9 +41,11 @@ def plugin_site(tmp_path, monkeypatch):
         damped-pendulum = hf_pendulum:MODEL
         quadratic-fn = byo_plugin_fn:MODEL
         broken-plugin = byo_no_such_module:MODEL
+        lazy-fn = byo_plugin_fn:LAZY
         """))
     (site / "byo_plugin_fn.py").write_text(textwrap.dedent("""\
         MODEL = {"function": "byo_plugin_fn:evaluate", "metrics": ["f"], "workers": 1, "walltime_seconds": 30}
+        LAZY = {"function": "byo_heavy_not_installed_here:evaluate", "metrics": ["f"], "workers": 1}
 
         def evaluate(params, *, fidelity, seed, workdir):
             return {"f": (params["x"] - 0.25) ** 2}
@@ -132,3 +134,12 @@ def test_relative_paths_resolve_against_the_spec_file():
     spec = load_spec(EXAMPLES / "byo_function" / "spec.yaml")
     assert spec.model.pythonpath == [str(EXAMPLES / "byo_function")]
     assert parse_spec(spec.model_dump(mode="json")) == spec  # a stored spec validates to itself
+
+
+def test_a_registered_function_is_imported_only_where_it_runs(plugin_site, tmp_path):
+    spec = _spec({"name": "lazy-fn"})  # the registration is checked, its (heavy) function is not imported
+    assert "byo_heavy_not_installed_here" not in sys.modules
+    out = evaluate_population(spec.model, ("x",), np.array([[0.5]]), seed=0, workdir=tmp_path)
+    (failure,) = out.failures
+    assert failure["category"] == "exception" and failure["where"] == "importing the function"
+    assert "byo_heavy_not_installed_here" in failure["message"]
