@@ -103,12 +103,12 @@ import numpy as np
 
 from huntflow.engine.optimize import dedup
 from huntflow.engine.optimize import prefilter as pf
+from huntflow.engine.optimize import steer
 from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
 from huntflow.engine.optimize.backends import make_backend
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
 from huntflow.engine.optimize.modes import EXPLOIT, EXPLORE, MODES, RECOVER
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
-from huntflow.engine.optimize.report import front_indices
 from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
 from huntflow.engine.space import SearchSpace
@@ -130,11 +130,6 @@ def default_shares(dim: int, n_obj: int) -> tuple[float, float]:
     ``EXPLOIT_MAX_DIM`` parameters, and recover is opt-in.
     """
     return (EXPLOIT_SHARE if n_obj == 1 and dim <= EXPLOIT_MAX_DIM else 0.0), 0.0
-EXPLOIT_SIGMA_FRACTION = 0.5  # exploit step / the optimizer's current sampling spread
-EXPLOIT_SIGMA_MAX = 0.1  # per-dimension step size cap, unit-cube units
-EXPLOIT_SIGMA_MIN = 1e-6
-RECOVER_POOL_MIN = 256  # space-filling candidates drawn per recover ask (at least)
-RECOVER_POOL_PER_POINT = 32
 FILL = "fill"  # source of the new points a batch is filled with when the optimizer repeats known ones
 
 
@@ -391,7 +386,7 @@ class Hunt:
         train_x = self.space.features(np.array([e["u"] for e in told])) if active else None
         cap = pf.rejection_cap(n, cfg)
         ask_id = self.next_ask_id  # taken by this ask below; seeds the injected points
-        centers: list[int] = self._incumbents(stage.rung) if mode == EXPLOIT else []
+        centers: list[int] = steer.incumbents(self, stage.rung) if mode == EXPLOIT else []
         share = {EXPLOIT: self.exploit_share if centers else 0.0, RECOVER: self.recover_share}.get(mode, 0.0)
         n_inject = int(math.floor(share * n + 0.5))
         known, in_flight = dedup.known(self.evals, self.pending_asks.values(), stage.rung)
@@ -448,10 +443,11 @@ class Hunt:
         points: list[tuple] = []
         taken = known.keys() | in_flight | batch
         if n_inject and mode == EXPLOIT:
-            points, mode_meta = self._exploit_points(stage, centers, n_inject, asked_u, ask_id,
+            points, mode_meta = steer.exploit_points(self, stage, centers, n_inject, asked_u, ask_id,
                                                      (active, train_x, labels, cap), rejected, taken)
         elif n_inject and mode == RECOVER:
-            points, mode_meta = self._recover_points(n_inject, [a[1] for a in accepted[: n - n_inject]], ask_id, (active, train_x, labels),
+            points, mode_meta = steer.recover_points(self, n_inject, [a[1] for a in accepted[: n - n_inject]], ask_id,
+                                                     (active, train_x, labels),
                                                      taken)
         accepted = accepted[: n - len(points)]  # an injection short of new points keeps more of the batch
         if mode_meta:
@@ -531,100 +527,6 @@ class Hunt:
         self.backend.tell(token, loss, objectives=obj, violation=sum(max(0.0, v) for v in g))
 
     # ---------------------------------------------------------------- modes
-    def _incumbents(self, rung: int) -> list[int]:
-        """Indices of the evaluations exploit refines around at ``rung``: with one objective the
-        best feasible one (lowest minimized objective, earliest on ties); with several the
-        feasible front. Without a feasible one, the least-violating successful one; without a
-        successful one, none."""
-        if self.n_obj > 1:
-            front = front_indices(self, rung)
-            if front:
-                return front
-        ok = [i for i, e in enumerate(self.evals) if e["fidelity"] == rung and e["status"] == "ok"]
-        if not ok:
-            return []
-        feasible = [i for i in ok if self.evals[i]["feasible"]]
-        if feasible:
-            return [min(feasible, key=lambda i: (self.evals[i]["objectives"][0], i))]
-        return [min(ok, key=lambda i: (sum(max(0.0, g) for g in self.evals[i]["constraints"]), i))]
-
-    def _exploit_points(self, stage: Stage, centers: list[int], n: int, batch_u: list[np.ndarray], ask_id: int,
-                        screen: tuple, rejected: list[dict], taken: set[str]) -> tuple[list[tuple], dict]:
-        """Up to ``n`` Gaussian perturbations of the incumbent(s), screened by the prefilter, each
-        a new point (not in ``taken``; a discrete coordinate steps at least one bin)."""
-        active, train_x, labels, cap = screen
-        cfg = self.prefilter
-        anchor = tuple(centers)
-        self.exploit_k = 0 if anchor != self.exploit_anchor else self.exploit_k + 1
-        self.exploit_anchor = anchor
-        # the scale the optimizer samples at now: this batch's own points, else the rung's last batch
-        ref = np.asarray(batch_u, dtype=float)
-        if len(ref) < 2:
-            recent = [e["u"] for e in self.evals if e["fidelity"] == stage.rung and e["kind"] == "search"]
-            ref = np.asarray(recent[-self.spec.optimizer.population:], dtype=float).reshape(-1, self.space.dim)
-        spread = float(np.sqrt(np.mean(np.var(ref, axis=0)))) if len(ref) >= 2 else 2 * EXPLOIT_SIGMA_MAX
-        sigma = max(EXPLOIT_SIGMA_MIN, min(EXPLOIT_SIGMA_MAX, EXPLOIT_SIGMA_FRACTION * spread) * 0.5**self.exploit_k)
-        step = np.maximum(sigma, self.space.min_steps()) if self.space.discrete else sigma
-        rng = np.random.default_rng([self.spec.seed, ask_id, 1])
-        points: list[tuple] = []
-        draws = 0
-        taken = set(taken)
-        while len(points) < n and draws < n + cap + dedup.DUPLICATE_DRAWS_PER_CANDIDATE * n:
-            draws += 1
-            c = centers[int(rng.integers(len(centers)))] if len(centers) > 1 else centers[0]
-            u = np.clip(np.asarray(self.evals[c]["u"], dtype=float) + step * rng.standard_normal(self.space.dim), 0.0, 1.0)
-            if self.space.discrete:
-                u = self.space.canonical(u)
-            values = self.space.decode(u)
-            h = param_hash(values, self.names)
-            if h in taken:
-                continue
-            p = float(pf.p_feasible(train_x, labels, self.space.features(u), cfg.k)[0]) if active else None
-            if active and p < cfg.threshold and len(rejected) < cap:
-                rejected.append({"params": self._candidate(values), "p_feasible": p, "told_loss": None, "source": EXPLOIT})
-                continue
-            taken.add(h)
-            points.append((u, p, EXPLOIT, {"center_eval": c, "sigma": sigma}))
-        meta = {"sigma": sigma, "halvings": self.exploit_k, "optimizer_spread": spread, "centers": list(centers)}
-        return points, meta
-
-    def _recover_points(self, n: int, batch_u: list[np.ndarray], ask_id: int, screen: tuple,
-                        known: set[str]) -> tuple[list[tuple], dict]:
-        """Up to ``n`` new points (not in ``known``) picked greedily (farthest first) from a Latin
-        hypercube pool, preferring those the prefilter predicts feasible."""
-        active, train_x, labels = screen
-        cfg = self.prefilter
-        dim = self.space.dim
-        rng = np.random.default_rng([self.spec.seed, ask_id, 2])
-        m = max(RECOVER_POOL_MIN, RECOVER_POOL_PER_POINT * n)
-        pool = (np.argsort(rng.random((m, dim)), axis=0) + rng.random((m, dim))) / m  # Latin hypercube
-        if self.space.discrete:
-            pool = np.array([self.space.canonical(u) for u in pool])
-        feats = self.space.features(pool)
-        history = [e["u"] for e in self.evals] + [u for p in self.pending_asks.values() for u in p.u] + list(batch_u)
-        dmin = np.full(m, np.inf)
-        if history:
-            dmin = np.sqrt(_sqdist(feats, self.space.features(np.asarray(history, dtype=float))).min(axis=1))
-        p = pf.p_feasible(train_x, labels, feats, cfg.k) if active else None
-        preferred = p >= cfg.threshold if active else np.ones(m, dtype=bool)
-        taken = np.zeros(m, dtype=bool)
-        known = set(known)
-        points: list[tuple] = []
-        while len(points) < n and not taken.all():
-            free = ~taken & preferred if (~taken & preferred).any() else ~taken
-            j = int(np.flatnonzero(free)[np.argmax(dmin[free])])
-            taken[j] = True
-            h = param_hash(self.space.decode(pool[j]), self.names)
-            if h in known:
-                continue
-            known.add(h)
-            d = float(dmin[j])
-            pj = float(p[j]) if active else None
-            points.append((pool[j].copy(), pj, RECOVER, {"min_distance": d if math.isfinite(d) else None}))
-            dmin = np.minimum(dmin, np.sqrt(_sqdist(feats, feats[j][None, :])[:, 0]))
-        meta = {"pool": m, "pool_predicted_infeasible": int((~preferred).sum())}
-        return points, meta
-
     def _ask_promotion(self, stage: Stage) -> Ask | None:
         target = stage.rung + 1
         done = {e["hash"] for e in self.evals if e["fidelity"] == target}
@@ -857,9 +759,3 @@ def _size(options, name: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or int(value) < 2:
         raise ValueError(f"optimizer.options.{name} must be an integer >= 2, got {value!r}")
     return int(value)
-
-
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(len(a), len(b)) squared Euclidean distances."""
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d2, 0.0)
