@@ -34,8 +34,22 @@ class SpecError(InputError):
         super().__init__(f"invalid campaign spec ({len(self.errors)} error(s)):\n{lines}")
 
 
+class DatabaseUrlError(InputError):
+    """Raised when the configured database URL (``SUPABASE_DB_URL``) is not a valid conninfo."""
+
+
 class ResultDocumentError(InputError):
     """Raised when a generation's raw result document is missing fields or malformed."""
+
+
+class KitError(InputError):
+    """Raised when a kit directory, its result or its artifact cannot be run or imported, or does
+    not match the generation it claims to be (the message says which field differs)."""
+
+
+class CheckpointError(HuntflowError, ValueError):
+    """Raised when a stored optimizer checkpoint fails authentication, is of an unknown or
+    unauthenticated (legacy) format, or is not a checkpoint at all; it is never unpickled then."""
 
 
 class ArtifactError(HuntflowError, OSError):

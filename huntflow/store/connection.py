@@ -23,11 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from huntflow.config import Settings, get_settings, redact_url
-from huntflow.errors import StoreError
+from huntflow.config import Settings, get_settings, redact
+from huntflow.errors import DatabaseUrlError, StoreError
 
 _EMBEDDED: dict[Path, object] = {}
 _LOCK = threading.Lock()
@@ -70,17 +71,56 @@ def stop_embedded() -> None:
         _MIGRATED.clear()
 
 
+def store_error(e: BaseException, url: str | None = None, doing: str = "database error") -> StoreError:
+    """The one translation of a driver exception: a one-line :class:`StoreError` whose message
+    is redacted (:func:`huntflow.config.redact`) and names the SQLSTATE when there is one.
+    Use as ``raise store_error(e, url) from e``."""
+    first = " ".join(str(e).split()) or type(e).__name__
+    state = getattr(e, "sqlstate", None)
+    where = f" to {describe(url)}" if url else ""
+    return StoreError(redact(f"{doing}{where}: {first}" + (f" [SQLSTATE {state}]" if state else ""), url=url))
+
+
+def describe(url: str) -> str:
+    """``postgres at host:port/dbname as user``: a conninfo without anything secret in it."""
+    try:
+        info = conninfo_to_dict(url)
+    except (psycopg.Error, ValueError):
+        return "the configured database"
+    host = info.get("host") or info.get("hostaddr") or "localhost"
+    text = f"postgres at {host}:{info.get('port') or 5432}/{info.get('dbname') or ''}"
+    return text + (f" as {info['user']}" if info.get("user") else "")
+
+
+def check_url(url: str) -> None:
+    """Parse ``url`` as a libpq conninfo (URL or keyword string) without connecting.
+
+    Raises:
+        DatabaseUrlError: it is malformed (the message is redacted and names SUPABASE_DB_URL).
+    """
+    try:
+        if "\x00" in url:
+            raise ValueError("contains a NUL character")
+        conninfo_to_dict(url)
+    except (psycopg.Error, ValueError) as e:
+        raise DatabaseUrlError(redact(f"SUPABASE_DB_URL: malformed database URL: {' '.join(str(e).split())}",
+                                      url=url)) from None
+
+
 def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connection:
     """Open an autocommit connection with dict rows, applying migrations once per process.
 
     Raises:
-        StoreError: the database cannot be reached (the message never contains the password).
+        DatabaseUrlError: the URL is malformed.
+        StoreError: the database cannot be reached or refuses us (the message never contains
+            the password).
     """
     url = url or database_url()
+    check_url(url)
     try:
         conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
-    except psycopg.OperationalError as e:
-        raise StoreError(f"cannot connect to {redact_url(url)}: {e}") from e
+    except psycopg.Error as e:
+        raise store_error(e, url, "cannot connect") from None
     if migrate and url not in _MIGRATED:
         from huntflow.store.migrations import apply_migrations
 
@@ -136,5 +176,7 @@ def session(url: str | None = None) -> Iterator[psycopg.Connection]:
         raise StoreError(f"cannot connect to {redact_url(url)}: {e}") from e
     try:
         yield conn
+    except psycopg.Error as e:  # a driver error nobody below handled: one redacted line
+        raise store_error(e, url or database_url()) from e
     finally:
         pool.putconn(conn)

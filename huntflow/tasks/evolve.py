@@ -22,6 +22,7 @@ import psycopg
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from huntflow.config import checkpoint_key
 from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
@@ -55,7 +56,8 @@ def max_in_flight(spec: CampaignSpec, operator: str) -> int:
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
-    hunt = Hunt.loads(bytes(campaign["optimizer_state"])) if campaign["optimizer_state"] else Hunt.start(spec)
+    key = checkpoint_key()
+    hunt = Hunt.loads(bytes(campaign["optimizer_state"]), key=key) if campaign["optimizer_state"] else Hunt.start(spec)
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
     extended = campaign["evaluations_budget"] - known_budget
     if extended > 0:
@@ -108,7 +110,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         return {"told": 0, "planned": 0, "finished": hunt.is_finished(), "waiting_for_gate": waiting}
     summary = {**hunt.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     new_ids = generations.commit_evolve(
-        conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=hunt.dumps(),
+        conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=hunt.dumps(key=key),
         summary=summary, finished=hunt.is_finished(), told=told, planned=planned,
         already_final=frozenset(failed),
     )

@@ -25,7 +25,7 @@ A manual generation is never declared lost by the heartbeat timeout (a person ma
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -36,16 +36,15 @@ import psycopg
 from huntflow.config import get_settings
 from huntflow.engine.results import validate_result_document
 from huntflow.engine.space import SearchSpace
-from huntflow.errors import HuntflowError, ResultDocumentError
+from huntflow.errors import KitError, ResultDocumentError
 from huntflow.store import campaigns, generations
 from huntflow.store.states import GenerationStatus as GS
+from huntflow.tasks.kit_checks import check_document, compare_kit, read_json, stage_artifact, write_file
 
 FORMAT = "huntflow-kit/1"
 REF_PREFIX = "manual:"
 
-
-class KitError(HuntflowError, ValueError):
-    """A kit that cannot be run or imported (the message says why)."""
+__all__ = ["FORMAT", "KitError", "expected_kit", "import_kit", "read_kit", "run_kit", "waiting", "write_kit"]
 
 
 def kit_dir(generation: dict[str, Any], slug: str, attempt: int) -> Path:
@@ -53,12 +52,12 @@ def kit_dir(generation: dict[str, Any], slug: str, attempt: int) -> Path:
             / f"gen-{generation['generation_index']:05d}-{generation['generation_id']}-a{attempt}")
 
 
-def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attempt: int) -> Path:
-    """Write the kit of one attempt of a generation; returns its directory."""
-    rows = generations.evaluations(conn, generation["generation_id"])
+def expected_kit(generation: dict[str, Any], spec, rows: list[dict[str, Any]], attempt: int) -> dict[str, Any]:
+    """``kit.json`` of one attempt of a generation, from the stored rows: what :func:`write_kit`
+    writes and what :func:`import_kit` compares a returning kit with, field by field."""
     names = list(spec.param_names)
     fidelity = spec.fidelities[generation["fidelity"]]
-    kit = {
+    return {
         "format": FORMAT,
         "generation_id": str(generation["generation_id"]),
         "attempt": int(attempt),
@@ -73,6 +72,13 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
         "dtype": spec.dtype,
         "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": dict(fidelity.settings)},
     }
+
+
+def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attempt: int) -> Path:
+    """Write the kit of one attempt of a generation; returns its directory."""
+    rows = generations.evaluations(conn, generation["generation_id"])
+    fidelity = spec.fidelities[generation["fidelity"]]
+    kit = expected_kit(generation, spec, rows, attempt)
     out = kit_dir(generation, spec.slug, attempt)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kit.json").write_text(json.dumps(kit, indent=2))
@@ -85,25 +91,13 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
     return out
 
 
-def _read(path: Path, hint: str = "") -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise KitError(f"{path} is missing{hint}") from None
-    except (OSError, ValueError) as e:
-        raise KitError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise KitError(f"{path} must hold a JSON object")
-    return data
-
-
 def read_kit(directory: Path | str) -> dict[str, Any]:
     """``kit.json`` of a kit directory, checked for the fields a run needs.
 
     Raises:
         KitError: missing, not JSON, another format, or a field missing or malformed (named).
     """
-    kit = _read(Path(directory) / "kit.json", " (not a kit directory?)")
+    kit = read_json(Path(directory) / "kit.json", " (not a kit directory?)")
     if kit.get("format") != FORMAT:
         raise KitError(f"kit.json: format must be {FORMAT!r}, got {kit.get('format')!r}")
     for field, kind in (("generation_id", str), ("attempt", int), ("campaign", str), ("model", dict),
@@ -117,6 +111,10 @@ def read_kit(directory: Path | str) -> dict[str, Any]:
     width = len(kit["param_names"])
     if not kit["params"] or any(not isinstance(p, list) or len(p) != width for p in kit["params"]):
         raise KitError(f"kit.json: params must be a non-empty list of rows of {width} values")
+    if any(not isinstance(v, (int, float)) or isinstance(v, bool) for p in kit["params"] for v in p):
+        raise KitError("kit.json: params must hold numbers only")
+    if not isinstance(kit["fidelity"].get("settings", {}), dict):
+        raise KitError("kit.json: fidelity.settings must be an object")
     return kit
 
 
@@ -130,6 +128,9 @@ def run_kit(directory: Path | str) -> dict[str, Any]:
 
     directory = Path(directory)
     kit = read_kit(directory)
+    for name in ("result.json", "artifact.h5"):
+        if (directory / name).is_symlink():
+            raise KitError(f"{directory / name} is a symbolic link; refusing to write through it")
     params = np.asarray(kit["params"], dtype=np.float64)
     result, doc = run_batch(
         generation_id=kit["generation_id"], model=kit["model"],
@@ -139,7 +140,7 @@ def run_kit(directory: Path | str) -> dict[str, Any]:
         about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),
                "kind": kit.get("kind"), "attempt": kit["attempt"]},
     )
-    (directory / "result.json").write_text(json.dumps(doc))
+    write_file(directory / "result.json", json.dumps(doc))
     return {"generation_id": kit["generation_id"], "candidates": len(params), "ok": int(np.sum(result.status == 0)),
             "wall_seconds": round(float(result.wall_seconds), 4), "result": str(directory / "result.json"),
             "artifact": str(directory / "artifact.h5")}
@@ -153,7 +154,7 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
     """
     directory = Path(directory)
     kit = read_kit(directory)
-    doc = _read(directory / "result.json", " (run `huntflow kit run` first)")
+    doc = read_json(directory / "result.json", " (run `huntflow kit run` first)")
     gid = UUID(kit["generation_id"])
     try:
         gen = generations.get(conn, gid)
@@ -167,6 +168,9 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
         raise KitError(f"the kit is attempt {kit['attempt']}, the generation is at attempt {gen['attempt']}")
     spec = campaigns.spec_of(campaigns.get_campaign(conn, gen["campaign_id"]))
     rows = generations.evaluations(conn, gid)
+    expected = expected_kit(gen, spec, rows, int(gen["attempt"]))
+    compare_kit(kit, expected)
+    check_document(doc, expected)
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
     try:
         parsed = validate_result_document(doc, generation_id=str(gid), n_candidates=len(rows), required_metrics=required)
@@ -174,19 +178,24 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
         raise KitError(f"result.json: {e}") from None
     if len(parsed) < len(rows):
         raise KitError(f"result.json: {len(rows) - len(parsed)} of {len(rows)} candidate entries are malformed")
-    artifact = None
-    if (directory / "artifact.h5").is_file():
-        artifact = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{gid}.h5"
-        artifact.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(directory / "artifact.h5", artifact)
-    with conn.transaction():
-        if not generations.transition(conn, gid, [GS.DISPATCHED, GS.RUNNING], GS.RUNNING, started_at="now()",
-                                      heartbeat_at="now()") \
-                or not generations.mark_succeeded(conn, gid, result_document=doc,
-                                                  artifact_path=None if artifact is None else str(artifact)):
-            raise KitError(f"generation {gid} moved on while importing; nothing stored")
+    artifact = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{gid}.h5"
+    staged = stage_artifact(directory / "artifact.h5", artifact.parent, expected)
+    placed = False
+    try:
+        with conn.transaction():
+            if not generations.transition(conn, gid, [GS.DISPATCHED, GS.RUNNING], GS.RUNNING, started_at="now()",
+                                          heartbeat_at="now()") \
+                    or not generations.mark_succeeded(conn, gid, result_document=doc, artifact_path=str(artifact)):
+                raise KitError(f"generation {gid} moved on while importing; nothing stored")
+            os.replace(staged, artifact)  # last step inside the transaction: a failure rolls the rows back
+            placed = True
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        if placed:
+            artifact.unlink(missing_ok=True)
+        raise
     return {"generation_id": str(gid), "campaign": spec.slug, "status": "succeeded", "candidates": len(rows),
-            "artifact": None if artifact is None else str(artifact)}
+            "artifact": str(artifact)}
 
 
 def waiting(conn: psycopg.Connection) -> list[dict[str, Any]]:

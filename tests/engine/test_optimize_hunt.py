@@ -459,20 +459,19 @@ def test_resume_with_mixed_modes_reproduces_the_uninterrupted_run():
 
 
 def test_a_checkpoint_without_mode_state_loads_and_asks_as_before():
-    import pickle
-    import zlib
+    from huntflow.engine.optimize import checkpoint
 
     spec = _spec(budget={"evaluations": 96})
     hunt = _told_hunt(spec, asks=2)
     pending = hunt.ask()
-    raw = pickle.loads(zlib.decompress(hunt.dumps()[4:]))
+    raw = checkpoint.loads(hunt.dumps())
     for key in ("exploit_share", "recover_share", "exploit_anchor", "exploit_k"):
         del raw["state"][key]
     for e in raw["state"]["evals"]:
         del e["source"]
     for p in raw["state"]["pending_asks"].values():
         del p.__dict__["sources"]
-    old = Hunt.loads(b"HFZ1" + zlib.compress(pickle.dumps(raw)))
+    old = Hunt.loads(checkpoint.dumps(raw))
     new = Hunt.loads(hunt.dumps())
     for h in (old, new):
         h.tell(pending.ask_id, [_outcome(spec, c, 0) for c in pending.candidates])

@@ -94,14 +94,12 @@ modes. Checkpoints written before modes existed load with the mode state at its 
 from __future__ import annotations
 
 import math
-import pickle
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from huntflow.engine.optimize import dedup
+from huntflow.engine.optimize import checkpoint, dedup
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize import steer
 from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
@@ -113,6 +111,7 @@ from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
 from huntflow.engine.space import SearchSpace
 from huntflow.engine.spec import CampaignSpec
+from huntflow.errors import CheckpointError
 
 CHECKPOINT_VERSION = 1
 STATUSES = ("ok", "failed", "rejected")
@@ -131,9 +130,6 @@ def default_shares(dim: int, n_obj: int) -> tuple[float, float]:
     """
     return (EXPLOIT_SHARE if n_obj == 1 and dim <= EXPLOIT_MAX_DIM else 0.0), 0.0
 FILL = "fill"  # source of the new points a batch is filled with when the optimizer repeats known ones
-
-
-_MAGIC = b"HFZ1"  # zlib-compressed checkpoint
 
 
 @dataclass(frozen=True)
@@ -240,28 +236,24 @@ class Hunt:
         """
         return cls(spec)
 
-    def dumps(self) -> bytes:
-        """The checkpoint: a zlib-compressed pickle of the whole state (backend, RNGs, pending
-        asks, history). Compression matters: NGOpt's archive grows with every tell (~1.8 MB raw
-        after ~1000 tells of a 4-D problem, ~0.45 MB compressed) and one checkpoint is stored
-        with every planned generation."""
-        raw = pickle.dumps({"version": CHECKPOINT_VERSION, "state": self.__dict__}, protocol=pickle.HIGHEST_PROTOCOL)
-        return _MAGIC + zlib.compress(raw, 3)
+    def dumps(self, *, key: bytes | None = None) -> bytes:
+        """The checkpoint of the whole state (backend, RNGs, pending asks, history), compressed
+        and signed with ``key`` (:mod:`~huntflow.engine.optimize.checkpoint`). Compression
+        matters: NGOpt's archive grows with every tell (~1.8 MB raw after ~1000 tells of a 4-D
+        problem, ~0.45 MB compressed) and one checkpoint is stored with every planned generation."""
+        return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": self.__dict__}, key=key)
 
     @classmethod
-    def loads(cls, data: bytes) -> "Hunt":
-        """Restore a hunt from :meth:`dumps`.
+    def loads(cls, data: bytes, *, key: bytes | None = None) -> "Hunt":
+        """Restore a hunt from :meth:`dumps` (the same ``key``).
 
         Raises:
-            ValueError: the bytes are not a huntflow checkpoint of a known version.
+            CheckpointError: (a ``ValueError``) the bytes fail authentication, are not a
+                checkpoint, or are of an unknown version.
         """
-        try:
-            data = bytes(data)
-            blob = pickle.loads(zlib.decompress(data[len(_MAGIC):]) if data.startswith(_MAGIC) else data)
-        except Exception as e:
-            raise ValueError(f"not a hunt checkpoint: {e}") from e
+        blob = checkpoint.loads(data, key=key)
         if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION:
-            raise ValueError("not a hunt checkpoint of a known version")
+            raise CheckpointError("not a hunt checkpoint of a known version")
         hunt = cls.__new__(cls)
         hunt.__dict__.update(blob["state"])
         hunt._upgrade()
