@@ -43,7 +43,8 @@ Scalar = int | float | str | bool
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and ±inf are refused in every float field, nested dicts included
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Bound(_Strict):
@@ -371,6 +372,15 @@ class CampaignSpec(_Strict):
             raise ValueError("\n".join(errors))
         return self
 
+    @model_validator(mode="after")
+    def _within_limits(self) -> "CampaignSpec":
+        from huntflow.engine.spec_limits import check_limits
+
+        errors = check_limits(self)
+        if errors:
+            raise ValueError("\n".join(f"{field}: {message}" for field, message in errors))
+        return self
+
 
 def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
@@ -398,6 +408,11 @@ def parse_spec(data: Any, *, base_dir: str | Path | None = None) -> CampaignSpec
     """
     if not isinstance(data, dict):
         raise SpecError([("spec", f"expected a mapping at the top level, got {type(data).__name__}")])
+    from huntflow.engine.spec_limits import check_raw
+
+    raw_errors = check_raw(data)
+    if raw_errors:
+        raise SpecError(raw_errors)
     try:
         return CampaignSpec.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
     except ValidationError as e:
@@ -408,15 +423,15 @@ def load_spec(path: str | Path) -> CampaignSpec:
     """Read and validate a YAML spec file.
 
     Raises:
-        SpecError: the file is unreadable, not YAML, or invalid (each field named).
+        SpecError: the file is unreadable, too large, not UTF-8, not YAML (duplicate keys
+            included), or invalid (each field named).
     """
+    from huntflow.engine.spec_limits import read_spec_text, yaml_load
+
     path = Path(path)
+    text = read_spec_text(path)
     try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpecError([("file", f"cannot read {path}: {e.strerror or e}")]) from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as e:
-        raise SpecError([("file", f"{path} is not valid YAML: {e}")]) from None
+        raise SpecError([("file", f"{path} is not valid YAML: {' '.join(str(e).split())}")]) from None
     return parse_spec(data, base_dir=path.resolve().parent)

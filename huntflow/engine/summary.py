@@ -211,7 +211,8 @@ def plot(spec: CampaignSpec, summary: dict[str, Any], out_dir: Path) -> list[Pat
 
     feas = summary["feasibility"]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.bar([r["fidelity"] for r in feas], [r["pass_rate"] or 0.0 for r in feas])
+    # rung names are user text: "$" would start matplotlib mathtext
+    ax.bar([str(r["fidelity"]).replace("$", r"\$") for r in feas], [r["pass_rate"] or 0.0 for r in feas])
     ax.set(ylim=(0, 1), ylabel="feasible / evaluated", title="feasibility pass rate by fidelity")
     fig.tight_layout()
     written.append(out_dir / "feasibility_by_fidelity.png")

@@ -520,7 +520,7 @@ def summary(
         print(json.dumps(result, default=str))
         return
     best = result["best_objective"]
-    console.print(f"[bold]{slug}[/] ({row['status']}): {result['evaluations']} evaluations, "
+    console.print(f"[bold]{escape(slug)}[/] ({row['status']}): {result['evaluations']} evaluations, "
                   f"best {('—' if best is None else f'{best:.6g}')}, first feasible at evaluation "
                   f"{result['first_feasible_at']}")
     table = Table(title="feasibility by fidelity")
@@ -528,7 +528,7 @@ def summary(
         table.add_column(col)
     for r in result["feasibility"]:
         rate = "—" if r["pass_rate"] is None else f"{r['pass_rate']:.0%}"
-        table.add_row(r["fidelity"], str(r["evaluations"]), str(r["succeeded"]), str(r["feasible"]), rate)
+        table.add_row(escape(str(r["fidelity"])), str(r["evaluations"]), str(r["succeeded"]), str(r["feasible"]), rate)
     console.print(table)
     if result["promotion_deltas"]:
         deltas = [d["objective_delta"] for d in result["promotion_deltas"]]

@@ -15,7 +15,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from huntflow.engine.spec import CampaignSpec, parse_spec
-from huntflow.errors import HuntflowError, TerminalStateError
+from huntflow.engine.spec_limits import LIMITS
+from huntflow.errors import HuntflowError, InputError, TerminalStateError
 from huntflow.store.states import CampaignStatus, Mode, Stage
 
 
@@ -194,11 +195,16 @@ def extend_budget(conn: psycopg.Connection, ref: UUID | str, evaluations: int) -
     its own). Raises:
         KeyError: no such campaign.
         TerminalStateError: the campaign failed or was cancelled.
-        ValueError: ``evaluations`` is not positive.
+        InputError: ``evaluations`` is not positive, or the budget would pass
+            :data:`~huntflow.engine.spec_limits.LIMITS` ``["evaluations"]`` (a ``ValueError``).
     """
-    if evaluations <= 0:
-        raise ValueError("evaluations: must be > 0")
+    cap = LIMITS["evaluations"]
+    if isinstance(evaluations, bool) or not isinstance(evaluations, int) or not 0 < evaluations <= cap:
+        raise InputError(f"evaluations (-n): must be an integer in [1, {cap}], got {evaluations}")
     row = get_campaign(conn, ref)
+    if row["evaluations_budget"] + evaluations > cap:
+        raise InputError(f"evaluations (-n): the budget would be {row['evaluations_budget'] + evaluations},"
+                         f" more than the {cap} a campaign may have")
     status = CampaignStatus(row["status"])
     if status in (CampaignStatus.FAILED, CampaignStatus.CANCELLED):
         raise TerminalStateError(f"campaign {row['slug']} is {status.value}; its budget cannot be extended")

@@ -29,6 +29,8 @@ Problems (metrics in brackets):
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -80,11 +82,15 @@ class AnalyticModel:
         for key in fixed:
             if key not in _COMMON_FIXED:
                 raise ValueError(f"fixed.{key}: unknown option for {self.name} (known: noise)")
-        if float(dict(fixed).get("noise", 0.0)) < 0:
-            raise ValueError("fixed.noise: must be >= 0")
+        noise = dict(fixed).get("noise", 0.0)
+        if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < math.inf:
+            raise ValueError(f"fixed.noise: must be a finite number >= 0, got {noise!r}")
         for key in fidelity:
             if key not in _COMMON_FIDELITY:
                 raise ValueError(f"fidelity setting {key!r}: unknown for {self.name} (known: bias)")
+        bias = dict(fidelity).get("bias", 0.0)
+        if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not math.isfinite(bias):
+            raise ValueError(f"fidelity setting 'bias': must be a finite number, got {bias!r}")
 
     def build(self, param_names, fixed, fidelity, *, dtype) -> Callable:
         order = jnp.asarray(_param_index(tuple(param_names)))

@@ -98,6 +98,8 @@ PEAK_PROMINENCE = 1.25
 MISS_COST = 1.0
 CONTOUR_POINTS = 16
 MAX_STORED_GRID = 64
+MAX_GRID = 8192  # 8192² complex cells: 1 GiB per field and candidate in float64
+MAX_STEPS = 10**8
 
 
 class CGLParams(NamedTuple):
@@ -509,13 +511,13 @@ class CGLModel:
             if k not in FIDELITY:
                 raise ValueError(f"fidelity setting {k!r}: unknown for cgl (known: {', '.join(FIDELITY)})")
         s = _settings(param_names, fixed, fidelity)
-        if not _is_int(s["grid"]) or int(s["grid"]) < 8 or int(s["grid"]) % 2:
-            raise ValueError(f"fidelity setting 'grid': must be an even integer >= 8, got {s['grid']!r}")
-        if not _is_int(s["steps"]) or int(s["steps"]) < 1:
-            raise ValueError(f"fidelity setting 'steps': must be an integer >= 1, got {s['steps']!r}")
+        if not _is_int(s["grid"]) or not 8 <= int(s["grid"]) <= MAX_GRID or int(s["grid"]) % 2:
+            raise ValueError(f"fidelity setting 'grid': must be an even integer in [8, {MAX_GRID}], got {s['grid']!r}")
+        if not _is_int(s["steps"]) or not 1 <= int(s["steps"]) <= MAX_STEPS:
+            raise ValueError(f"fidelity setting 'steps': must be an integer in [1, {MAX_STEPS:.0e}], got {s['steps']!r}")
         if not _is_int(s["record_every"]) or not 1 <= int(s["record_every"]) <= int(s["steps"]):
             raise ValueError(f"fidelity setting 'record_every': must be an integer in [1, steps], got {s['record_every']!r}")
-        if isinstance(s["dt"], bool) or not isinstance(s["dt"], (int, float)) or not s["dt"] > 0:
+        if isinstance(s["dt"], bool) or not isinstance(s["dt"], (int, float)) or not 0 < s["dt"] < math.inf:
             raise ValueError(f"fidelity setting 'dt': must be a positive number, got {s['dt']!r}")
         if s["scheme"] not in ("etdrk4", "etdrk2"):
             raise ValueError(f"fidelity setting 'scheme': must be 'etdrk4' or 'etdrk2', got {s['scheme']!r}")
@@ -524,6 +526,14 @@ class CGLModel:
         for k in ("L", "amp0", "blowup"):
             if not s[k] > 0:
                 raise ValueError(f"fixed.{k}: must be > 0, got {s[k]!r}")
+
+    def estimate_bytes(self, param_names, fixed, fidelity, *, population: int, dtype: str) -> int:
+        """A generous upper estimate of one batch's memory: ~32 complex (N, N) work arrays and the
+        recorded series per candidate (checked at ``campaign add`` against this machine)."""
+        s = _settings(tuple(param_names), fixed, fidelity)
+        real = np.dtype(dtype).itemsize
+        records = int(s["steps"]) // int(s["record_every"])
+        return int(population) * (32 * int(s["grid"]) ** 2 * 2 * real + 2 * records * real)
 
     def build(self, param_names, fixed, fidelity, *, dtype) -> Callable:
         """The single-candidate function ``(params (D,), key) -> CandidateResult``."""

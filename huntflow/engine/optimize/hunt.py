@@ -106,6 +106,8 @@ from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
 from huntflow.engine.optimize.backends import make_backend
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
 from huntflow.engine.optimize.modes import EXPLOIT, EXPLORE, MODES, RECOVER
+from huntflow.engine.optimize.options import share as _share
+from huntflow.engine.optimize.options import size as _size
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
 from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import summarize, tell_hypervolume
@@ -727,27 +729,3 @@ class Hunt:
         See :func:`huntflow.engine.optimize.report.summarize` for the fields.
         """
         return summarize(self)
-
-
-def _share(options, name: str, default: float) -> float:
-    """A batch share option in ``[0, 1]``.
-
-    Raises:
-        ValueError: not a number in ``[0, 1]``.
-    """
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"optimizer.options.{name} must be a number in [0, 1], got {value!r}")
-    return float(value)
-
-
-def _size(options, name: str, default: int) -> int:
-    """An integer size option of at least 2.
-
-    Raises:
-        ValueError: not an integer >= 2.
-    """
-    value = options.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value) or int(value) < 2:
-        raise ValueError(f"optimizer.options.{name} must be an integer >= 2, got {value!r}")
-    return int(value)
