@@ -131,11 +131,23 @@ def run_kit(directory: Path | str) -> dict[str, Any]:
     for name in ("result.json", "artifact.h5"):
         if (directory / name).is_symlink():
             raise KitError(f"{directory / name} is a symbolic link; refusing to write through it")
+    if kit["dtype"] not in ("float32", "float64"):
+        raise KitError(f"kit.json: dtype must be 'float32' or 'float64', got {kit['dtype']!r}")
+    if not isinstance(kit["fidelity"].get("name"), str) or not isinstance(kit["fidelity"].get("index"), int):
+        raise KitError("kit.json: fidelity must have a name (string) and an index (integer)")
     params = np.asarray(kit["params"], dtype=np.float64)
+    try:
+        return _run(directory, kit, params, run_batch)
+    except (KeyError, ValueError, TypeError) as e:  # the model refused what the kit asks of it
+        raise KitError(f"kit.json: cannot be evaluated: {type(e).__name__}: {' '.join(str(e).split())}") from None
+
+
+def _run(directory: Path, kit: dict[str, Any], params: np.ndarray, run_batch) -> dict[str, Any]:
     result, doc = run_batch(
         generation_id=kit["generation_id"], model=kit["model"],
         param_names=kit["param_names"], params=params, seed=kit["seed"], dtype=kit["dtype"],
-        fidelity=kit["fidelity"], artifact_path=directory / "artifact.h5",
+        fidelity={**kit["fidelity"], "settings": dict(kit["fidelity"].get("settings") or {})},
+        artifact_path=directory / "artifact.h5",
         space=kit.get("space") if isinstance(kit.get("space"), dict) else None,
         about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),
                "kind": kit.get("kind"), "attempt": kit["attempt"]},
@@ -179,7 +191,7 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
     if len(parsed) < len(rows):
         raise KitError(f"result.json: {len(rows) - len(parsed)} of {len(rows)} candidate entries are malformed")
     artifact = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{gid}.h5"
-    staged = stage_artifact(directory / "artifact.h5", artifact.parent, expected)
+    staged = stage_artifact(directory / "artifact.h5", artifact.parent, expected, doc)
     placed = False
     try:
         with conn.transaction():

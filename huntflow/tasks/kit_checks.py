@@ -162,8 +162,33 @@ def check_document(doc: dict[str, Any], expected: dict[str, Any]) -> None:
                        f" the stored generation runs at {fidelity['name']!r}")
 
 
-def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any]) -> Path:
-    """Copy ``source`` (no symlink) to a temporary file in ``dest_dir`` and validate the copy.
+def _same(a: Any, b: float) -> bool:
+    b = float(b)
+    return (a is None and not math.isfinite(b)) or (isinstance(a, (int, float)) and not isinstance(a, bool)
+                                                    and float(a) == b)
+
+
+def _agree(doc: dict[str, Any], art) -> None:
+    """The result document and the artifact must tell the same story, candidate by candidate."""
+    if doc.get("provenance") != art.provenance:
+        raise KitError("result.json: provenance differs from artifact.h5's")
+    for c in doc.get("candidates") or []:
+        i = c.get("index") if isinstance(c, dict) else None
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(art.status):
+            continue  # malformed entries are counted by the document check
+        if (c.get("status") == "ok") != (int(art.status[i]) == 0):
+            raise KitError(f"result.json: candidate {i} is {c.get('status')!r}, artifact.h5 has status {int(art.status[i])}")
+        metrics = c.get("metrics") if isinstance(c.get("metrics"), dict) else {}
+        for name, value in metrics.items():
+            stored = art.metrics.get(name)
+            if stored is None or not _same(value, stored[i]):
+                raise KitError(f"result.json: candidate {i} metric {name!r} differs from artifact.h5's")
+
+
+def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any], doc: dict[str, Any]) -> Path:
+    """Copy ``source`` (no symlink) to a temporary file in ``dest_dir`` and validate the copy:
+    the stored generation's, and saying what the result document says (status, metrics and
+    provenance of every candidate), so that neither can be edited alone.
 
     Returns:
         The temporary path; the caller moves it into place once the rows are stored, or
@@ -202,6 +227,7 @@ def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any]) -> Pa
                 raise KitError(f"artifact.h5: generation.{field} is {gen.get(field)!r}, expected {expected[field]!r}")
         if art.provenance.get("seed") != expected["seed"] or art.provenance.get("model") != expected["model"]["name"]:
             raise KitError("artifact.h5: provenance seed/model differ from the stored generation")
+        _agree(doc, art)
         return tmp_path
     except BaseException:
         tmp_path.unlink(missing_ok=True)
