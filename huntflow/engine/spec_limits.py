@@ -139,7 +139,9 @@ def _names(spec) -> list[tuple[str, str]]:
     named += [(f"constraints.{i}.metric", c.metric) for i, c in enumerate(spec.constraints)]
     for i, f in enumerate(spec.fidelities):
         named += [(f"fidelities.{i}.name", f.name)] + [(f"fidelities.{i}.settings.{k}", k) for k in f.settings]
-    named += [("model.name", spec.model.name)] + [(f"optimizer.options.{k}", k) for k in spec.optimizer.options]
+    if isinstance(getattr(spec.model, "name", None), str):
+        named.append(("model.name", spec.model.name))
+    named += [(f"optimizer.options.{k}", k) for k in spec.optimizer.options]
     return named
 
 
@@ -186,8 +188,10 @@ def check_limits(spec) -> list[tuple[str, str]]:
     if errors:  # the optimizer and memory checks assume sane sizes
         return errors
     errors += check_options(spec)
-    model = REGISTRY.get(spec.model.name)
-    estimate = getattr(model, "estimate_bytes", None)
+    try:  # built-in models may say what a batch needs; external ones are the user's business
+        estimate = getattr(REGISTRY.get(spec.model.name), "estimate_bytes", None) if spec.model.name else None
+    except KeyError:
+        estimate = None
     memory = physical_memory()
     if estimate is not None and memory:
         for i, f in enumerate(spec.fidelities):

@@ -113,7 +113,7 @@ def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connecti
     Raises:
         DatabaseUrlError: the URL is malformed.
         StoreError: the database cannot be reached or refuses us (the message never contains
-            the password).
+            the password; the driver's exception is not chained, its text could).
     """
     url = url or database_url()
     check_url(url)
@@ -166,17 +166,18 @@ def session(url: str | None = None) -> Iterator[psycopg.Connection]:
     transaction left open by an error is rolled back first).
 
     Raises:
-        StoreError: no connection could be had within a minute (the password never shows).
+        StoreError: no connection could be had within a minute, or a driver error nobody below
+            handled (one redacted line; the password never shows).
     """
     url = url or database_url()
     pool = _pool(url)
     try:
         conn = pool.getconn()
     except PoolTimeout as e:
-        raise StoreError(f"cannot connect to {redact_url(url)}: {e}") from e
+        raise store_error(e, url, "cannot connect") from None
     try:
         yield conn
-    except psycopg.Error as e:  # a driver error nobody below handled: one redacted line
-        raise store_error(e, url or database_url()) from e
+    except psycopg.Error as e:
+        raise store_error(e, url) from e
     finally:
         pool.putconn(conn)

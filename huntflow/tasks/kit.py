@@ -181,8 +181,9 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
     spec = campaigns.spec_of(campaigns.get_campaign(conn, gen["campaign_id"]))
     rows = generations.evaluations(conn, gid)
     expected = expected_kit(gen, spec, rows, int(gen["attempt"]))
+    label = getattr(spec.model, "label", spec.model.name)
     compare_kit(kit, expected)
-    check_document(doc, expected)
+    check_document(doc, expected, label)
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
     try:
         parsed = validate_result_document(doc, generation_id=str(gid), n_candidates=len(rows), required_metrics=required)
@@ -191,7 +192,7 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
     if len(parsed) < len(rows):
         raise KitError(f"result.json: {len(rows) - len(parsed)} of {len(rows)} candidate entries are malformed")
     artifact = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{gid}.h5"
-    staged = stage_artifact(directory / "artifact.h5", artifact.parent, expected, doc)
+    staged = stage_artifact(directory / "artifact.h5", artifact.parent, expected, doc, label)
     placed = False
     try:
         with conn.transaction():

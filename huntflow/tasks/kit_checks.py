@@ -139,21 +139,21 @@ def compare_kit(kit: dict[str, Any], expected: dict[str, Any]) -> None:
             raise _differs(field, got, want)
 
 
-def check_document(doc: dict[str, Any], expected: dict[str, Any]) -> None:
-    """The result document's claimed model, seed and fidelity must be the stored generation's.
+def check_document(doc: dict[str, Any], expected: dict[str, Any], label: str) -> None:
+    """The result document's claimed model (``label``: the spec's model label), seed and fidelity
+    must be the stored generation's.
 
     Raises:
         KitError: naming the field.
     """
     fidelity = expected["fidelity"]
-    claims = {"model": expected["model"]["name"], "seed": expected["seed"], "fidelity": fidelity["settings"]}
+    claims = {"model": label, "seed": expected["seed"], "fidelity": fidelity["settings"]}
     for field, want in claims.items():
         if doc.get(field) != want:
             raise KitError(f"result.json: {field} is {json.dumps(doc.get(field), default=str)[:80]},"
                            f" the stored generation has {json.dumps(want)[:80]}")
     prov = doc.get("provenance") or {}
-    for field, want in (("seed", expected["seed"]), ("dtype", expected["dtype"]),
-                        ("model", expected["model"]["name"])):
+    for field, want in (("seed", expected["seed"]), ("dtype", expected["dtype"]), ("model", label)):
         if field in prov and prov[field] != want:
             raise KitError(f"result.json: provenance.{field} is {prov[field]!r}, the stored generation has {want!r}")
     rung = prov.get("fidelity")
@@ -185,7 +185,7 @@ def _agree(doc: dict[str, Any], art) -> None:
                 raise KitError(f"result.json: candidate {i} metric {name!r} differs from artifact.h5's")
 
 
-def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any], doc: dict[str, Any]) -> Path:
+def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any], doc: dict[str, Any], label: str) -> Path:
     """Copy ``source`` (no symlink) to a temporary file in ``dest_dir`` and validate the copy:
     the stored generation's, and saying what the result document says (status, metrics and
     provenance of every candidate), so that neither can be edited alone.
@@ -225,7 +225,7 @@ def stage_artifact(source: Path, dest_dir: Path, expected: dict[str, Any], doc: 
         for field in ("generation_id", "attempt"):
             if gen.get(field) != expected[field]:
                 raise KitError(f"artifact.h5: generation.{field} is {gen.get(field)!r}, expected {expected[field]!r}")
-        if art.provenance.get("seed") != expected["seed"] or art.provenance.get("model") != expected["model"]["name"]:
+        if art.provenance.get("seed") != expected["seed"] or art.provenance.get("model") != label:
             raise KitError("artifact.h5: provenance seed/model differ from the stored generation")
         _agree(doc, art)
         return tmp_path
