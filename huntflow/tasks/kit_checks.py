@@ -152,7 +152,9 @@ def check_document(doc: dict[str, Any], expected: dict[str, Any], label: str) ->
         if doc.get(field) != want:
             raise KitError(f"result.json: {field} is {json.dumps(doc.get(field), default=str)[:80]},"
                            f" the stored generation has {json.dumps(want)[:80]}")
-    prov = doc.get("provenance") or {}
+    prov = doc.get("provenance")
+    if not isinstance(prov, dict):
+        raise KitError(f"result.json: provenance must be an object, got {type(prov).__name__}")
     for field, want in (("seed", expected["seed"]), ("dtype", expected["dtype"]), ("model", label)):
         if field in prov and prov[field] != want:
             raise KitError(f"result.json: provenance.{field} is {prov[field]!r}, the stored generation has {want!r}")
