@@ -41,6 +41,8 @@ app.add_typer(generation_app, name="generation")
 kit_app = typer.Typer(help="Generations that travel as kit directories (HUNTFLOW_OPERATOR=manual): list, run, import.",
                       no_args_is_help=True)
 app.add_typer(kit_app, name="kit")
+from huntflow.flows.db_cli import db_app  # noqa: E402  (the embedded database: db start|stop|status|url)
+app.add_typer(db_app, name="db")
 console = Console()
 err = Console(stderr=True)
 
@@ -60,6 +62,9 @@ def _prefect_env() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from huntflow.flows.ephemeral import start_guarded
+
+    start_guarded()  # the ephemeral API, stopped by a watchdog should this process be killed
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -383,70 +388,95 @@ def _active(slug: str | None) -> bool:
 
 
 def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
-              poll_seconds: float = 2.0) -> int:
-    """Run ticks back to back in this process; returns how many ran. When generations run on
-    another operator (``HUNTFLOW_OPERATOR`` pool, slurm or manual), a tick that changed nothing is
-    followed by a ``poll_seconds`` pause."""
+              poll_seconds: float = 2.0) -> tuple[int, Any]:
+    """Run ticks back to back in this process; returns how many ran and the
+    :class:`~huntflow.flows.until_done.Verdict` that stopped them (None: one tick, or max_ticks).
+    After a tick that moved nothing, the loop waits (saying for what) or stops
+    (:mod:`huntflow.flows.until_done`)."""
     _prefect_env()
     from prefect import flow
 
-    from huntflow.config import get_settings
     from huntflow.flows.tick import no_heartbeats, run_tick
 
-    remote = get_settings().operator != "inline"
-
     @flow(name="hunt-tick", log_prints=True)
-    def ticking() -> int:  # one flow run for the whole loop; each tick's stages are its task runs
-        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, remote, run_tick)
+    def ticking() -> tuple[int, Any]:  # one flow run for the whole loop; each tick's stages are its task runs
+        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick)
 
     with no_heartbeats():
         return ticking()
 
 
 def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool, poll_seconds: float,
-               remote: bool, run_tick) -> int:
+               run_tick) -> tuple[int, Any]:
     """The loop :func:`run_ticks` runs inside its one flow run."""
+    from uuid import UUID
+
+    from huntflow.flows import until_done as ud
+    from huntflow.store import waits
+    from huntflow.store.connection import session
+
     only = _campaign_ids(slug)
+    ids = [UUID(c) for c in only] if only else None
+
+    def look(what):
+        with session() as conn:
+            return what(conn, ids)
+
     ticks = 0
     rows = _progress_rows(slug)
+    started = {r["slug"] for r in rows if r["status"] == "active"}
     total = sum(r["evaluations_budget"] for r in rows if r["status"] == "active") or 1
+    verdict, said, key, tick_next = None, None, look(waits.progress_key), True
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                   console=console, disable=not show_progress or not until_done) as progress:
         bar = progress.add_task("evaluations", total=total, best="—")
-        done = None
         while ticks < max_ticks:
-            run_tick(only)
-            ticks += 1
+            if tick_next:
+                run_tick(only)
+                ticks += 1
             rows = _progress_rows(slug)
-            before, done = done, sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"]
-                                     for r in rows)
+            done = sum(r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"] for r in rows)
             bests = [r["best_objective"] for r in rows if r["best_objective"] is not None]
             progress.update(bar, completed=min(done, total), best=f"{min(bests):.4g}" if bests else "—")
-            active = [r for r in rows if r["status"] == "active"]
-            if not until_done or not active:
+            if not until_done:
                 break
-            if before == done and all(r["gates_pending"] for r in active):
-                # nothing moves until someone decides: ticking on would only spin
-                console.print(f"waiting for a decision: {sum(r['gates_pending'] for r in active)} pending gate(s);"
-                              " see `huntflow gate list`")
+            verdict = ud.finished(rows, started)
+            if verdict is not None:
                 break
-            if before == done and remote:
-                time.sleep(poll_seconds)  # generations run elsewhere: wait for them
-    return ticks
+            before, key = key, look(waits.progress_key)
+            if tick_next and before != key:
+                continue  # work moved: tick again at once
+            verdict = ud.decide(look(waits.blockers), poll_seconds)
+            if not tick_next and verdict.tick_after and verdict.action != "stop":
+                tick_next = True  # the lease we waited for is free: tick now
+                continue
+            if verdict.message and verdict.message != said:
+                console.print(verdict.message)
+                said = verdict.message
+            if verdict.action == "stop":
+                break
+            time.sleep(verdict.seconds)
+            tick_next = verdict.tick_after
+    if verdict is not None and verdict.action == "stop" and verdict.message and verdict.message != said:
+        console.print(verdict.message)
+    return ticks, verdict
 
 
 @app.command()
 def tick(
-    until_done: bool = typer.Option(False, "--until-done", help="tick back to back until no campaign is active"),
+    until_done: bool = typer.Option(False, "--until-done", help="tick back to back until no campaign is active"
+                                    " (exit 1 when one failed, 3 when the rest wait for a decision)"),
     campaign: Optional[str] = typer.Option(None, "--campaign", "-c", help="only this campaign (slug)"),
     max_ticks: int = typer.Option(10_000, "--max-ticks", min=1, help="stop after this many ticks"),
     poll: float = typer.Option(2.0, "--poll", min=0.0,
-                               help="seconds to wait after a tick that changed nothing while generations run elsewhere"),
+                               help="seconds to wait after a tick that moved nothing, before looking again"),
 ) -> None:
     """Run the hunt-tick flow now, once or until done."""
-    n = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll)
+    n, verdict = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll)
     console.print(_table(_progress_rows(campaign), title=f"after {n} tick(s)"))
+    if verdict is not None and verdict.exit_code:
+        raise typer.Exit(verdict.exit_code)
 
 
 @app.command()
@@ -476,9 +506,11 @@ def demo(
         spec = spec.model_copy(update={"slug": slug})
         campaigns.insert_campaign(conn, spec)
     console.print(f"demo campaign [bold]{slug}[/]: {spec.title or spec.model.label}")
-    ticks = run_ticks(slug, True, max_ticks)
+    ticks, stopped = run_ticks(slug, True, max_ticks)
     rows = _progress_rows(slug)
     console.print(_table(rows, title=f"{slug} after {ticks} tick(s)"))
+    if stopped is not None and stopped.exit_code:
+        raise typer.Exit(stopped.exit_code)
     model = spec.model.resolve().jax
     known = model.known_optimum(spec.param_names, spec.model.fixed) if model is not None else None
     best = rows[0]["best_objective"]

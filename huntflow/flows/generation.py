@@ -54,9 +54,9 @@ def _logger():
 
 
 @flow(name="hunt-generation", log_prints=True)
-def hunt_generation(generation_id: str) -> dict[str, Any]:
+def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> dict[str, Any]:
     """Evaluate one generation's whole population in one batched JAX call."""
-    summary = execute_generation(generation_id)
+    summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
     if summary.get("status") == "succeeded":
         _table_artifact(summary)
         # a finished pool generation starts its campaign's next tick now, not at the next schedule

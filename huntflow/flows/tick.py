@@ -3,7 +3,10 @@
 discover claims a cohort; then, for each campaign, dispatch → parse → review → evolve → learn,
 each a retrying Prefect task that writes its ``hunt.stage_runs`` row. A stage that fails after
 its retries skips the campaign's remaining stages for this tick (recorded as ``skipped``); the
-next tick carries on from the database. The lease is released at the end either way. When learn
+next tick carries on from the database. The lease is released at the end either way (best
+effort: during an outage it lapses by itself). A :class:`~huntflow.store.leases.Heartbeat`
+renews the tick's leases while it runs; a stage that finds its lease lost ends the campaign's
+tick at once. A campaign that fails tick after tick is failed (:mod:`huntflow.tasks.poison`). When learn
 completes a campaign, the tick writes its report (:func:`completion_report`) after learn's row is
 closed, so the report's stage health sees every stage of the last tick finished.
 
@@ -26,8 +29,8 @@ from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
 from huntflow.flows.generation import trigger_tick
-from huntflow.store import campaigns
-from huntflow.store.connection import session
+from huntflow.store import campaigns, leases
+from huntflow.store.connection import database_url, session
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import TickContext, skip_stage
 from huntflow.tasks.discover import discover
@@ -35,6 +38,7 @@ from huntflow.tasks.dispatch import dispatch
 from huntflow.tasks.evolve import evolve
 from huntflow.tasks.learn import learn
 from huntflow.tasks.parse import parse
+from huntflow.tasks.poison import account
 from huntflow.tasks.report import write_report
 from huntflow.tasks.review import review
 
@@ -60,14 +64,29 @@ def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i, (stage, call) in enumerate(steps):
         state = call()
-        if state.is_failed():
-            out[stage.value] = {"failed": str(state.message)}
+        result = state.result(raise_on_failure=False)
+        if state.is_failed() or (isinstance(result, dict) and "lease_lost" in result):
+            failed = state.is_failed()
+            out[stage.value] = {"failed": str(state.message)} if failed else result
             for later, _ in steps[i + 1:]:
-                skip_stage(later, ctx, campaign_id, f"{stage.value} failed")
+                skip_stage(later, ctx, campaign_id, f"{stage.value} failed" if failed else result["lease_lost"])
                 out[later.value] = "skipped"
-            break
-        out[stage.value] = state.result()
+            if failed:
+                out["poison"] = account(ctx.owner, campaign_id, stage.value, result, str(state.message))
+            return out
+        out[stage.value] = result
+    out["poison"] = account(ctx.owner, campaign_id, None, None)
     return out
+
+
+def _release(ctx: TickContext, campaign_id: UUID) -> None:
+    """Drop the lease; never raises (the lease lapses by itself, and the heartbeat session that
+    proves this tick alive closes with the tick)."""
+    try:
+        with session() as conn:
+            campaigns.release_lease(conn, campaign_id, ctx.owner)
+    except Exception as e:
+        logging.getLogger(__name__).warning("lease of campaign %s not released: %s", campaign_id, type(e).__name__)
 
 
 def completion_report(campaign_id: UUID) -> str | None:
@@ -110,23 +129,31 @@ def run_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     """One tick's body (:func:`hunt_tick`): callable inside any flow run, whose task runs its
     stages then become."""
     tick_id = uuid4()
-    ctx = TickContext(tick_id=tick_id, owner=f"tick:{tick_id}")
     only = [UUID(c) for c in campaign_ids] if campaign_ids else None
-    claimed = discover(ctx, only)
-    results: dict[str, Any] = {}
-    for campaign_id in claimed:
-        try:
-            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id)
-        finally:
-            with session() as conn:
-                campaigns.release_lease(conn, campaign_id, ctx.owner)
-        learned = results[str(campaign_id)].get(Stage.LEARN.value)
-        if isinstance(learned, dict) and learned.get("completed"):
-            results[str(campaign_id)]["report"] = completion_report(campaign_id)
-        results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
+    with leases.Heartbeat(database_url(), f"tick:{tick_id}") as beat:
+        ctx = TickContext(tick_id=tick_id, owner=beat.owner, lease_seconds=beat.lease_seconds,
+                          guarded=True, session_pid=beat.pid)
+        claimed = discover(ctx, only)
+        beat.hold(claimed)
+        results = _advance(ctx, beat, claimed)
     try:
         logger = get_run_logger()
     except Exception:  # outside a flow run
         logger = logging.getLogger(__name__)
     logger.info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
     return {"tick_id": str(tick_id), "campaigns": results}
+
+
+def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for campaign_id in claimed:
+        try:
+            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id)
+        finally:
+            beat.release(campaign_id)
+            _release(ctx, campaign_id)
+        learned = results[str(campaign_id)].get(Stage.LEARN.value)
+        if isinstance(learned, dict) and learned.get("completed"):
+            results[str(campaign_id)]["report"] = completion_report(campaign_id)
+        results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
+    return results

@@ -77,14 +77,18 @@ def progress(conn: psycopg.Connection, slug: str | None = None) -> list[dict[str
 
 
 def claim_cohort(
-    conn: psycopg.Connection, owner: str, limit: int, lease_seconds: float, only: list[UUID] | None = None
+    conn: psycopg.Connection, owner: str, limit: int, lease_seconds: float, only: list[UUID] | None = None,
+    session_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     """Lease up to ``limit`` active campaigns nobody else holds, best ranked first.
 
     Ranking: priority (high first), then the latest trajectory reward (high first), then age.
     ``limit`` counts campaigns already leased by other live ticks, so the total in progress
     never exceeds it. Rows locked by a concurrent claim are skipped, not waited for.
-    ``only`` restricts the claim to those campaign ids.
+    ``only`` restricts the claim to those campaign ids. A lease is free when it expired or when
+    its owner's heartbeat session is gone (``lease_pid`` without its advisory lock: the owner's
+    process died); ``session_pid`` is this claimer's heartbeat session
+    (:class:`huntflow.store.leases.Heartbeat`).
 
     Returns:
         The claimed campaign rows, in rank order.
@@ -92,7 +96,8 @@ def claim_cohort(
     with conn.transaction():
         busy = conn.execute(
             "select count(*) as n from hunt.campaigns where status = 'active'"
-            " and lease_expires_at > now() and lease_owner <> %s",
+            " and lease_expires_at > now() and lease_owner <> %s"
+            " and (lease_pid is null or hunt.lease_session_alive(lease_pid))",
             (owner,),
         ).fetchone()["n"]
         room = max(0, int(limit) - int(busy))
@@ -109,7 +114,8 @@ def claim_cohort(
                 order by generation_index desc limit 1
               ) t on true
               where c.status = 'active'
-                and (c.lease_expires_at is null or c.lease_expires_at < now() or c.lease_owner = %(owner)s)
+                and (c.lease_expires_at is null or c.lease_expires_at < now() or c.lease_owner = %(owner)s
+                     or (c.lease_pid is not null and not hunt.lease_session_alive(c.lease_pid)))
                 and (%(only)s::uuid[] is null or c.campaign_id = any(%(only)s::uuid[]))
               order by c.priority desc, t.reward desc nulls last, c.created_at
               limit %(room)s
@@ -118,12 +124,12 @@ def claim_cohort(
             update hunt.campaigns c
                set lease_owner = %(owner)s,
                    lease_expires_at = now() + make_interval(secs => %(lease)s),
-                   current_stage = 'discover', updated_at = now()
+                   lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
               from ranked
              where c.campaign_id = ranked.campaign_id
             returning c.*, ranked.reward as rank_reward
             """,
-            {"owner": owner, "room": room, "lease": float(lease_seconds), "only": only},
+            {"owner": owner, "room": room, "lease": float(lease_seconds), "only": only, "pid": session_pid},
         ).fetchall()
     rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
     return rows
@@ -132,7 +138,7 @@ def claim_cohort(
 def release_lease(conn: psycopg.Connection, campaign_id: UUID, owner: str) -> bool:
     """Drop the lease if ``owner`` still holds it; ``False`` when someone else does."""
     cur = conn.execute(
-        "update hunt.campaigns set lease_owner = null, lease_expires_at = null, updated_at = now()"
+        "update hunt.campaigns set lease_owner = null, lease_expires_at = null, lease_pid = null, updated_at = now()"
         " where campaign_id = %s and lease_owner = %s",
         (campaign_id, owner),
     )
@@ -172,18 +178,22 @@ def finish_campaign(
     if not status.is_finished():
         raise ValueError(f"{status} is not a terminal status")
     with conn.transaction():
-        cur = conn.execute(
-            "update hunt.campaigns set status = %s, completion_reason = %s, completed_at = now(),"
-            " lease_owner = null, lease_expires_at = null, updated_at = now()"
-            " where campaign_id = %s and status = 'active'",
-            (status.value, reason, campaign_id),
-        )
-        if cur.rowcount != 1:
+        locked = conn.execute(
+            "select 1 from hunt.campaigns where campaign_id = %s and status = 'active' for update", (campaign_id,)
+        ).fetchone()
+        if locked is None:
             return False
+        # generations first: the lease (which a tick's guarded connection writes under) goes last
         conn.execute(
             "update hunt.generations set status = 'cancelled', updated_at = now()"
             " where campaign_id = %s and status = 'planned'",
             (campaign_id,),
+        )
+        conn.execute(
+            "update hunt.campaigns set status = %s, completion_reason = %s, completed_at = now(),"
+            " lease_owner = null, lease_expires_at = null, lease_pid = null, updated_at = now()"
+            " where campaign_id = %s and status = 'active'",
+            (status.value, reason, campaign_id),
         )
     return True
 

@@ -1,7 +1,8 @@
 """Connections: ``SUPABASE_DB_URL`` when set, else an embedded Postgres (pgserver).
 
 The embedded server lives under ``$HUNTFLOW_DATA_DIR/pgdata``; several processes may share it
-(pgserver reference-counts its users and stops the server when the last one exits). Every
+(pgserver reference-counts its users and stops the server when the last one exits, unless
+``huntflow db start`` pinned it: :mod:`huntflow.store.embedded`). Every
 connection is autocommit with dict rows; code that needs atomicity opens
 ``with conn.transaction():`` explicitly.
 
@@ -30,23 +31,15 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from huntflow.config import Settings, get_settings, redact
 from huntflow.errors import DatabaseUrlError, StoreError
 
-_EMBEDDED: dict[Path, object] = {}
-_LOCK = threading.Lock()
 _MIGRATED: set[str] = set()
 _POOLS: dict[tuple[int, str], ConnectionPool] = {}
 _POOL_TIMEOUT_SECONDS = 60.0
 
 
 def _embedded_url(pgdata: Path) -> str:
-    with _LOCK:
-        server = _EMBEDDED.get(pgdata)
-        if server is None:
-            import pgserver
+    from huntflow.store import embedded
 
-            pgdata.mkdir(parents=True, exist_ok=True)
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
-            _EMBEDDED[pgdata] = server
-        return server.get_uri()
+    return embedded.url(pgdata)
 
 
 def database_url(settings: Settings | None = None) -> str:
@@ -64,11 +57,10 @@ def database_url(settings: Settings | None = None) -> str:
 def stop_embedded() -> None:
     """Release this process's handles on embedded servers (the last user stops the server)."""
     close_pools()
-    with _LOCK:
-        for server in _EMBEDDED.values():
-            server.cleanup()  # type: ignore[attr-defined]
-        _EMBEDDED.clear()
-        _MIGRATED.clear()
+    from huntflow.store import embedded
+
+    embedded.release_all()
+    _MIGRATED.clear()
 
 
 def store_error(e: BaseException, url: str | None = None, doing: str = "database error") -> StoreError:

@@ -48,10 +48,13 @@ def _statuses(expected: Iterable[GS]) -> list[str]:
     return [s.value for s in expected]
 
 
-def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], to: GS, **sets: Any) -> bool:
+def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], to: GS, *,
+               fence: str | None = None, **sets: Any) -> bool:
     """Move a generation from one of ``expected`` to ``to``, setting extra columns.
 
     Values in ``sets`` are parameters; the special value ``"now()"`` stamps the database clock.
+    ``fence``: move only while the row's ``dispatch_ref`` is this one (a run another dispatcher
+    took over must not write).
 
     Returns:
         ``False`` if the row was not in an expected status (nothing changed).
@@ -64,9 +67,12 @@ def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable
         else:
             assignments.append(f"{column} = %({column})s")
             params[column] = Jsonb(value) if isinstance(value, (dict, list)) else value
+    where = ""
+    if fence is not None:
+        where, params["fence"] = " and dispatch_ref = %(fence)s", fence
     cur = conn.execute(
         f"update hunt.generations set {', '.join(assignments)}"
-        " where generation_id = %(id)s and status = any(%(expected)s::hunt.generation_status[])",
+        " where generation_id = %(id)s and status = any(%(expected)s::hunt.generation_status[])" + where,
         params,
     )
     return cur.rowcount == 1
@@ -225,11 +231,13 @@ def commit_evolve(
 
 
 def mark_succeeded(
-    conn: psycopg.Connection, generation_id: UUID, *, result_document: dict[str, Any], artifact_path: str | None
+    conn: psycopg.Connection, generation_id: UUID, *, result_document: dict[str, Any], artifact_path: str | None,
+    fence: str | None = None,
 ) -> bool:
-    """running -> succeeded, storing the raw result document and the artifact path."""
+    """running -> succeeded, storing the raw result document and the artifact path (only while
+    ``dispatch_ref`` is ``fence``, when given)."""
     return transition(
-        conn, generation_id, [GS.RUNNING], GS.SUCCEEDED,
+        conn, generation_id, [GS.RUNNING], GS.SUCCEEDED, fence=fence,
         result_document=result_document, artifact_path=artifact_path, finished_at="now()", error=None,
     )
 
@@ -283,11 +291,13 @@ def record_reviewed(conn: psycopg.Connection, generation_id: UUID, rejected: lis
     return True
 
 
-def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str) -> GS | None:
+def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str,
+                  fence: str | None = None) -> GS | None:
     """Send a generation back to ``planned`` for another attempt, or fail it when out of attempts.
 
     Its evaluations return to ``pending`` (retry) or become ``failed`` (give up), in the same
-    transaction. Returns the new status, or ``None`` when the row had already moved on.
+    transaction. Returns the new status, or ``None`` when the row had already moved on (or its
+    ``dispatch_ref`` is no longer ``fence``).
     """
     with conn.transaction():
         row = conn.execute(
@@ -298,7 +308,7 @@ def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Itera
             raise KeyError(f"no generation {generation_id}")
         if row["attempt"] < row["max_attempts"]:
             to = GS.PLANNED
-            ok = transition(conn, generation_id, expected, to, error=error, result_document=None,
+            ok = transition(conn, generation_id, expected, to, fence=fence, error=error, result_document=None,
                             dispatch_ref=None, artifact_path=None)
             if ok:
                 conn.execute(
@@ -308,18 +318,48 @@ def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Itera
                 )
         else:
             to = GS.FAILED
-            ok = fail(conn, generation_id, expected, error)
+            ok = fail(conn, generation_id, expected, error, fence=fence)
     return to if ok else None
 
 
+FREE_INTERRUPTIONS = 10
+"""Orchestrator deaths a generation may suffer without spending an attempt; past them every one
+counts as a failed attempt (a batch that kills its own process every time must end)."""
+
+
+def requeue_interrupted(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS],
+                        error: str) -> GS | None:
+    """Send back a run whose orchestrator died (not its work): ``planned`` again at the attempt
+    it had, its ``interruptions`` counted, so the candidates' attempts are not spent. Past
+    :data:`FREE_INTERRUPTIONS` it is :func:`retry_or_fail` instead. Returns the new status, or
+    ``None`` when the row had moved on."""
+    with conn.transaction():
+        row = conn.execute(
+            "select interruptions from hunt.generations where generation_id = %s for update", (generation_id,)
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no generation {generation_id}")
+        if row["interruptions"] >= FREE_INTERRUPTIONS:
+            return retry_or_fail(conn, generation_id, expected, f"{error} (interrupted {row['interruptions']} times)")
+        ok = transition(conn, generation_id, expected, GS.PLANNED, error=error, result_document=None,
+                        dispatch_ref=None, artifact_path=None)
+        if ok:
+            conn.execute(
+                "update hunt.generations set attempt = greatest(attempt - 1, 0), interruptions = interruptions + 1"
+                " where generation_id = %s",
+                (generation_id,),
+            )
+    return GS.PLANNED if ok else None
+
+
 def fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str,
-         category: str = "generation_failed") -> bool:
+         category: str = "generation_failed", fence: str | None = None) -> bool:
     """Fail a generation for good; its pending evaluations become ``failed`` with ``category``.
 
     One transaction. Returns ``False`` when the row had already left ``expected``.
     """
     with conn.transaction():
-        ok = transition(conn, generation_id, expected, GS.FAILED, error=error, finished_at="now()")
+        ok = transition(conn, generation_id, expected, GS.FAILED, fence=fence, error=error, finished_at="now()")
         if ok:
             conn.execute(
                 "update hunt.evaluations set status = 'failed', failure_category = %s,"

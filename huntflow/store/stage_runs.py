@@ -47,3 +47,33 @@ def for_tick(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
     return conn.execute(
         "select * from hunt.stage_runs where tick_id = %s order by campaign_id, stage", (tick_id,)
     ).fetchall()
+
+
+def reap_orphans(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
+    """Close the ``running`` rows of ticks that died as ``crashed``, with the reason.
+
+    A row is orphaned when its tick no longer holds its campaign's lease (expired, released, or
+    its heartbeat session is gone), or — for a row without a campaign — when it has been open
+    for ten minutes. Rows of ``tick_id`` (the caller) are left alone.
+
+    Returns:
+        The closed rows (``stage_run_id``, ``tick_id``, ``campaign_id``, ``stage``).
+    """
+    return conn.execute(
+        """
+        update hunt.stage_runs s
+           set status = 'crashed', finished_at = now(),
+               error = 'crashed: tick ' || s.tick_id || ' ended without closing this row'
+                       || coalesce(' (campaign now leased by ' || c.lease_owner || ')', ' (its lease lapsed)')
+          from hunt.stage_runs s2
+          left join hunt.campaigns c on c.campaign_id = s2.campaign_id
+         where s.stage_run_id = s2.stage_run_id and s.status = 'running' and s.tick_id <> %(tick)s
+           and case when s.campaign_id is null then s.started_at < now() - interval '10 minutes'
+                    else not (c.lease_owner is not distinct from 'tick:' || s.tick_id
+                              and c.lease_expires_at > now()
+                              and (c.lease_pid is null or hunt.lease_session_alive(c.lease_pid)))
+               end
+        returning s.stage_run_id, s.tick_id, s.campaign_id, s.stage
+        """,
+        {"tick": tick_id},
+    ).fetchall()

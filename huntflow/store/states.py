@@ -79,6 +79,8 @@ class StageRunStatus(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CRASHED = "crashed"
+    """Left ``running`` by a tick that died; closed by a later tick's discover."""
 
 
 class Severity(str, enum.Enum):

@@ -4,6 +4,11 @@
 same row with the next attempt number — renews the campaign's lease, calls the stage's logic and
 closes the row with the logic's summary or the error. The exception is re-raised so Prefect's
 retry policy (exponential backoff with jitter) applies.
+
+In a real tick (``ctx.guarded``) the stage's connection is tied to the tick's lease
+(:func:`huntflow.store.leases.guard`): once another tick holds the campaign, the database refuses
+the stage's next write and the stage ends at once — its row ``skipped`` with the reason, no
+retry, and a summary ``{"lease_lost": ...}`` the tick stops the campaign on.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from uuid import UUID
 import psycopg
 
 from huntflow.config import get_settings
-from huntflow.store import stage_runs
+from huntflow.store import leases, stage_runs
 from huntflow.store.connection import session
 from huntflow.store.states import Stage, StageRunStatus
 
@@ -36,8 +41,12 @@ class TickContext:
 
     tick_id: UUID
     owner: str
-    lease_seconds: float = 900.0
+    lease_seconds: float = leases.DEFAULT_LEASE_SECONDS
     operator: str = field(default_factory=lambda: get_settings().operator)
+    guarded: bool = False
+    """True in a tick that claimed its campaigns: writes are refused once a lease is lost."""
+    session_pid: int | None = None
+    """Backend pid of the tick's heartbeat session (recorded with each claim)."""
 
 
 def _attempt() -> int:
@@ -54,9 +63,12 @@ StageLogic = Callable[[psycopg.Connection, dict[str, Any], TickContext], dict[st
 
 def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic) -> dict[str, Any]:
     """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row."""
-    with session() as conn:
+    with session() as pooled, leases.guarded(pooled, ctx.owner if ctx.guarded else None) as conn:
         run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt())
+        beat = leases.heartbeat_of(ctx.owner) if ctx.guarded else None
         try:
+            if beat is not None and beat.lost(campaign_id):
+                raise leases.LeaseLost(f"lease lost: campaign {campaign_id} is no longer leased by {ctx.owner}")
             campaign = conn.execute(
                 "update hunt.campaigns set current_stage = %s, updated_at = now(),"
                 " lease_expires_at = case when lease_owner = %s"
@@ -68,6 +80,10 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
                 raise KeyError(f"no campaign {campaign_id}")
             summary = logic(conn, campaign, ctx)
         except BaseException as e:
+            lost = leases.lease_lost(e) if isinstance(e, Exception) else None
+            if lost is not None:
+                stage_runs.finish(conn, run_id, StageRunStatus.SKIPPED, summary={"reason": str(lost)})
+                return {"lease_lost": str(lost)}
             stage_runs.finish(
                 conn, run_id, StageRunStatus.FAILED,
                 error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}",

@@ -2,9 +2,13 @@
 
 Operators:
   ``inline`` — run in this process (the generation flow as a subflow); one tick completes one
-               generation. Any inline generation still ``dispatched``/``running`` when a tick
-               holding the campaign's lease reaches dispatch was left by a dead process: it is
-               sent back for another attempt first.
+               generation. Any inline generation still ``dispatched``/``running`` under another
+               tick's reference when a tick holding the campaign's lease reaches dispatch was
+               left by a tick that died or lost the lease (the lease guard proves it: this
+               tick holds it now): it is planned again without spending an attempt
+               (``generations.requeue_interrupted``; the orchestrator died, not the work), and
+               the old run, should it still be alive, can write nothing (its writes are fenced
+               by its dispatch reference).
   ``pool``   — ``run_deployment`` of the ``hunt-generation/gpu`` deployment with the generation
                id as idempotency key; returns at once, a later tick's parse collects the result.
   ``slurm``  — one ``sbatch`` job per attempt (:mod:`huntflow.tasks.slurm`); the generation is
@@ -43,7 +47,8 @@ from huntflow.tasks import kit, slurm
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 from huntflow.tasks.execute import execute_generation
 
-InlineRunner = Callable[[str], dict[str, Any]]
+InlineRunner = Callable[[str, str], dict[str, Any]]
+"""``runner(generation_id, dispatch_ref)``: evaluates the generation in this process."""
 
 
 def _launch_pool(generation: dict[str, Any], ctx: TickContext) -> str:
@@ -68,13 +73,14 @@ def _mark_dispatched(conn: psycopg.Connection, generation: dict[str, Any], ref: 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
         inline_runner: InlineRunner | None = None) -> dict[str, Any]:
     """Launch the campaign's planned generations; return what was launched where."""
-    runner = inline_runner or execute_generation
+    runner = inline_runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
+    mine = f"inline:{ctx.tick_id}"
     recovered = []
     for g in generations.by_status(conn, campaign["campaign_id"], [GS.DISPATCHED, GS.RUNNING]):
-        if g["operator"] == "inline" and g["dispatch_ref"] != f"inline:{ctx.tick_id}":
-            status = generations.retry_or_fail(
+        if g["operator"] == "inline" and g["dispatch_ref"] != mine:
+            status = generations.requeue_interrupted(
                 conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
-                "lost: the inline run's process ended before the generation finished",
+                f"interrupted: the tick running it ({g['dispatch_ref']}) died or lost its lease",
             )
             recovered.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
     launched, held, rejected, refused = [], [], [], []
@@ -94,9 +100,9 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                 continue
         attempt = g["attempt"] + 1
         if g["operator"] == "inline":
-            if not _mark_dispatched(conn, g, f"inline:{ctx.tick_id}"):
+            if not _mark_dispatched(conn, g, mine):
                 continue
-            result = runner(str(gid))
+            result = runner(str(gid), mine)
             launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
         elif g["operator"] == "manual":
             directory = kit.write_kit(conn, g, campaigns.spec_of(campaign), attempt)

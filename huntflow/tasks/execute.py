@@ -79,13 +79,16 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
     return result, doc
 
 
-def execute_generation(generation_id: UUID | str, attempt: int | None = None) -> dict[str, Any]:
+def execute_generation(generation_id: UUID | str, attempt: int | None = None,
+                       dispatch_ref: str | None = None) -> dict[str, Any]:
     """Run a planned or dispatched generation to ``succeeded``.
 
     Args:
         generation_id: the generation.
         attempt: run only if the generation is at this attempt (a batch job that starts after
             its attempt was given up must not take over the next one); None runs any.
+        dispatch_ref: run, and write the outcome, only while the generation carries this
+            dispatch reference (an inline run that another tick took over writes nothing).
 
     Returns:
         A summary: ``{"generation_id", "status", "candidates", "ok", "wall_seconds", ...}``;
@@ -104,7 +107,7 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
             return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"],
                     "stale_attempt": int(attempt), "attempt": int(gen["attempt"])}
         if not generations.transition(
-            conn, generation_id, [GS.PLANNED, GS.DISPATCHED], GS.RUNNING,
+            conn, generation_id, [GS.PLANNED, GS.DISPATCHED], GS.RUNNING, fence=dispatch_ref,
             started_at="now()", heartbeat_at="now()",
         ):
             return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
@@ -128,10 +131,12 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None) ->
         )
     except Exception as e:
         with session() as conn:
-            generations.retry_or_fail(conn, generation_id, [GS.RUNNING], f"evaluation failed: {type(e).__name__}: {e}")
+            generations.retry_or_fail(conn, generation_id, [GS.RUNNING], f"evaluation failed: {type(e).__name__}: {e}",
+                                      fence=dispatch_ref)
         raise
     with session() as conn:
-        won = generations.mark_succeeded(conn, generation_id, result_document=doc, artifact_path=str(path))
+        won = generations.mark_succeeded(conn, generation_id, result_document=doc, artifact_path=str(path),
+                                         fence=dispatch_ref)
     ok = int(np.sum(result.status == 0))
     return {
         "generation_id": str(generation_id),

@@ -96,7 +96,7 @@ def test_completion_gate_waits_then_rejection_keeps_running_and_approval_complet
     cid = campaigns.insert_campaign(db, spec)
     # `tick --until-done` stops by itself once the only active campaign waits for a decision
     result = CliRunner().invoke(app, ["tick", "--until-done", "--max-ticks", "30"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 3, result.output  # stopped: only people can move it on
     assert "waiting for a decision" in result.output
     [gate] = gates.of_campaign(db, cid, "completion")
     assert gate["status"] == "pending" and gate["subject"]["reason"] == "budget_spent"

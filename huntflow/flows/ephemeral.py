@@ -1,0 +1,63 @@
+"""No orphaned Prefect API: a watchdog ends the ephemeral server when its parent dies.
+
+Without ``PREFECT_API_URL`` Prefect starts a temporary API server as a child process
+(``prefect.server.api.server.SubprocessASGIServer``: ``python -m uvicorn ...``) and stops it
+from an ``atexit`` handler — which never runs when the command is killed (SIGKILL, OOM), so the
+server was left running, holding its port and SQLite file. :func:`start_guarded` starts that
+same server up front (Prefect reuses it: it is a per-process singleton) and a tiny watchdog
+process that stops it as soon as the parent is gone.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+WATCHDOG = """
+import os, signal, sys, time
+parent, child = int(sys.argv[1]), int(sys.argv[2])
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+while os.getppid() == parent and alive(child):
+    time.sleep(0.25)
+if alive(child):
+    os.kill(child, signal.SIGTERM)
+    for _ in range(40):
+        time.sleep(0.125)
+        if not alive(child):
+            break
+    else:
+        os.kill(child, signal.SIGKILL)
+"""
+
+_started: dict[str, int] = {}
+
+
+def start_guarded() -> int | None:
+    """Start the ephemeral Prefect API now, watched; returns the watchdog's pid, or None when
+    an API is configured (``PREFECT_API_URL``) or ephemeral mode is off."""
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url or not settings.server.ephemeral.enabled:
+        return None
+    if "watchdog" in _started:
+        return _started["watchdog"]
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()
+    server.start()
+    if server.server_process is None:
+        return None
+    dog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server.server_process.pid)],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    _started["watchdog"], _started["server"] = dog.pid, server.server_process.pid
+    return dog.pid

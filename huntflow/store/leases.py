@@ -1,0 +1,192 @@
+"""Tick leases kept alive by a heartbeat, and the guard that makes a lost lease stop a tick.
+
+A tick claims campaigns with a short lease (``hunt.settings.lease_seconds``, default 30 s) and a
+:class:`Heartbeat` thread renews it every third of that while any stage or inline generation
+runs. The heartbeat's own connection holds a session-level advisory lock, and its backend pid is
+recorded on every campaign it holds (``campaigns.lease_pid``): when the tick's process dies the
+database drops that connection and its lock, and the next tick may claim the campaign at once
+(``hunt.lease_session_alive``). A tick that is alive but silent (stopped, partitioned, a stalled
+database) loses the lease when it expires. Why both: the lock gives recovery in seconds after a
+kill, the expiry covers a VM that vanished without closing its socket (TCP keepalive would take
+hours) and poolers that do not keep sessions.
+
+A stage's connection is tied to its tick with :func:`guard`: from then on the database refuses
+(:class:`LeaseLost`) any write to a campaign the tick no longer leases, in the writing
+transaction itself (``hunt.guard_lease``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from huntflow.errors import HuntflowError
+
+LOCK_NAMESPACE = 1213550164
+"""First key of the heartbeat session's advisory lock ('HUNT'); the second is its backend pid."""
+LEASE_LOST_SQLSTATE = "HF409"
+DEFAULT_LEASE_SECONDS = 30.0
+
+_log = logging.getLogger(__name__)
+
+
+class LeaseLost(HuntflowError, RuntimeError):
+    """Raised when a tick writes to a campaign whose lease it no longer holds."""
+
+
+def guard(conn: psycopg.Connection, owner: str | None) -> None:
+    """Tie ``conn``'s writes to ``owner``'s leases (``None`` unties it). A pooled connection
+    must be untied before it goes back: use :func:`guarded`."""
+    conn.execute("select set_config('huntflow.lease_owner', %s, false)", (owner or "",))
+
+
+@contextlib.contextmanager
+def guarded(conn: psycopg.Connection, owner: str | None) -> Iterator[psycopg.Connection]:
+    """``with guarded(conn, owner):`` — :func:`guard` for the block, untied after (even on error)."""
+    if owner is None:
+        yield conn
+        return
+    guard(conn, owner)
+    try:
+        yield conn
+    finally:
+        try:
+            guard(conn, None)
+        except psycopg.Error:  # a broken connection: the pool discards it
+            pass
+
+
+def lease_lost(error: BaseException) -> LeaseLost | None:
+    """The :class:`LeaseLost` a driver error stands for (``hunt.guard_lease`` refused), else None."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, LeaseLost):
+            return seen
+        if isinstance(seen, psycopg.Error) and getattr(seen, "sqlstate", None) == LEASE_LOST_SQLSTATE:
+            return LeaseLost(str(seen.diag.message_primary or seen).strip())
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+_REGISTRY: dict[str, Heartbeat] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def heartbeat_of(owner: str) -> Heartbeat | None:
+    """The running heartbeat of the tick ``owner`` in this process, if any."""
+    with _REGISTRY_LOCK:
+        return _REGISTRY.get(owner)
+
+
+class Heartbeat:
+    """Renews a tick's leases from a daemon thread on a connection of its own.
+
+    ``with Heartbeat(url, owner) as hb:`` opens the connection, takes the liveness lock and reads
+    ``lease_seconds``; :meth:`hold` adds claimed campaigns, :meth:`release` drops them, and
+    :meth:`lost` says whether a campaign's lease went to someone else. A database outage only
+    stops the renewals (the lease then expires by itself); the thread reconnects when it can.
+    """
+
+    def __init__(self, url: str, owner: str, lease_seconds: float | None = None) -> None:
+        self.url, self.owner = url, owner
+        self.lease_seconds = lease_seconds
+        self.pid: int | None = None
+        self._held: set[UUID] = set()
+        self._lost: set[UUID] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection | None = None
+        self._thread: threading.Thread | None = None
+        self.beats = 0
+
+    # lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> Heartbeat:
+        self._connect()
+        with _REGISTRY_LOCK:
+            _REGISTRY[self.owner] = self
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat {self.owner}", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with _REGISTRY_LOCK:
+            _REGISTRY.pop(self.owner, None)
+        self._close()
+
+    def _connect(self) -> None:
+        from huntflow.store.connection import connect
+
+        conn = connect(self.url)  # its own connection (never a pooled one): it holds a session lock
+        try:
+            pid = conn.execute("select pg_backend_pid() as pid").fetchone()["pid"]
+            conn.execute("select pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, pid))
+            if self.lease_seconds is None:
+                row = conn.execute("select value from hunt.settings where key = 'lease_seconds'").fetchone()
+                self.lease_seconds = float(row["value"]) if row is not None else DEFAULT_LEASE_SECONDS
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self.pid = conn, pid
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()  # the advisory lock goes with the session
+            except Exception:
+                pass
+
+    @property
+    def interval(self) -> float:
+        return max(0.2, float(self.lease_seconds or DEFAULT_LEASE_SECONDS) / 3.0)
+
+    # what it holds ---------------------------------------------------------------------
+    def hold(self, campaign_ids: Iterable[UUID]) -> None:
+        with self._lock:
+            self._held.update(campaign_ids)
+
+    def release(self, campaign_id: UUID) -> None:
+        with self._lock:
+            self._held.discard(campaign_id)
+
+    def lost(self, campaign_id: UUID) -> bool:
+        """True once a renewal found the campaign leased by someone else (or by nobody)."""
+        with self._lock:
+            return campaign_id in self._lost
+
+    # the thread ------------------------------------------------------------------------
+    def beat(self) -> None:
+        """Renew every held lease now (also called by the thread every :attr:`interval`)."""
+        with self._lock:
+            held = sorted(self._held - self._lost)
+        if not held:
+            return
+        if self._conn is None or self._conn.closed:
+            self._close()
+            self._connect()
+        rows = self._conn.execute(
+            "update hunt.campaigns set lease_expires_at = now() + make_interval(secs => %s), lease_pid = %s"
+            " where campaign_id = any(%s) and lease_owner = %s returning campaign_id",
+            (float(self.lease_seconds), self.pid, held, self.owner),
+        ).fetchall()
+        renewed = {r["campaign_id"] for r in rows}
+        with self._lock:
+            self._lost.update(c for c in held if c not in renewed and c in self._held)
+        self.beats += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.beat()
+            except Exception as e:  # an outage: the lease expires by itself; retry next beat
+                _log.warning("heartbeat of %s failed: %s", self.owner, type(e).__name__)
+                self._close()

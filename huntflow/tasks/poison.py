@@ -1,0 +1,116 @@
+"""Poison campaigns end: a campaign that fails the same way tick after tick is marked ``failed``.
+
+After each campaign's stages the tick calls :func:`account`. A stage that failed after its retries
+adds one to ``campaigns.failure_streak`` (with the error in ``last_error``); a clean tick resets
+it. When the streak reaches ``hunt.settings.failure_streak_limit`` (default 3), or when the
+campaign's last that many generations all failed their attempts (nothing told in between), the
+campaign is finished as ``failed`` with the reason and the last error, a
+``huntflow.campaign.failed`` Prefect event is emitted, and it takes no more tick slots.
+
+Not counted: a lost lease (another tick works the campaign) and service outages (the database
+unreachable), which say nothing about the campaign.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+from huntflow.errors import StoreError
+from huntflow.store import campaigns, leases, settings
+from huntflow.store.connection import session
+from huntflow.store.states import CampaignStatus
+
+DEFAULT_LIMIT = 3
+_log = logging.getLogger(__name__)
+
+
+def counts(error: BaseException | None) -> bool:
+    """Whether a stage's exception says something about the campaign (not a lost lease or outage)."""
+    if error is None:
+        return False
+    if leases.lease_lost(error) is not None:
+        return False
+    return not isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError, StoreError))
+
+
+def _first_line(text: str) -> str:
+    return (text or "").strip().splitlines()[0][:500] if (text or "").strip() else ""
+
+
+def failed_generations(conn: psycopg.Connection, campaign_id: UUID, limit: int) -> list[dict[str, Any]]:
+    """The campaign's last ``limit`` finished generations when all of them failed their
+    attempts (gate rejections are decisions, not failures), else ``[]``."""
+    rows = conn.execute(
+        "select g.generation_id, g.status, g.error from hunt.generations g where g.campaign_id = %s"
+        " and g.status in ('told', 'failed') and not exists (select 1 from hunt.evaluations e"
+        "   where e.generation_id = g.generation_id and e.failure_category = 'gate_rejected')"
+        " order by g.ask_id desc limit %s",
+        (campaign_id, int(limit)),
+    ).fetchall()
+    if len(rows) < limit or any(r["status"] != "failed" for r in rows):
+        return []
+    return rows
+
+
+def account(owner: str, campaign_id: UUID, stage: str | None, error: BaseException | None,
+            message: str = "") -> dict[str, Any] | None:
+    """Update the campaign's failure streak after its stages ran in this tick; fail it when
+    poisoned. Must run while ``owner`` still holds the lease (the write is guarded).
+
+    Args:
+        stage: the stage that failed after its retries (None: every stage succeeded).
+        error: its exception; ``message``: its message as Prefect recorded it.
+    Returns:
+        ``{"failed": reason}`` when the campaign was failed now, ``{"streak": n}`` while it
+        counts, else None. Never raises: accounting must not hide the stage's own error.
+    """
+    try:
+        with session() as pooled, leases.guarded(pooled, owner) as conn:
+            limit = max(1, int(settings.get_setting(conn, "failure_streak_limit", DEFAULT_LIMIT)))
+            if stage is not None and counts(error):
+                text = _first_line(message or f"{type(error).__name__}: {error}")
+                row = conn.execute(
+                    "update hunt.campaigns set failure_streak = failure_streak + 1, last_error = %s"
+                    " where campaign_id = %s and status = 'active' returning failure_streak, slug",
+                    (f"{stage}: {text}", campaign_id),
+                ).fetchone()
+                if row is None:
+                    return None
+                if row["failure_streak"] >= limit:
+                    reason = f"poisoned: {stage} failed {row['failure_streak']} ticks in a row: {text}"
+                    return _fail(conn, campaign_id, row["slug"], reason, f"{stage}: {text}")
+                return {"streak": row["failure_streak"]}
+            if stage is None:
+                conn.execute("update hunt.campaigns set failure_streak = 0 where campaign_id = %s"
+                             " and failure_streak <> 0", (campaign_id,))
+            gens = failed_generations(conn, campaign_id, limit)
+            if gens:
+                last = _first_line(gens[0]["error"] or "")
+                slug = campaigns.get_campaign(conn, campaign_id)["slug"]
+                reason = f"poisoned: its last {len(gens)} generations all failed their attempts: {last}"
+                return _fail(conn, campaign_id, slug, reason, last)
+    except Exception as e:
+        if leases.lease_lost(e) is None:
+            _log.warning("failure accounting of campaign %s skipped: %s", campaign_id, type(e).__name__)
+    return None
+
+
+def _fail(conn: psycopg.Connection, campaign_id: UUID, slug: str, reason: str, last_error: str) -> dict[str, Any] | None:
+    conn.execute("update hunt.campaigns set last_error = %s where campaign_id = %s", (last_error, campaign_id))
+    if not campaigns.finish_campaign(conn, campaign_id, CampaignStatus.FAILED, reason):
+        return None
+    try:
+        from prefect.events import emit_event
+
+        emit_event(
+            event="huntflow.campaign.failed",
+            resource={"prefect.resource.id": f"huntflow.campaign.{slug}", "prefect.resource.name": slug},
+            payload={"reason": reason, "last_error": last_error},
+        )
+    except Exception:  # an event is a notification, never a reason to fail the tick
+        pass
+    return {"failed": reason}

@@ -1,0 +1,126 @@
+"""A tick that lost its lease writes nothing; interrupted runs keep their attempts; poison ends."""
+
+from __future__ import annotations
+
+import uuid
+
+from huntflow.store import campaigns, generations, settings
+from huntflow.store.states import GenerationStatus as GS
+from huntflow.store.states import Stage
+from huntflow.tasks import dispatch, evolve, poison
+from huntflow.tasks._stage import TickContext, run_stage
+from huntflow.tasks.execute import execute_generation
+
+
+def _ctx(guarded: bool = False) -> TickContext:
+    tick = uuid.uuid4()
+    return TickContext(tick_id=tick, owner=f"tick:{tick}", operator="inline", guarded=guarded)
+
+
+def test_a_stage_whose_lease_was_taken_stops_and_writes_nothing(db, make_spec):
+    cid = campaigns.insert_campaign(db, make_spec())
+    late = _ctx(guarded=True)
+    campaigns.claim_cohort(db, late.owner, 4, 30)
+    db.execute("update hunt.campaigns set lease_owner = 'tick:newer' where campaign_id = %s", (cid,))
+    out = run_stage(Stage.EVOLVE, late, cid, evolve.run)
+    assert "tick:newer" in out["lease_lost"]
+    assert db.execute("select count(*) as n from hunt.generations").fetchone()["n"] == 0
+    (row,) = db.execute("select * from hunt.stage_runs where tick_id = %s", (late.tick_id,)).fetchall()
+    assert row["status"] == "skipped" and "lease lost" in row["summary"]["reason"]
+    assert campaigns.get_campaign(db, cid)["current_stage"] != "evolve"
+
+
+def _planned(db, make_spec, **spec):
+    cid = campaigns.insert_campaign(db, make_spec(**spec))
+    run_stage(Stage.EVOLVE, _ctx(), cid, evolve.run)
+    (gen,) = generations.by_status(db, cid, [GS.PLANNED])
+    return cid, gen
+
+
+def test_orchestrator_deaths_do_not_spend_attempts_until_the_free_ones_are_used(db, make_spec):
+    cid, gen = _planned(db, make_spec, max_attempts=2)
+    gid = gen["generation_id"]
+    for k in range(generations.FREE_INTERRUPTIONS):
+        db.execute("update hunt.generations set status = 'running', attempt = attempt + 1,"
+                   " dispatch_ref = 'inline:dead' where generation_id = %s", (gid,))
+        assert generations.requeue_interrupted(db, gid, [GS.RUNNING], "interrupted") == GS.PLANNED
+        row = generations.get(db, gid)
+        assert (row["attempt"], row["interruptions"], row["dispatch_ref"]) == (0, k + 1, None)
+    # a batch that kills its process every time must still end: now each death is an attempt
+    for expected in (GS.PLANNED, GS.FAILED):
+        db.execute("update hunt.generations set status = 'running', attempt = attempt + 1,"
+                   " dispatch_ref = 'inline:dead' where generation_id = %s", (gid,))
+        assert generations.requeue_interrupted(db, gid, [GS.RUNNING], "interrupted") == expected
+    assert {e["status"] for e in generations.evaluations(db, gid)} == {"failed"}
+
+
+def test_a_taken_over_inline_run_writes_nothing(db, make_spec):
+    cid, gen = _planned(db, make_spec)
+    gid = gen["generation_id"]
+    db.execute("update hunt.generations set status = 'dispatched', attempt = 1, dispatch_ref = 'inline:new'"
+               " where generation_id = %s", (gid,))
+    out = execute_generation(gid, dispatch_ref="inline:old")  # the tick that lost the lease resumes
+    assert out["status"] == "noop"
+    row = generations.get(db, gid)
+    assert (row["status"], row["dispatch_ref"], row["started_at"]) == ("dispatched", "inline:new", None)
+    assert execute_generation(gid, dispatch_ref="inline:new")["status"] == "succeeded"
+
+
+def test_dispatch_requeues_a_dead_ticks_inline_run_at_the_same_attempt(db, make_spec):
+    cid, gen = _planned(db, make_spec)
+    gid = gen["generation_id"]
+    db.execute("update hunt.generations set status = 'running', attempt = 1, dispatch_ref = 'inline:dead'"
+               " where generation_id = %s", (gid,))
+    ctx = _ctx()
+    out = run_stage(Stage.DISPATCH, ctx, cid, dispatch.run)
+    assert out["recovered"] == [{"generation_id": str(gid), "now": "planned"}]
+    row = generations.get(db, gid)
+    assert (row["status"], row["attempt"], row["interruptions"], row["dispatch_ref"]) == (
+        "succeeded", 1, 1, f"inline:{ctx.tick_id}")
+
+
+def test_a_campaign_failing_n_ticks_in_a_row_is_failed_and_a_clean_tick_resets_the_count(db, make_spec):
+    cid = campaigns.insert_campaign(db, make_spec())
+    settings.set_setting(db, "failure_streak_limit", 3)
+    campaigns.claim_cohort(db, "tick:a", 4, 30)  # accounting writes under the tick's lease
+    boom = RuntimeError("optimizer exploded")
+    assert poison.account("tick:a", cid, "evolve", boom) == {"streak": 1}
+    assert poison.account("tick:a", cid, None, None) is None  # a clean tick
+    assert campaigns.get_campaign(db, cid)["failure_streak"] == 0
+    for n in (1, 2):
+        assert poison.account("tick:a", cid, "evolve", boom) == {"streak": n}
+    out = poison.account("tick:a", cid, "evolve", boom)
+    row = campaigns.get_campaign(db, cid)
+    assert row["status"] == "failed" and out == {"failed": row["completion_reason"]}
+    assert row["completion_reason"].startswith("poisoned: evolve failed 3 ticks in a row")
+    assert "optimizer exploded" in row["last_error"]
+    assert campaigns.claim_cohort(db, "tick:b", 4, 30) == []  # no tick slot any more
+
+
+def test_outages_and_lost_leases_do_not_count_as_poison(db, make_spec):
+    import psycopg
+
+    from huntflow.store.leases import LeaseLost
+
+    cid = campaigns.insert_campaign(db, make_spec())
+    settings.set_setting(db, "failure_streak_limit", 1)
+    campaigns.claim_cohort(db, "tick:a", 4, 30)
+    assert poison.account("tick:a", cid, "parse", psycopg.OperationalError("server closed the connection")) is None
+    assert poison.account("tick:a", cid, "parse", LeaseLost("lease lost")) is None
+    assert campaigns.get_campaign(db, cid)["status"] == "active"
+
+
+def test_a_campaign_whose_generations_all_fail_is_failed(db, make_spec):
+    cid = campaigns.insert_campaign(db, make_spec())
+    settings.set_setting(db, "failure_streak_limit", 2)
+    campaigns.claim_cohort(db, "tick:a", 4, 30)
+    for ask in range(2):
+        gid = db.execute(
+            "insert into hunt.generations (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name,"
+            " seed, operator, max_attempts, status, error) values (%s, %s, %s, 'search', 0, 'default', 1, 'inline',"
+            " 1, 'failed', 'evaluation failed: ValueError: bad rung') returning generation_id",
+            (cid, ask, ask)).fetchone()["generation_id"]
+        assert gid
+        out = poison.account("tick:a", cid, None, None)
+    assert out and "last 2 generations all failed their attempts: evaluation failed" in out["failed"]
+    assert campaigns.get_campaign(db, cid)["status"] == "failed"
