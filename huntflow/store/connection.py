@@ -31,6 +31,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from huntflow.config import Settings, get_settings, redact
 from huntflow.errors import DatabaseUrlError, StoreError
 
+_LOCK = threading.Lock()
 _MIGRATED: set[str] = set()
 _POOLS: dict[tuple[int, str], ConnectionPool] = {}
 _POOL_TIMEOUT_SECONDS = 60.0

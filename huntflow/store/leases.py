@@ -189,4 +189,6 @@ class Heartbeat:
                 self.beat()
             except Exception as e:  # an outage: the lease expires by itself; retry next beat
                 _log.warning("heartbeat of %s failed: %s", self.owner, type(e).__name__)
-                self._close()
+                conn = self._conn
+                if conn is None or conn.closed or conn.broken:
+                    self._close()  # reconnect next beat (a live session is kept: it proves us alive)

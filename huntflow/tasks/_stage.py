@@ -79,6 +79,12 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
             if campaign is None:
                 raise KeyError(f"no campaign {campaign_id}")
             summary = logic(conn, campaign, ctx)
+            if ctx.guarded:  # lost while it ran: its writes since were refused; say so
+                holder = conn.execute("select lease_owner from hunt.campaigns where campaign_id = %s",
+                                      (campaign_id,)).fetchone()
+                if holder is not None and holder["lease_owner"] != ctx.owner and not _released_by_logic(summary):
+                    raise leases.LeaseLost(f"lease lost during {stage.value}: campaign {campaign_id} is leased by"
+                                           f" {holder['lease_owner'] or 'nobody'}, not by {ctx.owner}")
         except BaseException as e:
             lost = leases.lease_lost(e) if isinstance(e, Exception) else None
             if lost is not None:
@@ -91,6 +97,11 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
             raise
         stage_runs.finish(conn, run_id, StageRunStatus.SUCCEEDED, summary=summary)
         return summary
+
+
+def _released_by_logic(summary: Any) -> bool:
+    """learn completing (or failing) a campaign clears its lease itself."""
+    return isinstance(summary, dict) and bool(summary.get("completed"))
 
 
 def skip_stage(stage: Stage, ctx: TickContext, campaign_id: UUID | None, reason: str) -> None:
