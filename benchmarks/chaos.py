@@ -369,6 +369,7 @@ def main() -> None:  # pragma: no cover - the long run
     t0 = time.monotonic()
     try:
         url = _pg_start(pgdata)
+        os.environ["SUPABASE_DB_URL"] = url  # the in-process reference run uses it too
         from huntflow.store.connection import connect
 
         connect(url).close()

@@ -25,7 +25,7 @@ Sections (keys of :func:`build`'s dict):
               happened, the generation the best was last improved at, the current stagnation
               count against ``budget.patience``;
   findings    review findings counted by severity and kind, the most severe few listed;
-  stages      per stage: runs, succeeded / failed / skipped / running, retried runs, attempts,
+  stages      per stage: runs, succeeded / failed / skipped / running / crashed, retried runs, attempts,
               mean and max duration, the last error;
   files       what :func:`write` wrote (empty from :func:`build`).
 
@@ -328,7 +328,7 @@ def _stages(rows: list[Row]) -> list[Row]:
         out.append({
             "stage": name, "runs": len(mine), "succeeded": status.get("succeeded", 0),
             "failed": status.get("failed", 0), "skipped": status.get("skipped", 0),
-            "running": status.get("running", 0),
+            "running": status.get("running", 0), "crashed": status.get("crashed", 0),
             "retried": sum(1 for r in mine if (r.get("attempt") or 1) > 1),
             "attempts": sum(int(r.get("attempt") or 1) for r in mine),
             "mean_seconds": (sum(durations) / len(durations)) if durations else None,
@@ -642,9 +642,10 @@ def _md_stages(r: Row) -> list[str]:
     lines = ["## Stage health", ""]
     if not st:
         return lines + ["No stage has run for this campaign yet.", ""]
-    lines += _table(["stage", "runs", "succeeded", "failed", "skipped", "running", "retried", "attempts", "mean", "max"],
+    lines += _table(["stage", "runs", "succeeded", "failed", "skipped", "running", "crashed", "retried", "attempts",
+                     "mean", "max"],
                     [[s["stage"], str(s["runs"]), str(s["succeeded"]), str(s["failed"]), str(s["skipped"]),
-                      str(s["running"]), str(s["retried"]), str(s["attempts"]), _duration(s["mean_seconds"]),
+                      str(s["running"]), str(s.get("crashed", 0)), str(s["retried"]), str(s["attempts"]), _duration(s["mean_seconds"]),
                       _duration(s["max_seconds"])] for s in st])
     errors = [s for s in st if s["last_error"]]
     if errors:
