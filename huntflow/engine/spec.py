@@ -244,12 +244,28 @@ class OptimizerSpec(_Strict):
     options: dict[str, Scalar] = Field(default_factory=dict)
 
 
+class ToleranceSpec(_Strict):
+    """How far a metric may move under a review perturbation: ``|a - b| <= atol + rtol * max(|a|, |b|)``."""
+
+    rtol: float = Field(default=0.0, ge=0)
+    atol: float = Field(default=0.0, ge=0)
+
+
 class ReviewSpec(_Strict):
-    """Adversarial review settings."""
+    """Adversarial review settings (:mod:`huntflow.engine.verify`).
+
+    metric_abs_max:  a used metric beyond this magnitude is rejected.
+    spot_check_top:  how many of a search generation's best candidates are verified (0: none).
+    spot_check_rtol: the relative tolerance of a metric neither the spec nor the model sets.
+    tolerances:      per metric, overriding the model's declared tolerance.
+    perturbations:   the model's perturbations to verify under (default: those it marks default).
+    """
 
     metric_abs_max: float = Field(default=1e12, gt=0)
-    spot_check_top: int = Field(default=1, ge=0)
+    spot_check_top: int = Field(default=1, ge=0, le=64)
     spot_check_rtol: float = Field(default=1e-3, gt=0)
+    tolerances: dict[str, ToleranceSpec] = Field(default_factory=dict)
+    perturbations: list[str] | None = Field(default=None, max_length=8)
 
 
 class GatesSpec(_Strict):
@@ -359,6 +375,20 @@ class CampaignSpec(_Strict):
         for i, c in enumerate(self.constraints):
             if c.metric not in metrics:
                 errors.append(f"constraints.{i}.metric: unknown metric {c.metric!r} (model has {sorted(metrics)})")
+        for m in self.review.tolerances:
+            if m not in metrics:
+                errors.append(f"review.tolerances.{m}: unknown metric {m!r} (model has {sorted(metrics)})")
+        if self.review.perturbations is not None and not errors:
+            from huntflow.engine.models.base import perturbations_of
+            from huntflow.engine.verify import model_object
+
+            model = model_object(self.model)
+            for i, fid in enumerate(self.fidelities):
+                offered = [p.name for p in perturbations_of(model, names, dict(self.model.fixed), dict(fid.settings))]
+                for j, n in enumerate(self.review.perturbations):
+                    if n not in offered:
+                        errors.append(f"review.perturbations.{j}: unknown perturbation {n!r} at fidelity "
+                                      f"{fid.name!r} (model {self.model.label} offers {', '.join(offered)})")
         if len(self.objectives) > 1:
             if self.reference_point is None:
                 errors.append("reference_point: required with several objectives (for the hypervolume)")

@@ -114,10 +114,11 @@ def by_status(conn: psycopg.Connection, campaign_id: UUID, statuses: Iterable[GS
 
 
 def in_flight_count(conn: psycopg.Connection, campaign_id: UUID) -> int:
-    """Generations asked but not yet told, failed or cancelled."""
+    """Generations asked but not yet told, failed or cancelled (review's verification
+    generations are no asks: they do not count)."""
     return conn.execute(
         "select count(*) as n from hunt.generations where campaign_id = %s"
-        " and status not in ('told', 'failed', 'cancelled')",
+        " and status not in ('told', 'failed', 'cancelled') and kind <> 'verification'",
         (campaign_id,),
     ).fetchone()["n"]
 
@@ -379,10 +380,12 @@ def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) ->
 
 
 def campaign_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
-    """Every evaluation of a campaign with its generation's index and kind, in ask order."""
+    """Every evaluation of a campaign with its generation's index and kind, in ask order.
+
+    Review's verification re-runs are left out: they are neither search results nor budget."""
     return conn.execute(
         "select e.*, g.generation_index, g.kind, g.ask_id from hunt.evaluations e"
         " join hunt.generations g using (generation_id)"
-        " where e.campaign_id = %s order by g.ask_id, e.candidate_index",
+        " where e.campaign_id = %s and g.kind <> 'verification' order by g.ask_id, e.candidate_index",
         (campaign_id,),
     ).fetchall()

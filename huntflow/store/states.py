@@ -64,6 +64,7 @@ class GenerationKind(str, enum.Enum):
     SEARCH = "search"
     PROMOTION = "promotion"
     CERTIFICATION = "certification"
+    VERIFICATION = "verification"  # review's perturbed re-run of another generation's best (never told)
 
 
 class EvaluationStatus(str, enum.Enum):

@@ -65,6 +65,8 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
 
     told: dict[UUID, list[tuple[UUID, dict[str, Any]]]] = {}
     for gen in generations.by_status(conn, cid, [GS.REVIEWED]):
+        if gen["kind"] == "verification":  # review's re-runs are never told
+            continue
         rows = generations.evaluations(conn, gen["generation_id"])
         annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
         told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]

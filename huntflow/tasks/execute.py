@@ -32,7 +32,8 @@ _DONE = {GS.SUCCEEDED, GS.PARSED, GS.REVIEWED, GS.TOLD}
 def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict[str, Any] | None = None,
               param_names: tuple[str, ...] | list[str], params: np.ndarray, seed: int, dtype: str,
               fidelity: dict[str, Any], artifact_path: Path, about: dict[str, Any],
-              space: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+              space: dict[str, Any] | None = None, candidate_indices: list[int] | None = None
+              ) -> tuple[Any, dict[str, Any]]:
     """Evaluate one generation's population and write its HDF5 artifact (no database).
 
     Args:
@@ -43,6 +44,8 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
             directory under ``<artifact stem>.a<attempt>/`` next to it (kept: the simulator's files).
         about: generation facts stored with the artifact (campaign slug, index, kind, attempt).
         space: the spec's ``space`` (JSON): function/command models get choices and ints, not indices.
+        candidate_indices: the index folded into each row's key (default: the row's position);
+            a verification generation reuses the checked candidates' own (:func:`batch_inputs`).
 
     Returns:
         ``(result, result_document)``: the batch's :class:`~huntflow.engine.evaluate` result and
@@ -54,7 +57,8 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
     if resolved.is_external:
         workdir = artifact_path.parent / f"{artifact_path.stem}.a{about.get('attempt') or 0}"
     result = evaluate_population(ref, tuple(param_names), params, seed=int(seed), fixed=dict(ref.fixed),
-                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir, space=space)
+                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir, space=space,
+                                 candidate_indices=None if candidate_indices is None else np.asarray(candidate_indices))
     prov = {
         **provenance.runtime(),
         "dtype": dtype,
@@ -77,6 +81,19 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
         failures=result.failures, candidate_seconds=result.candidate_seconds,
     )
     return result, doc
+
+
+def batch_inputs(spec: Any, gen: dict[str, Any], rows: list[dict[str, Any]]
+                 ) -> tuple[dict[str, Any], dict[str, Any], list[int] | None]:
+    """``(model block, fidelity settings, candidate indices)`` a generation runs with: the spec's,
+    or for review's verification generation the perturbed ``fixed`` and settings it carries
+    (with each checked candidate's own key index)."""
+    model = spec.model.model_dump(mode="json", exclude_none=True)
+    check = (gen.get("meta") or {}).get("verification")
+    if check is None:
+        return model, dict(spec.fidelities[gen["fidelity"]].settings), None
+    return ({**model, "fixed": dict(check["fixed"])}, dict(check["settings"]),
+            [int(r["decision"]["key_index"]) for r in rows])
 
 
 def execute_generation(generation_id: UUID | str, attempt: int | None = None,
@@ -120,14 +137,16 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None,
     params = SearchSpace.of(spec).model_matrix([r["params"] for r in rows])  # categoricals as their index
     t0 = time.perf_counter()
     path = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
+    model, settings, indices = batch_inputs(spec, gen, rows)
     try:
         result, doc = run_batch(
-            generation_id=str(generation_id), model=spec.model.model_dump(mode="json", exclude_none=True),
+            generation_id=str(generation_id), model=model,
             param_names=names, params=params, seed=int(gen["seed"]), dtype=spec.dtype,
-            fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": dict(fidelity.settings)},
+            fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": settings},
             artifact_path=path, space=spec.model_dump(mode="json")["space"],
             about={"campaign": spec.slug, "generation_index": gen["generation_index"], "kind": gen["kind"],
                    "attempt": gen["attempt"]},
+            candidate_indices=indices,
         )
     except Exception as e:
         with session() as conn:

@@ -55,23 +55,29 @@ def kit_dir(generation: dict[str, Any], slug: str, attempt: int) -> Path:
 def expected_kit(generation: dict[str, Any], spec, rows: list[dict[str, Any]], attempt: int) -> dict[str, Any]:
     """``kit.json`` of one attempt of a generation, from the stored rows: what :func:`write_kit`
     writes and what :func:`import_kit` compares a returning kit with, field by field."""
+    from huntflow.tasks.execute import batch_inputs
+
     names = list(spec.param_names)
     fidelity = spec.fidelities[generation["fidelity"]]
-    return {
+    model, settings, indices = batch_inputs(spec, generation, rows)
+    kit = {
         "format": FORMAT,
         "generation_id": str(generation["generation_id"]),
         "attempt": int(attempt),
         "campaign": spec.slug,
         "generation_index": int(generation["generation_index"]),
         "kind": generation["kind"],
-        "model": spec.model.model_dump(mode="json", exclude_none=True),
+        "model": model,
         "param_names": names,
         "params": SearchSpace.of(spec).model_matrix([r["params"] for r in rows]).tolist(),
         "space": spec.model_dump(mode="json")["space"],
         "seed": int(generation["seed"]),
         "dtype": spec.dtype,
-        "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": dict(fidelity.settings)},
+        "fidelity": {"index": int(generation["fidelity"]), "name": fidelity.name, "settings": settings},
     }
+    if indices is not None:  # a verification generation: each row keeps its checked candidate's key
+        kit["candidate_indices"] = indices
+    return kit
 
 
 def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attempt: int) -> Path:
@@ -108,6 +114,10 @@ def read_kit(directory: Path | str) -> dict[str, Any]:
         UUID(kit["generation_id"])
     except ValueError:
         raise KitError(f"kit.json: generation_id must be a UUID, got {kit['generation_id']!r}") from None
+    indices = kit.get("candidate_indices")
+    if indices is not None and (not isinstance(indices, list) or len(indices) != len(kit["params"])
+                                or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices)):
+        raise KitError("kit.json: candidate_indices must be one non-negative integer per params row")
     width = len(kit["param_names"])
     if not kit["params"] or any(not isinstance(p, list) or len(p) != width for p in kit["params"]):
         raise KitError(f"kit.json: params must be a non-empty list of rows of {width} values")
@@ -151,6 +161,7 @@ def _run(directory: Path, kit: dict[str, Any], params: np.ndarray, run_batch) ->
         space=kit.get("space") if isinstance(kit.get("space"), dict) else None,
         about={"campaign": kit["campaign"], "generation_index": kit.get("generation_index"),
                "kind": kit.get("kind"), "attempt": kit["attempt"]},
+        candidate_indices=kit.get("candidate_indices"),
     )
     write_file(directory / "result.json", json.dumps(doc))
     return {"generation_id": kit["generation_id"], "candidates": len(params), "ok": int(np.sum(result.status == 0)),

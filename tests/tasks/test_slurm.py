@@ -128,8 +128,10 @@ def _tick(cid):
     return hunt_tick([str(cid)])["campaigns"].get(str(cid), {})
 
 
-def _gens(db, cid):
-    return db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
+def _gens(db, cid, verification: bool = False):
+    """The campaign's generations in ask order; review's verification batches only if asked."""
+    rows = db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
+    return [g for g in rows if verification or g["kind"] != "verification"]
 
 
 def _wait_state(jid: str, states: set[str], timeout: float = 60.0) -> str:
@@ -153,11 +155,13 @@ def test_a_campaign_runs_to_completion_as_sbatch_jobs(db, make_spec, on_slurm, d
         time.sleep(0.5)
     row = campaigns.get_campaign(db, cid)
     assert (row["status"], row["completion_reason"]) == ("completed", "budget_spent")
-    gens = _gens(db, cid)
-    assert gens and all(g["operator"] == "slurm" and g["status"] == "told" for g in gens)
+    gens = _gens(db, cid, verification=True)  # review's verification batches ran as sbatch jobs too
+    assert gens and all(g["operator"] == "slurm" for g in gens)
+    assert {g["status"] for g in gens if g["kind"] != "verification"} == {"told"}
+    assert {g["status"] for g in gens if g["kind"] == "verification"} == {"reviewed"}
     jobs = [slurm.job_id(g["dispatch_ref"]) for g in gens]
     assert all(jobs) and len(set(jobs)) == len(gens)
-    assert {slurm.job_state(j) for j in jobs} == {"COMPLETED"}
+    assert {_wait_state(j, {"COMPLETED"}) for j in jobs} == {"COMPLETED"}
     evals = generations.campaign_evaluations(db, cid)
     assert len(evals) == 16 and all(e["status"] == "succeeded" and e["provenance"]["jax_backend"] for e in evals)
     for g in gens:
@@ -200,6 +204,7 @@ def test_a_cancelled_job_is_lost_at_once_and_a_queued_one_is_not(db, make_spec, 
 
     # the second attempt is queued for an hour too; let it run now
     subprocess.run([_exe("scontrol"), "update", f"jobid={slurm.job_id(g['dispatch_ref'])}", "StartTime=now"], check=True)
+    monkeypatch.delenv("HUNTFLOW_SLURM_SBATCH_ARGS")  # review's verification job runs at once
     end = time.monotonic() + 300
     while campaigns.get_campaign(db, cid)["status"] == "active":
         assert time.monotonic() < end, [(x["status"], x["dispatch_ref"]) for x in _gens(db, cid)]

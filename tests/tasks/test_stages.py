@@ -90,7 +90,8 @@ def test_review_spot_check_catches_a_claim_the_engine_cannot_reproduce(db, make_
                (liar["evaluation_id"],))
     _stage(Stage.REVIEW, review.run, cid)
     found = findings.for_campaign(db, cid)
-    assert [(f["kind"], f["evaluation_id"]) for f in found] == [("reproducibility", liar["evaluation_id"])]
+    assert [(f["kind"], f["evaluation_id"]) for f in found] == [("verification", liar["evaluation_id"])]
+    assert found[0]["severity"] == "high" and "repeat" in found[0]["message"] and "-1.0" in found[0]["message"]
     assert generations.get(db, gen["generation_id"])["status"] == "reviewed"
     assert {r["evaluation_id"] for r in generations.evaluations(db, gen["generation_id"])
             if r["status"] == "rejected"} == {liar["evaluation_id"]}

@@ -7,6 +7,13 @@ population out better itself may also define ``build_batch`` (same arguments) re
 ``fn(params (P, D), keys (P,)) -> CandidateResult`` with the batch axis first in every output;
 the engine then jits that instead (the CGL model does: its fields are (N, N, P)).
 
+Review (optional): a model may declare ``perturbations(param_names, fixed, fidelity)`` — the
+re-evaluations under which its results must survive (:class:`Perturbation`: another noise key,
+a halved time step, a finer grid, a plain repeat), each marked ``default`` or opt-in — and
+``tolerances(param_names, fixed)`` — ``{metric: Tolerance}``, how far a metric may move under
+them. Neither is required: :func:`perturbations_of` and :func:`tolerances_of` give a model
+without them (an external program, say) a repeat run and the spec's default tolerance.
+
 Failures are data inside the compiled call: each candidate returns a status code
 (:class:`Status`); ``Status.OK`` means every metric is trustworthy. One bad candidate never
 fails the batch. Misuse that can be found before running (unknown parameter names, bad fidelity
@@ -84,6 +91,60 @@ class KnownOptimum:
     value: float
     params: dict[str, float] | None = None
     metric: str = "f"
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A re-evaluation under which a trustworthy result must survive (review's verification).
+
+    name:     short id, used in findings and ``review.perturbations`` (``half_dt``).
+    what:     one line for the report ("the time step halved (twice the steps)").
+    fidelity: fidelity settings to override (resolved values, e.g. ``{"dt": 0.05, "steps": 600}``).
+    fixed:    ``fixed`` options to override.
+    reseed:   draw from another noise key (a stochastic model's noise is re-drawn).
+    cost:     evaluation cost per candidate relative to the original (2.0 for a halved step).
+    default:  run when the spec names no perturbations (else only when named).
+    """
+
+    name: str
+    what: str
+    fidelity: Mapping[str, Any] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    reseed: bool = False
+    cost: float = 1.0
+    default: bool = True
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a metric may move under a perturbation: ``|a - b| <= atol + rtol * max(|a|, |b|)``."""
+
+    rtol: float = 1e-3
+    atol: float = 0.0
+
+    def close(self, a: float, b: float) -> bool:
+        return abs(a - b) <= self.atol + self.rtol * max(abs(a), abs(b))
+
+
+REPEAT = Perturbation("repeat", "the same evaluation again (another batch shape)")
+"""The perturbation every model has: for a deterministic JAX model it checks little more than
+that XLA is deterministic; for an external program it catches non-determinism."""
+
+
+def perturbations_of(model: Any, param_names: tuple[str, ...], fixed: Mapping[str, Any],
+                     fidelity: Mapping[str, Any]) -> tuple[Perturbation, ...]:
+    """Every perturbation the model offers at this rung (``repeat`` always among them)."""
+    declared = getattr(model, "perturbations", None)
+    out = tuple(declared(param_names, fixed, fidelity)) if callable(declared) else ()
+    if not any(p.name == REPEAT.name for p in out):
+        out += (Perturbation(REPEAT.name, REPEAT.what, default=not out),)
+    return out
+
+
+def tolerances_of(model: Any, param_names: tuple[str, ...], fixed: Mapping[str, Any]) -> dict[str, Tolerance]:
+    """The model's declared per-metric tolerances (``{}`` when it declares none)."""
+    declared = getattr(model, "tolerances", None)
+    return dict(declared(param_names, fixed)) if callable(declared) else {}
 
 
 class Model(Protocol):

@@ -11,6 +11,10 @@ Fidelity settings common to all:
   ``bias``:  a cheap-model error term ``bias * mean(sin(3 x_i))`` added to the objectives, so a
              fidelity ladder of problems can be posed (the top rung uses ``bias: 0``).
 
+Review: with ``noise > 0`` the declared perturbation is ``noise_key`` (the candidate again under
+another noise key) and each noisy objective tolerates ``8 * noise`` (two draws differ by more
+than 5.7 of their standard deviations about once in 10⁸ comparisons); without noise, a repeat.
+
 Problems (metrics in brackets):
   sphere       [f]          f = Σ x_i²                                      f* = 0 at 0
   rosenbrock   [f]          f = Σ 100(x_{i+1} − x_i²)² + (1 − x_i)²         f* = 0 at 1
@@ -37,7 +41,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from huntflow.engine.models.base import CandidateResult, KnownOptimum, Status
+from huntflow.engine.models.base import CandidateResult, KnownOptimum, Perturbation, Status, Tolerance
 
 _COMMON_FIXED = {"noise"}
 _COMMON_FIDELITY = {"bias"}
@@ -119,6 +123,17 @@ class AnalyticModel:
 
     def known_optimum(self, param_names, fixed) -> KnownOptimum | None:
         return None if self.optimum is None else self.optimum(len(param_names))
+
+    def perturbations(self, param_names, fixed, fidelity) -> tuple[Perturbation, ...]:
+        if float(dict(fixed).get("noise", 0.0)) > 0:
+            return (Perturbation("noise_key", "the same candidate under another noise key", reseed=True),)
+        return ()
+
+    def tolerances(self, param_names, fixed) -> dict[str, Tolerance]:
+        noise = float(dict(fixed).get("noise", 0.0))
+        if noise <= 0:
+            return {}
+        return {m: Tolerance(rtol=1e-3, atol=8.0 * noise) for m in self.objective_metrics}
 
 
 def _rosenbrock(x):

@@ -1,0 +1,156 @@
+"""Review's perturbation checks on the engine alone: the old same-key re-run passes artefacts,
+the declared perturbations reject them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from huntflow.engine import verify
+from huntflow.engine.evaluate import evaluate_population
+from huntflow.engine.models.base import REPEAT, Perturbation, Tolerance, perturbations_of, tolerances_of
+from huntflow.engine.spec import parse_spec
+from huntflow.errors import SpecError
+
+DECAY = {"slug": "decay", "model": {"name": "euler_decay"},
+         "space": {"rate": {"low": 0.0, "high": 4.0}, "shift": {"low": -1.0, "high": 1.0}},
+         "objectives": [{"metric": "f"}], "budget": {"evaluations": 16},
+         "fidelities": [{"name": "coarse", "settings": {"dt": 0.5, "steps": 5}}]}
+TRAP = {"slug": "trap", "model": {"name": "noise_trap", "fixed": {"noise": 0.01}},
+        "space": {"x0": {"low": -1.0, "high": 1.0}, "x1": {"low": -1.0, "high": 1.0}},
+        "objectives": [{"metric": "f"}], "budget": {"evaluations": 16}}
+
+
+def _rerun(spec, check: verify.Check) -> dict[str, float]:
+    names = spec.param_names
+    params = np.array([[float(e["params"][n]) for n in names] for e in check.sources])
+    out = evaluate_population(spec.model.name, names, params, seed=check.seed, fixed=check.fixed,
+                              fidelity=check.settings, candidate_indices=np.asarray(check.key_indices))
+    assert out.status[0] == 0
+    return {k: float(v[0]) for k, v in out.metrics.items()}
+
+
+def _row(spec, params: dict[str, float], index: int, metrics: dict[str, float]) -> dict:
+    return {"evaluation_id": f"e{index}", "candidate_index": index, "params": params, "metrics": metrics,
+            "param_hash": "h"}
+
+
+def test_a_step_size_artefact_passes_the_old_repeat_check_and_fails_half_dt():
+    spec = parse_spec(DECAY)
+    x = np.array([[4.0, 0.0], [0.5, 0.0]])  # rate·dt = 2 (artefact) and 0.25 (honest)
+    claimed = evaluate_population("euler_decay", spec.param_names, x, seed=1, fidelity={"dt": 0.5, "steps": 5})
+    assert claimed.metrics["f"][0] == pytest.approx(-1.0)  # exact y(T) = e^-10 > 0: an artefact
+    gen = {"kind": "search", "fidelity": 0, "seed": 1}
+    for i in range(2):
+        metrics = {k: float(v[i]) for k, v in claimed.metrics.items()}
+        row = _row(spec, {"rate": float(x[i, 0]), "shift": 0.0}, i, metrics)
+        (check,) = verify.plan(spec, gen, verify.next_round(spec, "search", [row], set(), set()))
+        assert check.perturbation.name == "half_dt" and check.settings == {"dt": 0.25, "steps": 10}
+        old = verify.compare(spec, "repeat", metrics, True, metrics)  # the old same-key re-run
+        new = verify.compare(spec, "half_dt", metrics, True, _rerun(spec, check))
+        assert old == []
+        if i == 0:
+            assert [v.severity for v in new] == ["high"] and "half_dt" in new[0].message
+            assert new[0].details["claimed"] == pytest.approx(-1.0) and new[0].details["again"] == pytest.approx(0.0)
+        else:
+            assert new == []
+
+
+def test_a_noise_lucky_candidate_passes_the_old_check_and_fails_another_noise_key():
+    spec = parse_spec(TRAP)
+    x = np.tile([[0.8, 0.0]], (64, 1))  # inside the trap: noise 200× the declared one
+    out = evaluate_population("noise_trap", spec.param_names, x, seed=4)
+    lucky = int(np.argmin(out.metrics["f"]))
+    metrics = {k: float(v[lucky]) for k, v in out.metrics.items()}
+    assert metrics["f"] < 0 < metrics["f_true"]  # the luckiest draw of 64 looks better than any true value
+    row = _row(spec, {"x0": 0.8, "x1": 0.0}, lucky, metrics)
+    (check,) = verify.plan(spec, {"kind": "search", "fidelity": 0, "seed": 4}, [row])
+    assert check.perturbation.reseed and check.seed != 4 and check.key_indices == [lucky]
+    same_key = verify.Check(REPEAT, 0, 4, check.fixed, check.settings, check.sources, check.key_indices)
+    assert verify.compare(spec, "repeat", metrics, True, _rerun(spec, same_key)) == []
+    (verdict,) = verify.compare(spec, "noise_key", metrics, True, _rerun(spec, check))
+    assert verdict.severity == "high" and verdict.details["metric"] == "f"
+
+
+def test_honest_noise_survives_another_key():
+    spec = parse_spec({**TRAP, "space": {"x0": {"low": -1.0, "high": 0.5}, "x1": {"low": -1.0, "high": 1.0}}})
+    rng = np.random.default_rng(0)
+    x = rng.uniform([-1, -1], [0.5, 1], (256, 2))
+    a = evaluate_population("noise_trap", spec.param_names, x, seed=9)
+    b = evaluate_population("noise_trap", spec.param_names, x, seed=verify.verification_seed(9, 0))
+    rejected = [i for i in range(len(x)) if verify.compare(spec, "noise_key", {"f": a.metrics["f"][i]}, True,
+                                                            {"f": b.metrics["f"][i]})]
+    assert rejected == []
+    assert not np.array_equal(a.metrics["f"], b.metrics["f"])  # the noise was redrawn
+
+
+def test_feasibility_that_does_not_survive_is_high_and_a_moved_constraint_alone_is_medium():
+    spec = parse_spec({**DECAY, "constraints": [{"metric": "y_end", "max": 0.0}]})
+    (flip,) = [v for v in verify.compare(spec, "half_dt", {"f": -1.0, "y_end": -1.0}, True,
+                                          {"f": -1.0, "y_end": 0.5}) if v.details.get("feasibility")]
+    assert flip.severity == "high" and "infeasible under half_dt" in flip.message
+    moved = verify.compare(spec, "half_dt", {"f": 0.0, "y_end": -2.0}, True, {"f": 0.0, "y_end": -0.5})
+    assert [(v.severity, v.details["metric"]) for v in moved] == [("medium", "y_end")]
+    (failed,) = verify.compare(spec, "half_dt", {"f": 0.0, "y_end": -2.0}, False, None)
+    assert failed.severity == "high" and "failed" in failed.message
+
+
+def test_tolerances_come_from_the_spec_then_the_model_then_the_default():
+    spec = parse_spec({**DECAY, "review": {"tolerances": {"f": {"rtol": 0.5}}}})
+    assert verify.tolerance(spec, "f") == Tolerance(rtol=0.5, atol=0.0)
+    assert verify.tolerance(spec, "y_end") == Tolerance(rtol=0.1, atol=0.05)  # the model's
+    sphere = parse_spec({**DECAY, "model": {"name": "sphere"}, "space": {"x0": {"low": -1.0, "high": 1.0}},
+                         "fidelities": [{"name": "default"}], "review": {"spot_check_rtol": 0.02}})
+    assert verify.tolerance(sphere, "f") == Tolerance(rtol=0.02, atol=0.0)
+
+
+def test_a_model_that_declares_nothing_gets_a_repeat_run():
+    class Bare:  # an external model as another helper may add it: no review declarations
+        name = "bare"
+
+    (p,) = perturbations_of(Bare(), ("x",), {}, {})
+    assert (p.name, p.default, p.reseed, dict(p.fidelity)) == ("repeat", True, False, {})
+    assert tolerances_of(Bare(), ("x",), {}) == {}
+
+    class Declares:
+        name = "declares"
+
+        def perturbations(self, param_names, fixed, fidelity):
+            return (Perturbation("half_dt", "halved", fidelity={"dt": 0.5}),)
+
+    names = [(p.name, p.default) for p in perturbations_of(Declares(), ("x",), {}, {})]
+    assert names == [("half_dt", True), ("repeat", False)]  # repeat stays available, opt-in
+
+
+def test_spec_names_perturbations_and_tolerances_of_the_model_only():
+    spec = parse_spec({**DECAY, "review": {"perturbations": ["repeat", "half_dt"]}})
+    assert [p.name for p in verify.chosen(spec, 0)] == ["repeat", "half_dt"]
+    with pytest.raises(SpecError) as e:
+        parse_spec({**DECAY, "review": {"perturbations": ["fine_grid"], "tolerances": {"g": {"rtol": 1}}}})
+    text = str(e.value)
+    assert "review.tolerances.g: unknown metric 'g'" in text
+    with pytest.raises(SpecError) as e:
+        parse_spec({**DECAY, "review": {"perturbations": ["fine_grid"]}})
+    assert "review.perturbations.0: unknown perturbation 'fine_grid'" in str(e.value)
+    assert "half_dt" in str(e.value)
+
+
+def test_rounds_take_the_best_few_padded_to_a_fixed_shape_until_the_best_survivor_is_verified():
+    spec = parse_spec({**DECAY, "review": {"spot_check_top": 2}})
+    rows = [_row(spec, {"rate": 1.0, "shift": 0.0}, i, {"f": float(f), "y_end": 0.0})
+            for i, f in enumerate([3.0, 1.0, 2.0, 0.5])]
+    ids = lambda picked: [e["candidate_index"] for e in picked]  # noqa: E731
+    first = verify.next_round(spec, "search", rows, set(), set())
+    assert ids(first) == [3, 1]
+    done = {e["evaluation_id"] for e in first}
+    assert verify.next_round(spec, "search", rows, done, set()) == []  # the best survived: done
+    assert ids(verify.next_round(spec, "search", rows, done, {"e3", "e1"})) == [2, 0]  # both rejected: next two
+    assert verify.next_round(spec, "search", rows, done, {"e3"}) == []  # e1, verified, is the best left
+    (check,) = verify.plan(spec, {"kind": "search", "fidelity": 0, "seed": 1}, rows[:1])
+    assert ids(check.sources) == [0, 0]  # padded by repeating the last
+    assert ids(verify.next_round(spec, "certification", rows, set(), set())) == [3, 1]
+    (check,) = verify.plan(spec, {"kind": "certification", "fidelity": 0, "seed": 1}, rows[:1], 1)
+    assert len(check.sources) == 2 and check.position == 8
+    assert verify.next_round(spec, "verification", rows, set(), set()) == []
+    none = parse_spec({**DECAY, "review": {"spot_check_top": 0}})
+    assert verify.next_round(none, "search", rows, set(), set()) == []

@@ -1,0 +1,116 @@
+"""Review's verification batches in whole campaigns on the real database.
+
+Artefact-prone models (``euler_decay``, ``noise_trap``) show that the old check (a same-key
+repeat) lets the artefact become the campaign's best while the declared perturbation rejects
+it; their honest regions show no false rejection over a whole campaign.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from huntflow.engine import verify
+from huntflow.engine.summary import best_of
+from huntflow.store import campaigns, findings, generations, verifications
+from huntflow.store.states import Stage
+from huntflow.tasks import dispatch, evolve, kit, learn, parse, review
+from huntflow.tasks._stage import TickContext, run_stage
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")  # learn emits an event when a campaign completes
+STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIEW, review.run),
+          (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]
+DECAY = {"model": {"name": "euler_decay"},
+         "space": {"rate": {"low": 0.0, "high": 6.0}, "shift": {"low": -1.0, "high": 1.0}},
+         "fidelities": [{"name": "coarse", "settings": {"dt": 0.5, "steps": 5}}],
+         "budget": {"evaluations": 24}, "optimizer": {"name": "random", "population": 8}}
+HONEST = {**DECAY, "space": {"rate": {"low": 0.0, "high": 1.0}, "shift": {"low": -1.0, "high": 1.0}}}
+TRAP = {"model": {"name": "noise_trap", "fixed": {"noise": 0.01}},
+        "space": {"x0": {"low": -1.0, "high": 1.0}, "x1": {"low": -1.0, "high": 1.0}},
+        "budget": {"evaluations": 24}, "optimizer": {"name": "random", "population": 8}}
+
+
+def _tick(cid, operator: str = "inline") -> None:
+    tick = uuid.uuid4()
+    ctx = TickContext(tick_id=tick, owner=f"tick:{tick}", operator=operator)
+    for stage, logic in STAGES:
+        run_stage(stage, ctx, cid, logic)
+
+
+def _campaign(db, spec, limit: int = 30):
+    cid = campaigns.insert_campaign(db, spec)
+    for _ in range(limit):
+        if campaigns.get_campaign(db, cid)["status"] != "active":
+            break
+        _tick(cid)
+    row = campaigns.get_campaign(db, cid)
+    assert row["status"] == "completed", row
+    evals = generations.campaign_evaluations(db, cid)
+    return cid, evals, best_of(campaigns.spec_of(row), evals), findings.for_campaign(db, cid)
+
+
+def test_old_check_lets_a_step_size_artefact_win_and_half_dt_rejects_it(db, make_spec):
+    old_cid, _, old_best, old_found = _campaign(db, make_spec(slug="decay-old", **DECAY,
+                                                              review={"perturbations": ["repeat"]}))
+    assert old_best["metrics"]["f"] < -0.5 and old_found == []  # the artefact (exact f >= 0) is the best
+    cid, evals, best, found = _campaign(db, make_spec(slug="decay-new", **DECAY))
+    assert best["metrics"]["f"] > -0.1  # what the campaign believes now survives a halved step
+    high = [f for f in found if f["kind"] == "verification" and f["severity"] == "high"]
+    assert high and all("half_dt" in f["message"] for f in high)
+    assert all(f["details"]["perturbation"] == "half_dt" and f["details"]["claimed"] < f["details"]["again"]
+               for f in high if "claimed" in f["details"])
+    rejected = {e["evaluation_id"] for e in evals if e["status"] == "rejected"}
+    assert {f["evaluation_id"] for f in high} <= rejected
+    assert best["evaluation_id"] not in rejected
+    # verification is not search budget: the search spent exactly its 24
+    assert len(evals) == 24
+    share = verifications.share(db, cid)
+    assert share["search_evaluations"] == 24 and 3 <= share["verification_evaluations"] <= 3 * verify.MAX_ROUNDS
+
+
+def test_an_honest_step_size_region_has_no_false_rejection(db, make_spec):
+    cid, evals, best, found = _campaign(db, make_spec(slug="decay-honest", **HONEST))
+    assert found == [] and all(e["status"] == "succeeded" for e in evals)
+    assert verifications.share(db, cid)["verification_evaluations"] == 3  # it did verify: one per generation
+
+
+def test_a_noise_lucky_candidate_is_rejected_and_honest_noise_is_not(db, make_spec):
+    _, _, old_best, old_found = _campaign(db, make_spec(slug="trap-old", **TRAP, review={"perturbations": ["repeat"]}))
+    assert old_best["metrics"]["f"] < -0.5 and old_best["params"]["x0"] > 0.5 and old_found == []
+    _, evals, best, found = _campaign(db, make_spec(slug="trap-new", **TRAP))
+    assert best["params"]["x0"] <= 0.5 and best["metrics"]["f"] > -0.1
+    assert any(f["severity"] == "high" and "noise_key" in f["message"] for f in found)
+    honest = {**TRAP, "space": {"x0": {"low": -1.0, "high": 0.5}, "x1": {"low": -1.0, "high": 1.0}}}
+    _, evals, _, found = _campaign(db, make_spec(slug="trap-honest", **honest))
+    assert found == [] and all(e["status"] == "succeeded" for e in evals)
+
+
+def test_a_kit_generation_is_verified_by_a_kit_while_the_search_goes_on(db, make_spec, tmp_path):
+    """The verification batch runs on the checked generation's operator (manual: a kit); the
+    checked generation waits, parsed, while the next search generation is asked."""
+    cid = campaigns.insert_campaign(db, make_spec(slug="decay-kit", **HONEST))
+    _tick(cid, "manual")  # evolve plans two generations (two may be in flight off-inline)
+    _tick(cid, "manual")  # dispatch writes their kits
+
+    def run_and_import_kits():
+        for k in kit.waiting(db):
+            kit.run_kit(k["kit"])
+            kit.import_kit(db, k["kit"])
+
+    run_and_import_kits()
+    _tick(cid, "manual")  # parse; review plans the verification kits; evolve cannot ask (2 parsed)
+    gens = db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
+    checks = [g for g in gens if g["kind"] == "verification"]
+    searched = [g for g in gens if g["kind"] != "verification"]
+    assert len(checks) == 2 and {g["operator"] for g in checks} == {"manual"}
+    assert [g["status"] for g in searched] == ["parsed", "parsed"]
+    _tick(cid, "manual")  # dispatch writes the verification kits
+    rows = generations.evaluations(db, checks[0]["generation_id"])
+    assert len(rows) == 1 and rows[0]["decision"]["key_index"] >= 0
+    run_and_import_kits()
+    _tick(cid, "manual")  # parse them; review completes both; evolve tells and asks again
+    statuses = {g["kind"] + ":" + g["status"] for g in db.execute(
+        "select kind, status from hunt.generations where campaign_id = %s", (cid,)).fetchall()}
+    assert {"verification:reviewed", "search:told", "search:planned"} <= statuses
+    assert len(generations.campaign_evaluations(db, cid)) == 24  # 2 told + 1 planned; no verification rows
