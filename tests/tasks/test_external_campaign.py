@@ -70,8 +70,13 @@ def test_each_failure_is_recorded_with_its_category_and_the_campaign_completes(d
     for stage, logic in [(Stage.EVOLVE, evolve.run), (Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run),
                          (Stage.REVIEW, review.run), (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]:
         run_stage(stage, _ctx(), cid, logic)
-    (gen,) = db.execute("select * from hunt.generations where campaign_id = %s", (cid,)).fetchall()
+    (gen,) = db.execute("select * from hunt.generations where campaign_id = %s and kind <> 'verification'",
+                        (cid,)).fetchall()
     assert gen["status"] == "told"
+    # review re-ran the best candidate: a repeat run (the program declares no perturbations)
+    (check,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'verification'",
+                          (cid,)).fetchall()
+    assert check["meta"]["verification"]["perturbation"] == "repeat" and check["status"] == "reviewed"
     rows = sorted(generations.evaluations(db, gen["generation_id"]), key=lambda r: r["candidate_index"])
     assert [r["failure_category"] for r in rows] == [None, "exit_code", "invalid_output", "timeout", "nonfinite",
                                                      "invalid_output", None, None]
@@ -130,7 +135,8 @@ def test_a_re_run_generation_of_a_seeded_function_gives_the_same_results(db, tmp
     cid = campaigns.insert_campaign(db, spec)
     run_stage(Stage.EVOLVE, _ctx(), cid, evolve.run)
     run_stage(Stage.DISPATCH, _ctx(), cid, dispatch.run)
-    (gen,) = db.execute("select * from hunt.generations where campaign_id = %s", (cid,)).fetchall()
+    (gen,) = db.execute("select * from hunt.generations where campaign_id = %s and kind <> 'verification'",
+                        (cid,)).fetchall()
     first = [c["metrics"]["f"] for c in gen["result_document"]["candidates"]]
     # as if the run had died after succeeding: the generation goes back and runs again (attempt 2)
     assert generations.retry_or_fail(db, gen["generation_id"], [GS.SUCCEEDED], "test: interrupted") is not None
