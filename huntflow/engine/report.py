@@ -196,6 +196,9 @@ def _best(spec: CampaignSpec, evals: list[Row], gens: dict[Any, Row]) -> Row | N
         "param_hash": best.get("param_hash"),
         "params": {n: best["params"].get(n) for n in spec.param_names} if best.get("params") else {},
         "objective": best.get("objective"),
+        # a model's own figure of merit, where it reports one (the stellarator's: 1 = by problem.evaluate)
+        "score": _finite(metrics.get("score")),
+        "score_by_model_evaluate": metrics.get("evaluated") == 1.0,
         "objectives": objectives,
         "target_met": all(targets) if targets else None,
         "constraints": constraints,
@@ -516,6 +519,9 @@ def _md_best(r: Row) -> list[str]:
         ["target met", num(b["target_met"]) if b["target_met"] is not None else "no target"],
         ["wall time", _duration(b["wall_seconds"])],
     ]
+    if b.get("score") is not None:
+        how = " (computed by the model's own evaluate on this candidate)" if b.get("score_by_model_evaluate") else ""
+        ident.insert(1, ["score", num(b["score"]) + how])
     lines += _table(["", ""], [[f"**{k}**", v] for k, v in ident]) + [""]
     lines += ["### Parameters", ""] + _table(["parameter", "value"], [[code(k), num(v)] for k, v in b["params"].items()]) + [""]
     lines += ["### Objectives", ""] + _table(

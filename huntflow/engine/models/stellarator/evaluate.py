@@ -28,16 +28,8 @@ from constellaration.mhd import vmec_settings
 
 from huntflow.engine.models.stellarator import VIOLATIONS, metric_names
 from huntflow.engine.models.stellarator.boundary import boundary_from_params, problem_for
+from huntflow.errors import EvaluationFailed
 
-try:
-    from huntflow.errors import EvaluationFailed
-except ImportError:  # pragma: no cover - before the external-model path landed
-    from huntflow.errors import HuntflowError
-
-    class EvaluationFailed(HuntflowError):
-        def __init__(self, category: str, message: str):
-            super().__init__(message)
-            self.failure_category = category
 
 NONCONVERGENCE = ("did not converge", "not converged")
 INVALID = ("jacobian", "self-intersect", "poorly shaped", "first iterations", "spectrally condensed")
@@ -80,6 +72,25 @@ def _classify(e: Exception) -> EvaluationFailed | None:
     return None
 
 
+def metrics_of(name: str, metrics: forward_model.ConstellarationMetrics, problem: Any = None) -> dict[str, float]:
+    """The reported metrics of one forward-model result, through problem ``name``'s class."""
+    problem = problem_for(name) if problem is None else problem
+    out = {k: float(v) for k, v in metrics.model_dump().items() if v is not None}
+    if metrics.qi is not None:
+        out["log10_qi"] = math.log10(metrics.qi) if metrics.qi > 0 else -math.inf
+    violations = np.asarray(problem._normalized_constraint_violations(metrics), dtype=float)
+    if violations.shape != (len(VIOLATIONS[name]),):
+        raise RuntimeError(f"{name}: expected {len(VIOLATIONS[name])} constraint violations, got {violations.shape}")
+    out.update({f"violation_{v}": float(x) for v, x in zip(VIOLATIONS[name], violations)})
+    out["feasibility"] = float(problem.compute_feasibility(metrics))
+    out["feasible"] = float(problem.is_feasible(metrics))
+    out["evaluated"] = 0.0
+    if name != "p3":
+        out["objective"] = float(problem.get_objective(metrics)[0])
+        out["score"] = float(problem._score(metrics)) if problem.is_feasible(metrics) else 0.0
+    return out
+
+
 def run(params: dict, fidelity: dict) -> tuple[dict[str, float], Any]:
     """``(metrics, boundary)`` for one candidate (raises :class:`EvaluationFailed`)."""
     name = str(params["problem"])
@@ -103,23 +114,13 @@ def run(params: dict, fidelity: dict) -> tuple[dict[str, float], Any]:
         if failure is None:
             raise
         raise failure from None
-    out = {k: float(v) for k, v in metrics.model_dump().items() if v is not None}
-    if metrics.qi is not None:
-        out["log10_qi"] = math.log10(metrics.qi) if metrics.qi > 0 else -math.inf
-    violations = np.asarray(problem._normalized_constraint_violations(metrics), dtype=float)
-    if violations.shape != (len(VIOLATIONS[name]),):
-        raise RuntimeError(f"{name}: expected {len(VIOLATIONS[name])} constraint violations, got {violations.shape}")
-    out.update({f"violation_{v}": float(x) for v, x in zip(VIOLATIONS[name], violations)})
-    out["feasibility"] = float(problem.compute_feasibility(metrics))
-    out["feasible"] = float(problem.is_feasible(metrics))
-    out["evaluated"] = float(official is not None)
-    if name != "p3":
-        out["objective"] = float(problem.get_objective(metrics)[0])
-        out["score"] = float(problem._score(metrics)) if problem.is_feasible(metrics) else 0.0
-        if official is not None:
+    out = metrics_of(name, metrics, problem)
+    if official is not None:
+        out["evaluated"] = 1.0
+        if name != "p3":
             out.update(objective=official.objective, feasibility=official.feasibility, score=official.score)
-    elif official is not None:
-        out["feasibility"] = float(official.feasibility[0])
+        else:
+            out["feasibility"] = float(official.feasibility[0])
     return out, boundary
 
 
