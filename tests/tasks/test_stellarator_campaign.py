@@ -31,7 +31,7 @@ def _p1(**overrides):
         "constraints": [{"metric": f"violation_{v}", "max": 0.01} for v in VIOLATIONS["p1"]],
         "fidelities": [{"name": "very-low", "settings": VERY_LOW}],
         "budget": {"evaluations": 4},
-        "optimizer": {"name": "ngopt", "population": 2},
+        "optimizer": {"name": "ngopt", "population": 4},  # one generation: two VMEC++ runs per worker
         "review": {"spot_check_top": 0},
         "seed": 5,
     }
@@ -60,7 +60,7 @@ def test_p1_campaign_runs_to_completion_with_the_packages_metrics(db, tmp_path):
     from huntflow.store.reports import report_inputs
 
     cid = campaigns.insert_campaign(db, _p1())
-    for _ in range(8):
+    for _ in range(4):
         hunt_tick()
         row = campaigns.get_campaign(db, cid)
         if row["status"] != "active":
