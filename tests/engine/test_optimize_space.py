@@ -138,3 +138,12 @@ def test_fixed_values_reach_the_candidates_and_are_not_searched():
     assert hunt.space.dim == 2 and hunt.space.searched == ("x", "kind")
     a = hunt.ask()
     assert all(c["n"] == 3 and list(c) == ["x", "n", "kind"] for c in a.candidates)
+
+
+def test_the_duplicates_option_drops_instead_of_telling_and_refuses_other_values():
+    space = {"x": {"value": 0.3}, "n": {"type": "int", "low": 0, "high": 3}, "kind": {"choices": ["euler", "rk4"]}}
+    hunt, asks, _ = _run(_spec("nsga2", budget=24, space=space, options={"duplicates": "drop"}))
+    assert hunt.duplicates["told"] == 0 and hunt.duplicates["dropped"] > 0
+    assert len({tuple(c.values()) for a in asks for c in json.loads(a)[0]}) == hunt.asked
+    with pytest.raises(ValueError, match="optimizer.options.duplicates must be 'tell' or 'drop'"):
+        Hunt.start(_spec("cma", options={"duplicates": "ignore"}))

@@ -106,6 +106,7 @@ from huntflow.engine.optimize.alm import AlmState, alm_loss, alm_update
 from huntflow.engine.optimize.backends import make_backend
 from huntflow.engine.optimize.ladder import Stage, param_hash, plan_ladder, rank_for_promotion
 from huntflow.engine.optimize.modes import EXPLOIT, EXPLORE, MODES, RECOVER
+from huntflow.engine.optimize.options import duplicate_policy as _duplicate_policy
 from huntflow.engine.optimize.options import share as _share
 from huntflow.engine.optimize.options import size as _size
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
@@ -227,6 +228,7 @@ class Hunt:
         self.exploit_k = 0  # exploit asks since the incumbent last changed (step-size halvings)
         self.duplicates = {"told": 0, "dropped": 0, "fill": 0}  # see dedup: asks of known points
         self.exhausted: list[int] = []  # rungs whose search found no new point to ask
+        self.duplicate_policy = _duplicate_policy(spec.optimizer.options)
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -274,6 +276,7 @@ class Hunt:
         self.__dict__.setdefault("exploit_k", 0)
         self.__dict__.setdefault("duplicates", {"told": 0, "dropped": 0, "fill": 0})
         self.__dict__.setdefault("exhausted", [])
+        self.__dict__.setdefault("duplicate_policy", _duplicate_policy(options))
 
     @property
     def pending(self) -> list[int]:
@@ -505,7 +508,7 @@ class Hunt:
         """Tell the optimizer the stored result of a point it asked again (``index`` into
         ``evals``; None: in flight or in this batch, nothing to tell). See :mod:`.dedup`."""
         e = None if index is None else self.evals[index]
-        if e is None or e["status"] == "failed":
+        if e is None or e["status"] == "failed" or self.duplicate_policy == "drop":
             self.duplicates["dropped"] += 1
             return
         self.duplicates["told"] += 1

@@ -22,6 +22,7 @@ KNOWN: dict[str, str] = {
     "prefilter_max_reject_fraction": "in [0, 1]",
     "prefilter_min_data": "integer >= 1",
     "prefilter_k": "integer >= 1",
+    "duplicates": "'tell' (default: a repeated point is told its stored result) or 'drop'",
 }
 SCALARIZATIONS = ("hypervolume", "chebyshev")
 MAX_IN_FLIGHT = 64
@@ -37,6 +38,19 @@ def share(options: Mapping[str, Any], name: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
         raise ValueError(f"optimizer.options.{name} must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+def duplicate_policy(options: Mapping[str, Any]) -> str:
+    """``duplicates``: ``tell`` (the default: a repeated point is told its stored result) or
+    ``drop`` (told nothing; for benchmarks/search_spaces.py's comparison).
+
+    Raises:
+        ValueError: another value.
+    """
+    value = options.get("duplicates", "tell")
+    if value not in ("tell", "drop"):
+        raise ValueError(f"optimizer.options.duplicates must be 'tell' or 'drop', got {value!r}")
+    return str(value)
 
 
 def size(options: Mapping[str, Any], name: str, default: int, low: int = 2, high: int = 2**20) -> int:
@@ -88,6 +102,7 @@ def check(spec) -> list[tuple[str, str]]:
         errors.append(("optimizer.options", f"exploit_share + recover_share must be <= 1, got {sum(shares)}"))
     if "nsga2_size" in options:
         attempt("optimizer.options.nsga2_size", lambda: size(options, "nsga2_size", 2, high=4096))
+    attempt("optimizer.options.duplicates", lambda: duplicate_policy(options))
     if "max_in_flight" in options:
         attempt("optimizer.options.max_in_flight", lambda: size(options, "max_in_flight", 1, low=1, high=MAX_IN_FLIGHT))
     return errors
