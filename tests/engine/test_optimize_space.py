@@ -12,6 +12,7 @@ import pytest
 from huntflow.engine.optimize import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import parse_spec
+from huntflow.errors import SpecError
 
 KINDS = ["euler", "rk4", "leapfrog", "verlet"]
 BACKENDS = ["ngopt", "cma", "twopointsde", "random", "nsga2"]
@@ -145,5 +146,6 @@ def test_the_duplicates_option_drops_instead_of_telling_and_refuses_other_values
     hunt, asks, _ = _run(_spec("nsga2", budget=24, space=space, options={"duplicates": "drop"}))
     assert hunt.duplicates["told"] == 0 and hunt.duplicates["dropped"] > 0
     assert len({tuple(c.values()) for a in asks for c in json.loads(a)[0]}) == hunt.asked
-    with pytest.raises(ValueError, match="optimizer.options.duplicates must be 'tell' or 'drop'"):
-        Hunt.start(_spec("cma", options={"duplicates": "ignore"}))
+    with pytest.raises(SpecError) as info:  # refused at campaign add, naming the field
+        _spec("cma", options={"duplicates": "ignore"})
+    assert ("optimizer.options.duplicates", "must be 'tell' or 'drop', got 'ignore'") in info.value.errors
