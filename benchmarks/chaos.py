@@ -225,45 +225,52 @@ def _stats(xs: list[float]) -> dict[str, float | None]:
     return {"n": len(xs), "median": xs[len(xs) // 2], "max": xs[-1], "mean": round(sum(xs) / len(xs), 3)}
 
 
-def pause(rig: Rig, ref: list[tuple], lease_seconds: float = 2.0, slug: str = "chaos-pause") -> dict[str, Any]:
-    """SIGSTOP a tick inside its inline generation past its lease; another tick takes over."""
+def pause(rig: Rig, ref: list[tuple], lease_seconds: float = 2.0, slug: str = "chaos-pause",
+          tries: int = 3) -> dict[str, Any]:
+    """SIGSTOP a tick past its lease (inside its inline generation when caught there within
+    ``tries`` ticks, else wherever it is); another tick takes over; SIGCONT the first."""
     cid = add(rig.url, slug)
     with _connect(rig.url) as conn:
         old = conn.execute("select value from hunt.settings where key = 'lease_seconds'").fetchone()["value"]
         conn.execute("update hunt.settings set value = %s::jsonb where key = 'lease_seconds'", (json.dumps(lease_seconds),))
     try:
         a = rig.tick("--until-done", "-c", slug, "--poll", "0.5")
-        stopped_owner = None
-        for _ in range(20):  # until we catch it inside a generation
-            claim = rig.wait(lambda: (lambda r: r if r["lease_owner"] and r["alive"] else None)(rig.lease(cid)), timeout=300)
+        seen: set[str] = set()
+        in_generation, owner = False, None
+        for k in range(tries):
+            claim = rig.wait(lambda: (lambda r: r if r["lease_owner"] and r["alive"] and r["lease_owner"] not in seen
+                                      else None)(rig.lease(cid)), timeout=300)
             owner = claim["lease_owner"]
-            if rig.wait(lambda: rig.running_inline(cid, owner), timeout=30, step=0.002):
-                _kill(a, signal.SIGSTOP)
-                stopped_owner = owner
+            seen.add(owner)
+            in_generation = bool(rig.wait(lambda: rig.running_inline(cid, owner), timeout=20, step=0.002))
+            if in_generation or k == tries - 1:
                 break
-        assert stopped_owner, "never caught the tick inside a generation"
+        _kill(a, signal.SIGSTOP)
+        owner = rig.lease(cid)["lease_owner"] or owner
+        tick_a = uuid.UUID(owner.removeprefix("tick:"))
+        at_stop = rig.one(  # the row it is in, else past its last one
+            "select coalesce(max(stage_run_id) filter (where status = 'running'), max(stage_run_id) + 1, 0) as id"
+            " from hunt.stage_runs where tick_id = %s", tick_a)["id"]
         gen = rig.one("select generation_id from hunt.generations where campaign_id = %s and status = 'running'", cid)
         time.sleep(lease_seconds + 1.0)
         t0 = time.monotonic()
-        b = subprocess.run([HUNTFLOW, "tick", "-c", slug], env=rig.env, capture_output=True, text=True, timeout=300)
+        b = subprocess.run([HUNTFLOW, "tick", "-c", slug], env=rig.env, capture_output=True, text=True, timeout=600)
         took_over = time.monotonic() - t0
-        after_b = rig.one("select status, dispatch_ref, attempt, interruptions from hunt.generations"
-                          " where generation_id = %s", gen["generation_id"])
         _kill(a, signal.SIGCONT)
-        a_exit = a.wait(timeout=600)
+        a_exit = a.wait(timeout=900)
         with _connect(rig.url) as conn:
             stale = [(r["stage"], r["status"], (r["summary"] or {}).get("reason", "")[:60]) for r in conn.execute(
-                "select stage, status, summary from hunt.stage_runs where tick_id = %s order by started_at",
-                (uuid.UUID(stopped_owner.removeprefix("tick:")),)).fetchall()]
+                "select stage, status, summary from hunt.stage_runs where tick_id = %s and stage_run_id >= %s"
+                " order by stage_run_id", (tick_a, at_stop)).fetchall()]
     finally:
         with _connect(rig.url) as conn:
             conn.execute("update hunt.settings set value = %s::jsonb where key = 'lease_seconds'", (json.dumps(old),))
     done = rig.finish(slug)
     got = fingerprint(rig.url, cid)
-    final = rig.one("select status, attempt, interruptions, dispatch_ref from hunt.generations where generation_id = %s",
-                    gen["generation_id"])
+    final = gen and rig.one("select status, attempt, interruptions, dispatch_ref from hunt.generations"
+                            " where generation_id = %s", gen["generation_id"])
     return {"identical": got == ref, "rows": len(got), "b_exit": b.returncode, "a_exit": a_exit,
-            "takeover_tick_s": round(took_over, 2), "generation_after_takeover": after_b,
+            "stopped_in_generation": in_generation and gen is not None, "takeover_tick_s": round(took_over, 2),
             "generation_final": final, "stale_tick_after_resume": stale, "finish_exit": done.returncode,
             "health": _health(rig.url, cid)}
 
