@@ -135,6 +135,7 @@ def test_fuzz_specs_and_documents_raise_only_huntflow_errors():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10 000 cases outlast the suite's 600 s per test on a loaded machine
 def test_fuzz_specs_and_documents_long():
     _run(10_000)
 

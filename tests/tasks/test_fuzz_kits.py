@@ -128,5 +128,6 @@ def test_fuzz_kits_are_refused_without_traceback_or_rows(pristine, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 10 000 cases outlast the suite's 600 s per test on a loaded machine
 def test_fuzz_kits_long(pristine, tmp_path):
     _run(pristine, tmp_path, 10_000)
