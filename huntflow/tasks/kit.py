@@ -108,7 +108,7 @@ def read_kit(directory: Path | str) -> dict[str, Any]:
         raise KitError(f"kit.json: format must be {FORMAT!r}, got {kit.get('format')!r}")
     for field, kind in (("generation_id", str), ("attempt", int), ("campaign", str), ("model", dict),
                         ("param_names", list), ("params", list), ("seed", int), ("dtype", str), ("fidelity", dict)):
-        if not isinstance(kit.get(field), kind):
+        if not isinstance(kit.get(field), kind) or (kind is int and isinstance(kit.get(field), bool)):
             raise KitError(f"kit.json: {field} must be a {kind.__name__}, got {kit.get(field)!r}")
     try:
         UUID(kit["generation_id"])

@@ -122,8 +122,14 @@ def _differs(field: str, got: Any, want: Any) -> KitError:
     return KitError(f"kit.json: {field} is {shown}, the stored generation has {json.dumps(want, default=str)[:80]}")
 
 
+def _canon(value: Any) -> str:
+    """JSON text with sorted keys: equal only when the JSON is (``true`` is not ``1``)."""
+    return json.dumps(value, sort_keys=True, default=str)
+
+
 def compare_kit(kit: dict[str, Any], expected: dict[str, Any]) -> None:
-    """Refuse ``kit`` unless every field of ``expected`` (the stored generation) is equal in it.
+    """Refuse ``kit`` unless every field of ``expected`` (the stored generation) is equal in it,
+    as JSON: same values and same types.
 
     Raises:
         KitError: naming the first field that differs (for ``params``: the candidate and value).
@@ -132,10 +138,10 @@ def compare_kit(kit: dict[str, Any], expected: dict[str, Any]) -> None:
         got = kit.get(field)
         if field == "params" and isinstance(got, list) and len(got) == len(want):
             for i, (row, stored) in enumerate(zip(got, want, strict=True)):
-                if row != stored:
+                if _canon(row) != _canon(stored):
                     raise KitError(f"kit.json: params of candidate {i} are {row}, the stored candidate is {stored}"
                                    " (a kit's candidates cannot be changed)")
-        elif got != want:
+        elif _canon(got) != _canon(want):
             raise _differs(field, got, want)
 
 

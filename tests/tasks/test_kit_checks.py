@@ -60,6 +60,8 @@ FORGERIES = {
     "model": ("kit.json", _set("model", "name", value="rosenbrock"), "kit.json: model"),
     "fixed": ("kit.json", _set("model", "fixed", value={"scale": 2}), "kit.json: model"),
     "seed": ("kit.json", _set("seed", value=12345), "kit.json: seed"),
+    "attempt_true": ("kit.json", _set("attempt", value=True), "kit.json: attempt"),  # true == 1 in Python (fuzz)
+    "index_false": ("kit.json", _set("fidelity", "index", value=False), "kit.json: fidelity"),
     "fidelity": ("kit.json", _set("fidelity", "settings", value={"steps": 9}), "kit.json: fidelity"),
     "dtype": ("kit.json", _set("dtype", value="float64"), "kit.json: dtype"),
     "campaign": ("kit.json", _set("campaign", value="other"), "kit.json: campaign"),
