@@ -6,7 +6,7 @@
 | ``HUNTFLOW_DATA_DIR``         | where the embedded database, artifacts and caches live          |
 | ``HUNTFLOW_OPERATOR``         | operator for new generations: ``inline``, ``pool``, ``slurm`` or ``manual`` |
 | ``HUNTFLOW_GENERATION_DEPLOYMENT`` | deployment pool generations run on (``hunt-generation/gpu``) |
-| ``HUNTFLOW_TICK_DEPLOYMENT``  | deployment a finished pool generation triggers at once          |
+| ``HUNTFLOW_TICK_DEPLOYMENT``  | deployment a campaign's own tick runs on (``hunt-tick/chained``) |
 | ``HUNTFLOW_CHAIN_TICKS``      | ``false`` to leave the pace to the schedule alone               |
 | ``HUNTFLOW_SLURM_SBATCH_ARGS``| extra ``sbatch`` arguments for slurm generations (shell-split)  |
 | ``HUNTFLOW_SLURM_PYTHON``     | interpreter slurm jobs run (default: the submitting one)        |
@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=_default_data_dir)
     operator: Literal["inline", "pool", "slurm", "manual"] = "inline"
     generation_deployment: str = "hunt-generation/gpu"
-    tick_deployment: str = "hunt-tick/every-5-minutes"
+    tick_deployment: str = "hunt-tick/chained"
     chain_ticks: bool = True
     slurm_sbatch_args: str = ""
     slurm_python: str | None = None

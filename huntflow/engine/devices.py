@@ -20,7 +20,10 @@ vectorise over (16 candidates split over 2 devices measured 1.6× slower than un
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.util
 import os
+import sys
 
 ENV = "HUNTFLOW_CPU_DEVICES"
 MIN_ROWS_PER_CPU_DEVICE = 32
@@ -42,10 +45,23 @@ def requested_cpu_devices(environ=os.environ) -> int:
 
 
 def configure_cpu_devices() -> int | None:
-    """Ask JAX for ``requested_cpu_devices()`` CPU devices; the count set, or None if left alone."""
+    """Ask JAX for ``requested_cpu_devices()`` CPU devices; the count set, or None if left alone.
+
+    When JAX is not imported yet, the setting is applied right after it is (:class:`_AfterJaxImport`),
+    so importing :mod:`huntflow.engine` does not import JAX (the CLI's read-only commands stay
+    fast) and nothing leaks into child processes' environments.
+    """
     if _FORCED in os.environ.get("XLA_FLAGS", ""):
         return None
     count = requested_cpu_devices()
+    if "jax" not in sys.modules:
+        if not any(isinstance(f, _AfterJaxImport) for f in sys.meta_path):
+            sys.meta_path.insert(0, _AfterJaxImport(count))
+        return count
+    return _apply(count)
+
+
+def _apply(count: int) -> int | None:
     import jax
 
     try:
@@ -53,6 +69,31 @@ def configure_cpu_devices() -> int | None:
     except RuntimeError:  # JAX's backends already started in this process: keep its devices
         return None
     return count
+
+
+class _AfterJaxImport(importlib.abc.MetaPathFinder):
+    """An import hook that sets ``jax_num_cpu_devices`` as soon as ``jax`` has been executed
+    (backends start lazily, at the first device use), then removes itself."""
+
+    def __init__(self, count: int):
+        self.count = count
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "jax":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run, count = loader.exec_module, self.count
+
+        def exec_module(module):
+            run(module)
+            _apply(count)
+
+        loader.exec_module = exec_module
+        return spec
 
 
 def min_rows_per_device(backend: str) -> int:

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from huntflow.engine.modelref import ModelRef
 from huntflow.errors import SpecError
@@ -354,7 +354,9 @@ class CampaignSpec(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @model_validator(mode="after")
-    def _against_model(self) -> "CampaignSpec":
+    def _against_model(self, info: ValidationInfo) -> "CampaignSpec":
+        if info.context and info.context.get("stored"):
+            return self  # checked against its model when it was stored (see parse_spec)
         from huntflow.engine import modelref
 
         names = self.param_names
@@ -430,8 +432,12 @@ def _format_errors(err: ValidationError) -> list[tuple[str, str]]:
     return out
 
 
-def parse_spec(data: Any, *, base_dir: str | Path | None = None) -> CampaignSpec:
+def parse_spec(data: Any, *, base_dir: str | Path | None = None, stored: bool = False) -> CampaignSpec:
     """Validate a spec given as a mapping (relative model paths resolve against ``base_dir``).
+
+    ``stored=True`` is for a spec read back from a campaign row: it was checked against its
+    model when it was stored, so the model (and with it JAX) is not loaded again; every field
+    check still runs.
 
     Raises:
         SpecError: listing every invalid field.
@@ -444,7 +450,8 @@ def parse_spec(data: Any, *, base_dir: str | Path | None = None) -> CampaignSpec
     if raw_errors:
         raise SpecError(raw_errors)
     try:
-        return CampaignSpec.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None})
+        return CampaignSpec.model_validate(data, context={"base_dir": str(base_dir) if base_dir else None,
+                                                          "stored": stored})
     except ValidationError as e:
         raise SpecError(_format_errors(e)) from None
 

@@ -13,7 +13,8 @@ KPIs:
   front               (several objectives) the feasible Pareto front at the highest rung that
                       has a feasible evaluation (:func:`front_members`).
 
-``best_of`` is the campaign's best (learn records it; the report shows it): top fidelity first.
+``best_of`` is the campaign's best (learn records it; status, the summary, the report and the
+Prefect artifacts show it): top fidelity first, ``certified`` only there.
 """
 
 from __future__ import annotations
@@ -138,19 +139,58 @@ def front(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[list[float]]:
     return [list(e["objectives"]) for e in front_members(spec, evals)[1]]
 
 
+def best_info(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """:func:`best_of` as every view names it: value, rung (index and name), certified or not."""
+    best = best_of(spec, evals)
+    if best is None:
+        return None
+    rung = int(best["fidelity"])
+    return {"objective": best["objective"], "evaluation_id": str(best.get("evaluation_id")),
+            "best_fidelity": rung, "best_fidelity_name": spec.fidelities[rung].name,
+            "best_certified": rung == len(spec.fidelities) - 1, "params": dict(best.get("params") or {})}
+
+
+def best_by_rung(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, list[float | None]]:
+    """Per rung name: the best feasible objective so far at that rung after each of the
+    campaign's evaluations (ask order), so curves of different rungs share one x axis."""
+    minimize = spec.objectives[0].goal == "minimize"
+    best: dict[int, float] = {}
+    out: dict[str, list[float | None]] = {f.name: [] for f in spec.fidelities}
+    for e in evals:
+        if _usable(e):
+            r, v = int(e["fidelity"]), float(e["objective"])
+            if r not in best or (v < best[r] if minimize else v > best[r]):
+                best[r] = v
+        for r, f in enumerate(spec.fidelities):
+            out[f.name].append(best.get(r))
+    return out
+
+
 def kpis(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any]:
+    """The summary's numbers; ``best`` / ``best_objective`` are :func:`best_of`'s (top rung
+    first), the same candidate ``status``, the report and the Prefect artifacts name."""
     curve = best_vs_evaluation(spec, evals)
-    finals = [v for v in curve if v is not None]
+    best = best_info(spec, evals)
     return {
         "evaluations": len(evals),
-        "best_objective": finals[-1] if finals else None,
+        "best_objective": None if best is None else best["objective"],
+        "best": best,
+        "best_by_rung": best_by_rung(spec, evals),
         "first_feasible_at": next((i for i, v in enumerate(curve) if v is not None), None),
         "best_vs_evaluation": curve,
         "feasibility": feasibility(spec, evals),
         "promotion_deltas": promotion_deltas(spec, evals),
         "front": front(spec, evals),
+        "front_rung": _front_rung(spec, evals),
         "failures": dict(sorted(_count(e.get("failure_category") for e in evals if e["status"] != "succeeded").items())),
     }
+
+
+def _front_rung(spec: CampaignSpec, evals: list[dict[str, Any]]) -> str | None:
+    if len(spec.objectives) < 2:
+        return None
+    rung = front_members(spec, evals)[0]
+    return None if rung is None else spec.fidelities[rung].name
 
 
 def _count(values) -> dict[str, int]:
@@ -183,65 +223,7 @@ def write_csv(spec: CampaignSpec, evals: list[dict[str, Any]], path: Path) -> Pa
 
 
 def plot(spec: CampaignSpec, summary: dict[str, Any], out_dir: Path) -> list[Path]:
-    """PNG plots of the KPIs; returns the files written."""
-    import matplotlib
+    """PNG plots of the KPIs (:mod:`huntflow.engine.plots`); returns the files written."""
+    from huntflow.engine import plots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    curve = summary["best_vs_evaluation"]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    xs = [i + 1 for i, v in enumerate(curve) if v is not None]
-    ys = [v for v in curve if v is not None]
-    if ys:
-        ax.plot(xs, ys, drawstyle="steps-post")
-    target = spec.objectives[0].target
-    if ys and all(y > 0 for y in ys) and (max(ys) / min(ys) > 100 or (target is not None and target > 0)):
-        ax.set_yscale("log")
-    if target is not None:
-        ax.axhline(target, color="tab:red", linestyle="--", label=f"target {target:g}")
-        ax.legend()
-    ax.set(xlabel="evaluation", ylabel=f"best feasible {spec.objectives[0].metric}", title=f"{spec.slug}: best so far")
-    fig.tight_layout()
-    written.append(out_dir / "best_vs_evaluation.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-
-    feas = summary["feasibility"]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    # rung names are user text: "$" would start matplotlib mathtext
-    ax.bar([str(r["fidelity"]).replace("$", r"\$") for r in feas], [r["pass_rate"] or 0.0 for r in feas])
-    ax.set(ylim=(0, 1), ylabel="feasible / evaluated", title="feasibility pass rate by fidelity")
-    fig.tight_layout()
-    written.append(out_dir / "feasibility_by_fidelity.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-
-    deltas = summary["promotion_deltas"]
-    if deltas:
-        fig, ax = plt.subplots(figsize=(5, 5))
-        lo = [d["objective_low"] for d in deltas]
-        hi = [d["objective_high"] for d in deltas]
-        ax.scatter(lo, hi)
-        lim = [min(lo + hi), max(lo + hi)]
-        ax.plot(lim, lim, color="gray", linestyle=":")
-        ax.set(xlabel="objective at lower rung", ylabel="objective at higher rung", title="promotion: low → high")
-        fig.tight_layout()
-        written.append(out_dir / "promotion_deltas.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-
-    pts = summary["front"]
-    if pts and len(pts[0]) == 2:
-        fig, ax = plt.subplots(figsize=(5, 4))
-        arr = np.asarray(sorted(pts))
-        ax.plot(arr[:, 0], arr[:, 1], marker="o", drawstyle="steps-post")
-        ax.set(xlabel=spec.objectives[0].metric, ylabel=spec.objectives[1].metric, title="feasible Pareto front")
-        fig.tight_layout()
-        written.append(out_dir / "pareto_front.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-    return written
-
+    return plots.write(spec, summary, out_dir)

@@ -1,9 +1,11 @@
 """The ``hunt-generation`` flow: evaluate one generation (deployment ``hunt-generation/gpu``).
 
-Inline, the tick's dispatch runs it as a subflow; on a GPU work pool a worker runs it from the
-deployment. Either way the body is :func:`huntflow.tasks.execute.execute_generation`: one
+On a GPU work pool a worker runs it from the deployment (inline, dispatch calls the same body
+directly). The body is :func:`huntflow.tasks.execute.execute_generation`: one
 batched JAX call, one HDF5 artifact, the result document and the ``succeeded`` mark in one
-transaction. Re-running a succeeded generation is a no-op.
+transaction. Re-running a succeeded generation is a no-op. Its run is named ``SLUG/gen-N (rung)``,
+it leaves the batch table ``campaign-<slug>-batch``, and a generation it fails for good emits
+``huntflow.campaign.generation.failed``.
 """
 
 from __future__ import annotations
@@ -14,20 +16,37 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
+from huntflow.flows.artifacts import batch_table, label_of
 
 from huntflow.tasks.execute import execute_generation
 
 
-def _table_artifact(summary: dict[str, Any]) -> None:
-    from prefect.artifacts import create_table_artifact
+def generation_run_name() -> str:
+    """``SLUG/gen-N (rung)``: the generation's flow run named after what it evaluates."""
+    try:
+        from prefect.runtime import flow_run
 
-    rows = [{"metric": k, "best": v} for k, v in (summary.get("best") or {}).items()]
-    rows.append({"metric": "candidates", "best": summary.get("candidates")})
-    rows.append({"metric": "ok", "best": summary.get("ok")})
-    create_table_artifact(
-        key="generation-batch", table=rows,
-        description=f"generation {summary['generation_id']}: {summary.get('wall_seconds')} s",
-    )
+        gid = str((flow_run.parameters or {}).get("generation_id"))
+        about = label_of(gid)
+        return about["label"] if about else f"generation {gid[:8]}"
+    except Exception:  # a name is never a reason to fail the run
+        return "generation"
+
+
+def _report_failure(generation_id: str) -> None:
+    """A generation the worker failed for good (out of attempts): ``huntflow.campaign.generation.failed``."""
+    try:
+        about = label_of(generation_id)
+        if about and about["status"] == "failed" and about["operator"] != "inline":  # the tick reports inline ones
+            from huntflow.flows import events
+
+            events.emit("huntflow.campaign.generation.failed", about["slug"],
+                        {"generation_id": generation_id, "generation_index": about["generation_index"],
+                         "kind": about["kind"], "fidelity": about["fidelity_name"]},
+                        {"prefect.resource.id": f"huntflow.generation.{generation_id}",
+                         "prefect.resource.name": about["label"]})
+    except Exception:
+        pass
 
 
 def trigger_tick(campaign_id: str) -> bool:
@@ -53,12 +72,16 @@ def _logger():
         return logging.getLogger(__name__)
 
 
-@flow(name="hunt-generation", log_prints=True)
+@flow(name="hunt-generation", log_prints=True, flow_run_name=generation_run_name)
 def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> dict[str, Any]:
     """Evaluate one generation's whole population in one batched JAX call."""
-    summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
+    try:
+        summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
+    except Exception:
+        _report_failure(generation_id)
+        raise
     if summary.get("status") == "succeeded":
-        _table_artifact(summary)
+        batch_table(summary)
         # a finished pool generation starts its campaign's next tick now, not at the next schedule
         if summary.get("operator") != "inline" and get_settings().chain_ticks:
             trigger_tick(summary["campaign_id"])

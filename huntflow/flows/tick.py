@@ -15,6 +15,12 @@ run costs about a second of API round trips and heartbeat join). :func:`run_tick
 tick's body, so ``tick --until-done`` and the demo run many ticks inside one flow run (each
 stage a task run of it). :func:`no_heartbeats` switches off Prefect's flow-run heartbeat thread
 for in-process runs, whose exit otherwise waits up to 2 s joining it.
+
+What a person sees in the Prefect UI: the run is named after the campaigns it advanced
+(``tick: slug-a, slug-b``), each stage's task run after its stage and campaign
+(``evolve · slug-a``); after each campaign the tick emits the events its stages caused
+(:mod:`huntflow.flows.events`) and updates the campaign's artifacts
+(:mod:`huntflow.flows.artifacts`), including the batch table of an inline generation.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from uuid import UUID, uuid4
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
+from huntflow.flows import events
+from huntflow.flows.artifacts import batch_tables, publish_campaign
 from huntflow.flows.generation import trigger_tick
 from huntflow.store import campaigns, leases
 from huntflow.store.connection import database_url, session
@@ -53,13 +61,18 @@ def no_heartbeats() -> Iterator[None]:
         yield
 
 
-def _campaign_stages(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
+def _named(stage_task, slug: str):
+    """The stage task with its runs named ``<stage> · <slug>`` in the UI."""
+    return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")
+
+
+def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dict[str, Any]:
     steps = [
-        (Stage.DISPATCH, lambda: dispatch(ctx, campaign_id, return_state=True)),
-        (Stage.PARSE, lambda: parse(ctx, campaign_id, return_state=True)),
-        (Stage.REVIEW, lambda: review(ctx, campaign_id, return_state=True)),
-        (Stage.EVOLVE, lambda: evolve(ctx, campaign_id, return_state=True)),
-        (Stage.LEARN, lambda: learn(ctx, campaign_id, return_state=True)),
+        (Stage.DISPATCH, lambda: _named(dispatch, slug)(ctx, campaign_id, return_state=True)),
+        (Stage.PARSE, lambda: _named(parse, slug)(ctx, campaign_id, return_state=True)),
+        (Stage.REVIEW, lambda: _named(review, slug)(ctx, campaign_id, return_state=True)),
+        (Stage.EVOLVE, lambda: _named(evolve, slug)(ctx, campaign_id, return_state=True)),
+        (Stage.LEARN, lambda: _named(learn, slug)(ctx, campaign_id, return_state=True)),
     ]
     out: dict[str, Any] = {}
     for i, (stage, call) in enumerate(steps):
@@ -119,7 +132,57 @@ def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
     return bool(waiting) and trigger_tick(str(campaign_id))
 
 
-@flow(name="hunt-tick", log_prints=True)
+def _slugs(campaign_ids: list[UUID]) -> dict[UUID, str]:
+    if not campaign_ids:
+        return {}
+    with session() as conn:
+        rows = conn.execute("select campaign_id, slug from hunt.campaigns where campaign_id = any(%s)",
+                            (list(campaign_ids),)).fetchall()
+    return {r["campaign_id"]: r["slug"] for r in rows}
+
+
+def _names(slugs: list[str]) -> str:
+    return ", ".join(slugs[:4]) + (f" +{len(slugs) - 4}" if len(slugs) > 4 else "")
+
+
+def tick_run_name() -> str:
+    """``tick: <slugs>`` for a campaign's own tick, ``tick: all active`` for the schedule's
+    (renamed to the campaigns it advanced once discover has claimed them)."""
+    try:
+        from prefect.runtime import flow_run
+
+        ids = (flow_run.parameters or {}).get("campaign_ids")
+        if ids:
+            return "tick: " + _names(sorted(_slugs([UUID(str(c)) for c in ids]).values()) or ["?"])
+    except Exception:  # a name is never a reason to fail the run
+        pass
+    return "tick: all active"
+
+
+def _snapshot(campaign_id: UUID) -> dict[str, Any]:
+    """:func:`events.snapshot` (empty when it cannot be read: events are never a reason to fail)."""
+    try:
+        with session() as conn:
+            return events.snapshot(conn, campaign_id)
+    except Exception as e:
+        logging.getLogger(__name__).warning("events of campaign %s not read: %s", campaign_id, e)
+        return {}
+
+
+def _rename(name: str) -> None:
+    """Rename the flow run this tick runs in (``tick --until-done``: its one run)."""
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.runtime import flow_run
+
+        if flow_run.id:
+            with get_client(sync_client=True) as client:
+                client.update_flow_run(flow_run.id, name=name)
+    except Exception as e:
+        logging.getLogger(__name__).debug("tick run not renamed: %s", e)
+
+
+@flow(name="hunt-tick", log_prints=True, flow_run_name=tick_run_name)
 def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     """Advance every claimed campaign one step through the six stages."""
     return run_tick(campaign_ids)
@@ -146,14 +209,23 @@ def run_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
 
 def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> dict[str, Any]:
     results: dict[str, Any] = {}
+    slugs = _slugs(claimed)
+    if claimed:
+        _rename("tick: " + _names([slugs[c] for c in claimed if c in slugs]))
     for campaign_id in claimed:
+        slug = slugs.get(campaign_id, str(campaign_id))
+        before = _snapshot(campaign_id)
         try:
-            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id)
+            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id, slug)
         finally:
             beat.release(campaign_id)
             _release(ctx, campaign_id)
-        learned = results[str(campaign_id)].get(Stage.LEARN.value)
+        out = results[str(campaign_id)]
+        learned = out.get(Stage.LEARN.value)
         if isinstance(learned, dict) and learned.get("completed"):
-            results[str(campaign_id)]["report"] = completion_report(campaign_id)
-        results[str(campaign_id)]["follow_up"] = _follow_up(ctx, campaign_id)
+            out["report"] = completion_report(campaign_id)
+        out["events"] = events.emit_changes(before, _snapshot(campaign_id))
+        batch_tables(slug, out.get(Stage.DISPATCH.value))
+        out["artifacts"] = publish_campaign(campaign_id) is not None
+        out["follow_up"] = _follow_up(ctx, campaign_id)
     return results

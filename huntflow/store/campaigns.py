@@ -8,19 +8,21 @@ expires. Completion is guarded by ``status = 'active'``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from huntflow.engine.spec import CampaignSpec, parse_spec
 from huntflow.engine.spec_limits import LIMITS
-from huntflow.errors import HuntflowError, InputError, TerminalStateError
+from huntflow.errors import HuntflowError, InputError, StaleTransition, TerminalStateError
 from huntflow.store.states import CampaignStatus, Mode, Stage
 
+if TYPE_CHECKING:  # the spec module loads the model registry (JAX): reading rows does not need it
+    from huntflow.engine.spec import CampaignSpec
 
-class DuplicateCampaign(HuntflowError, ValueError):
+
+class DuplicateCampaign(InputError):
     """Raised when a campaign with the same slug already exists."""
 
 
@@ -64,9 +66,11 @@ def get_campaign(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
 
 
 def spec_of(row: dict[str, Any]) -> CampaignSpec:
-    """The validated spec stored on a campaign row."""
+    """The validated spec stored on a campaign row (not re-checked against its model)."""
+    from huntflow.engine.spec import parse_spec
+
     spec = row["spec"]
-    return parse_spec(json.loads(spec) if isinstance(spec, str) else spec)
+    return parse_spec(json.loads(spec) if isinstance(spec, str) else spec, stored=True)
 
 
 def progress(conn: psycopg.Connection, slug: str | None = None) -> list[dict[str, Any]]:
@@ -225,3 +229,100 @@ def extend_budget(conn: psycopg.Connection, ref: UUID | str, evaluations: int) -
         " returning *",
         (evaluations, row["campaign_id"]),
     ).fetchone()
+
+
+def set_paused(conn: psycopg.Connection, ref: UUID | str, paused: bool) -> dict[str, Any]:
+    """Pause an active campaign (``active -> paused``) or resume a paused one.
+
+    A paused campaign is not claimed by ticks: nothing new is asked or launched; generations
+    already launched run on and their results wait in their rows until it is resumed.
+
+    Returns:
+        The updated campaign row.
+    Raises:
+        KeyError: no such campaign.
+        TerminalStateError: the campaign is not in the status the change starts from.
+    """
+    row = get_campaign(conn, ref)
+    src, dst = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED) if paused else (CampaignStatus.PAUSED, CampaignStatus.ACTIVE)
+    updated = conn.execute(
+        "update hunt.campaigns set status = %s, updated_at = now() where campaign_id = %s and status = %s returning *",
+        (dst.value, row["campaign_id"], src.value),
+    ).fetchone()
+    if updated is None:
+        verb = "paused" if paused else "resumed"
+        raise TerminalStateError(f"campaign {row['slug']} is {row['status']}; only a {src.value} campaign can be {verb}")
+    return updated
+
+
+def unfinished_generations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
+    """Generations asked and not yet told, failed or cancelled, in ask order (no checkpoints)."""
+    return conn.execute(
+        "select generation_id, generation_index, kind, fidelity_name, status, operator, dispatch_ref, attempt"
+        " from hunt.generations where campaign_id = %s and status not in ('told', 'failed', 'cancelled')"
+        " order by ask_id",
+        (campaign_id,),
+    ).fetchall()
+
+
+def cancel_campaign(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
+    """Cancel an active or paused campaign and every generation of it not yet told, in one
+    transaction. A generation still running elsewhere loses its guarded ``running -> succeeded``
+    write, so its result is discarded; the caller stops the runs it can (flow runs, jobs).
+
+    Returns:
+        ``{"campaign": row, "generations": [the generations cancelled, with their status before]}``.
+    Raises:
+        KeyError: no such campaign.
+        TerminalStateError: the campaign already completed, failed or was cancelled.
+    """
+    row = get_campaign(conn, ref)
+    with conn.transaction():
+        updated = conn.execute(
+            "update hunt.campaigns set status = 'cancelled', completion_reason = 'cancelled', completed_at = now(),"
+            " lease_owner = null, lease_expires_at = null, updated_at = now()"
+            " where campaign_id = %s and status in ('active', 'paused') returning *",
+            (row["campaign_id"],),
+        ).fetchone()
+        if updated is None:
+            raise TerminalStateError(f"campaign {row['slug']} is {row['status']}; it cannot be cancelled")
+        gens = unfinished_generations(conn, row["campaign_id"])
+        conn.execute(
+            "update hunt.generations set status = 'cancelled', finished_at = now(), updated_at = now()"
+            " where campaign_id = %s and status not in ('told', 'failed', 'cancelled')",
+            (row["campaign_id"],),
+        )
+    return {"campaign": updated, "generations": gens}
+
+
+def delete_campaign(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
+    """Delete a campaign and all its rows (generations, evaluations, stage runs, findings,
+    trajectories, gates cascade). Refused while a tick holds its lease or a generation of it is
+    launched, so nothing running writes into rows that are gone.
+
+    Returns:
+        The deleted campaign row with ``generations`` and ``evaluations`` counts.
+    Raises:
+        KeyError: no such campaign.
+        StaleTransition: a tick holds it or generations are running (cancel it first).
+    """
+    row = get_campaign(conn, ref)
+    with conn.transaction():
+        locked = conn.execute(
+            "select *, (lease_expires_at > now()) as leased,"
+            " (select count(*) from hunt.generations g where g.campaign_id = c.campaign_id"
+            "   and g.status in ('dispatched', 'running')) as launched,"
+            " (select count(*) from hunt.generations g where g.campaign_id = c.campaign_id) as generations,"
+            " (select count(*) from hunt.evaluations e where e.campaign_id = c.campaign_id) as evaluations"
+            " from hunt.campaigns c where campaign_id = %s for update",
+            (row["campaign_id"],),
+        ).fetchone()
+        if locked is None:
+            raise KeyError(f"no campaign {ref!s}")
+        if locked["leased"]:
+            raise StaleTransition(f"campaign {row['slug']} is being advanced by a tick right now; try again in a moment")
+        if locked["launched"]:
+            raise StaleTransition(f"campaign {row['slug']} has {locked['launched']} generation(s) running;"
+                                  f" cancel it first (huntflow campaign cancel {row['slug']})")
+        conn.execute("delete from hunt.campaigns where campaign_id = %s", (row["campaign_id"],))
+    return locked

@@ -34,8 +34,6 @@ import numpy as np
 import psycopg
 
 from huntflow.config import get_settings
-from huntflow.engine.results import validate_result_document
-from huntflow.engine.space import SearchSpace
 from huntflow.errors import KitError, ResultDocumentError
 from huntflow.store import campaigns, generations
 from huntflow.store.states import GenerationStatus as GS
@@ -69,7 +67,7 @@ def expected_kit(generation: dict[str, Any], spec, rows: list[dict[str, Any]], a
         "kind": generation["kind"],
         "model": model,
         "param_names": names,
-        "params": SearchSpace.of(spec).model_matrix([r["params"] for r in rows]).tolist(),
+        "params": _space(spec).model_matrix([r["params"] for r in rows]).tolist(),
         "space": spec.model_dump(mode="json")["space"],
         "seed": int(generation["seed"]),
         "dtype": spec.dtype,
@@ -196,6 +194,8 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
     compare_kit(kit, expected)
     check_document(doc, expected, label)
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
+    from huntflow.engine.results import validate_result_document  # here: `kit list` must not load JAX
+
     try:
         parsed = validate_result_document(doc, generation_id=str(gid), n_candidates=len(rows), required_metrics=required)
     except ResultDocumentError as e:
@@ -220,6 +220,12 @@ def import_kit(conn: psycopg.Connection, directory: Path | str) -> dict[str, Any
         raise
     return {"generation_id": str(gid), "campaign": spec.slug, "status": "succeeded", "candidates": len(rows),
             "artifact": str(artifact)}
+
+
+def _space(spec):
+    from huntflow.engine.space import SearchSpace  # here: `kit list` must not load JAX
+
+    return SearchSpace.of(spec)
 
 
 def waiting(conn: psycopg.Connection) -> list[dict[str, Any]]:

@@ -15,9 +15,9 @@ once a third of the budget is spent and the best improved within the last three 
 Completion (first that holds): ``target_met`` (a feasible top-fidelity evaluation meets every
 objective target), ``budget_spent`` (the optimizer has nothing more to ask and nothing is in
 flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (``budget.patience``
-generations without improvement). A completed campaign emits the Prefect event
-``huntflow.campaign.completed``; the tick then writes its report once learn's stage row is
-closed (:func:`huntflow.flows.tick.completion_report`).
+generations without improvement). The tick then emits the Prefect event
+``huntflow.campaign.completed`` (:mod:`huntflow.flows.events`) and writes its report once
+learn's stage row is closed (:func:`huntflow.flows.tick.completion_report`).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
 :func:`completion_gate`): the campaign completes once the gate is approved and keeps running
 when it is rejected.
@@ -26,7 +26,6 @@ when it is rejected.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Any
 from uuid import UUID
 
@@ -183,8 +182,6 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     completed = False
     if reason is not None:
         completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
-        if completed:
-            _emit_completed(campaign, reason, best)
     return {"recorded": recorded, "mode": mode.value, "stagnant": stagnant,
             "best_objective": None if best is None else best["objective"],
             "completed": completed, "reason": reason, "gate": gate}
@@ -253,21 +250,6 @@ def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict
     }
     row = gates.request(conn, cid, "completion", subject)
     return None, {"gate_id": str(row["gate_id"]), "status": "requested"}
-
-
-def _emit_completed(campaign: dict[str, Any], reason: str, best: dict[str, Any] | None) -> None:
-    try:
-        from prefect.events import emit_event
-
-        emit_event(
-            event="huntflow.campaign.completed",
-            resource={"prefect.resource.id": f"huntflow.campaign.{campaign['slug']}",
-                      "prefect.resource.name": campaign["slug"]},
-            payload={"reason": reason,
-                     "best_objective": None if best is None or not math.isfinite(best["objective"]) else best["objective"]},
-        )
-    except Exception:  # events are a notification, never a reason to fail the stage
-        pass
 
 
 @task(cache_policy=NO_CACHE, name="learn", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,

@@ -1,15 +1,21 @@
 """End to end on a real `prefect server`, process work pools, workers and `prefect deploy`.
 
 The operators' path from prefect.yaml: two process pools (cpu for ticks, gpu for generations),
-`prefect deploy --all`, one worker per pool, then `prefect deployment run
-'hunt-tick/every-5-minutes'` once. Pool generations chain the next tick themselves, so the
-campaign must run to completion with no further push; then the `hunt-report/report`
-deployment writes its report. Everything started here is stopped here.
+`prefect deploy --all`, one worker per pool, then a researcher's path: `prefect deployment run
+'hunt-campaign/add' --params '{"spec": ...}'` (an invalid spec fails its run naming the field
+and stores nothing; a valid one triggers its first tick). Pool generations chain the next tick
+themselves, so the campaign must run to completion with no further push; its completion event
+triggers the `hunt-report/report` deployment. Runs carry readable names, and the campaign's
+artifacts are checked in the Prefect UI itself, rendered by headless Chromium (skipped, saying
+so, where Chromium is not installed); the screenshot is saved under the test's temporary
+directory. Everything started here is stopped here.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +37,28 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _api(env: dict, path: str, body: dict | None = None):
+    """A call to the server's REST API (POST when ``body`` is given)."""
+    url = env["PREFECT_API_URL"] + path
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                 method="GET" if body is None else "POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        return json.loads(r.read())
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                  "--window-size=1200,1300", "--virtual-time-budget=20000"]
+
+
+def _chromium(tmp_path: Path, url: str, *what: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"chromium-{len(list(tmp_path.glob('chromium-*')))}"  # a fresh profile each time
+    return subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *what, url],
+                          capture_output=True, text=True, timeout=120)
 
 
 def _wait(pred, timeout: float, what: str, every: float = 1.0):
@@ -74,7 +102,7 @@ def prefect_stack(tmp_path, database_url):
 
     def cli(*args: str) -> str:
         r = subprocess.run([str(BIN / "prefect"), *args], env=env, cwd=REPO, capture_output=True,
-                           text=True, timeout=180)
+                           text=True, timeout=600)
         assert r.returncode == 0, f"prefect {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
         return r.stdout
 
@@ -98,6 +126,8 @@ def prefect_stack(tmp_path, database_url):
         start("worker-gpu", "worker", "start", "--pool", "gpu", "--limit", "2")
         yield {"env": env, "cli": cli, "logs": logs}
     finally:
+        if os.environ.get("HUNTFLOW_E2E_KEEP_LOGS"):  # a copy of the server's and workers' logs
+            shutil.copytree(logs, os.environ["HUNTFLOW_E2E_KEEP_LOGS"], dirs_exist_ok=True)
         for p in reversed(procs):
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGTERM)
@@ -109,17 +139,28 @@ def prefect_stack(tmp_path, database_url):
                 p.wait(timeout=10)
 
 
-def test_deployment_run_drives_a_pool_campaign_to_completion(db, make_spec, prefect_stack):
-    spec = make_spec(slug="e2e-sphere", budget={"evaluations": 8},
-                     optimizer={"name": "ngopt", "population": 8, "options": {"max_in_flight": 1}})
-    cid = campaigns.insert_campaign(db, spec)
-    prefect_stack["cli"]("deployment", "run", "hunt-tick/every-5-minutes")
+SPEC = {"slug": "e2e-sphere", "model": {"name": "sphere"},
+        "space": {f"x{i}": {"low": -2.0, "high": 2.0} for i in range(3)},
+        "objectives": [{"metric": "f", "goal": "minimize"}], "budget": {"evaluations": 8},
+        "optimizer": {"name": "ngopt", "population": 8, "options": {"max_in_flight": 1}}, "seed": 3}
+
+
+@pytest.mark.timeout(1800)  # generous for a loaded machine; ~3.5 min on an idle one
+def test_deployment_run_drives_a_pool_campaign_to_completion(db, prefect_stack, tmp_path):
+    env, cli = prefect_stack["env"], prefect_stack["cli"]
+    # an invalid spec: its run fails naming the field, nothing is stored
+    bad = {**SPEC, "slug": "e2e-bad", "budget": {"evaluations": 0}}
+    bad_run = cli("deployment", "run", "hunt-campaign/add", "--params", json.dumps({"spec": bad}))
+    # the real one: stored and started by the add flow, which triggers the first tick
+    cli("deployment", "run", "hunt-campaign/add", "--params", json.dumps({"spec": SPEC}))
+    cid = _wait(lambda: next((r["campaign_id"] for r in db.execute(
+        "select campaign_id from hunt.campaigns where slug = 'e2e-sphere'")), None), 180, "the add flow to store it")
 
     def done():
         return campaigns.get_campaign(db, cid)["status"] != "active"
 
     try:
-        _wait(done, 420, "the campaign to complete", every=2.0)
+        _wait(done, 900, "the campaign to complete", every=2.0)  # ~2 min on an idle machine
     except AssertionError:
         tails = {p.name: p.read_text()[-3000:] for p in prefect_stack["logs"].iterdir()}
         raise AssertionError(f"campaign did not complete; logs:\n{tails}") from None
@@ -133,11 +174,48 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, make_spec, pref
     ticks = db.execute("select tick_id, count(*) as n from hunt.stage_runs where campaign_id = %s"
                        " group by tick_id", (cid,)).fetchall()
     assert len(ticks) >= len(gens) + 1 and all(t["n"] == 6 for t in ticks)
+    assert db.execute("select count(*) as n from hunt.campaigns where slug = 'e2e-bad'").fetchone()["n"] == 0
+    bad_id = bad_run.split("UUID:")[1].split()[0]
+    failed = _api(env, f"/flow_runs/{bad_id}")
+    assert failed["state"]["type"] == "FAILED" and "budget.evaluations" in failed["state"]["message"], failed["state"]
 
-    # the report deployment on the cpu pool writes the report where the operator's data lives
-    out = prefect_stack["cli"]("deployment", "run", "hunt-report/report", "--param", "slug=e2e-sphere",
-                               "--watch", "--watch-interval", "1", "--watch-timeout", "180")
-    assert "Completed" in out, out
-    report_dir = Path(prefect_stack["env"]["HUNTFLOW_DATA_DIR"]) / "reports" / "e2e-sphere"
+    # the completion event triggered the report deployment (prefect.yaml's trigger)
+    def reported():
+        return _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["report-e2e-sphere"]}}})
+
+    try:
+        _wait(reported, 180, "the report run the completion event triggers", every=2.0)
+    except AssertionError:
+        tails = {p.name: p.read_text()[-3000:] for p in prefect_stack["logs"].iterdir()}
+        raise AssertionError(f"no report artifact; logs:\n{tails}") from None
+    report_dir = Path(env["HUNTFLOW_DATA_DIR"]) / "reports" / "e2e-sphere"
     assert "e2e-sphere" in (report_dir / "report.md").read_text()
     assert (report_dir / "report.json").exists() and (report_dir / "evaluations.csv").exists()
+
+    # names a person can read; the schedule drops an overlapping tick instead of queueing it
+    names = {r["name"] for r in _api(env, "/flow_runs/filter", {"limit": 200})}
+    assert "tick: e2e-sphere" in names and "add e2e-sphere" in names, names
+    assert {f"e2e-sphere/gen-{g['generation_index']} (default)" for g in gens} <= names, names
+    tick = _api(env, "/deployments/name/hunt-tick/every-5-minutes")
+    assert tick["global_concurrency_limit"]["limit"] == 1
+    assert tick["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+
+    # the control room, as the UI renders it in a real browser
+    [dash] = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["campaign-e2e-sphere"]}}})
+    [prog] = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["campaign-e2e-sphere-progress"]}}})
+    assert prog["data"] == 100.0
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed: the UI was not checked in a browser (.ci/run installs it)")
+    ui = env["PREFECT_API_URL"].removesuffix("/api")
+    page = _chromium(tmp_path, f"{ui}/artifacts/artifact/{dash['id']}", "--dump-dom")
+    assert page.returncode == 0, page.stderr[-2000:]
+    dom = page.stdout
+    assert "Best so far" in dom and f"{row['best_objective']:.6g}" in dom, dom[-3000:]
+    assert "8/8" in dom and "(100 %)" in dom and "data:image/png;base64," in dom
+    bar = _chromium(tmp_path, f"{ui}/artifacts/artifact/{prog['id']}", "--dump-dom")
+    assert "100%" in bar.stdout
+    shot = tmp_path / "campaign-artifact.png"
+    taken = _chromium(tmp_path, f"{ui}/artifacts/artifact/{dash['id']}", f"--screenshot={shot}")
+    assert taken.returncode == 0 and shot.stat().st_size > 10_000, taken.stderr[-2000:]
+    if os.environ.get("HUNTFLOW_SCREENSHOT_TO"):  # how docs/control-room.png was taken
+        shutil.copy(shot, os.environ["HUNTFLOW_SCREENSHOT_TO"])

@@ -146,6 +146,28 @@ def test_completed_campaign_report_names_the_certified_best(hunted, tmp_path):
     assert "certified" in plain.stdout and "report.md" in plain.stdout
 
 
+def test_status_summary_show_and_report_name_the_same_best(hunted, tmp_path):
+    """One definition of the best everywhere: the certified (top rung) best, with its rung."""
+    conn, rows = hunted
+    row = rows["report-sphere"]
+    best = _best_row(conn, row["campaign_id"], top=1)
+    rough_min = conn.execute("select min(objective) as m from hunt.evaluations where campaign_id = %s and fidelity = 0"
+                             " and status = 'succeeded' and feasible", (row["campaign_id"],)).fetchone()["m"]
+    assert rough_min < best["objective"]  # the biased coarse rung looks better: it must not win
+    [status] = json.loads(_cli("status", "report-sphere", "--json").stdout)
+    summary = json.loads(_cli("summary", "report-sphere", "--no-plots", "--out", str(tmp_path), "--json").stdout)
+    shown = json.loads(_cli("campaign", "show", "report-sphere", "--json").stdout)
+    rep = json.loads(_cli("report", "report-sphere", "--out", str(tmp_path / "r"), "--json").stdout)
+    assert status["best_objective"] == pytest.approx(best["objective"])
+    assert (status["best_fidelity_name"], status["best_certified"]) == ("exact", True)
+    assert summary["best"]["evaluation_id"] == str(best["evaluation_id"]) == rep["best"]["evaluation_id"]
+    assert summary["best_objective"] == pytest.approx(best["objective"]) == rep["best"]["objective"]
+    assert summary["best"]["best_certified"] and rep["best"]["certified"]
+    assert shown["best_params"] == best["params"] == rep["best"]["params"]
+    table = runner.invoke(app, ["status", "report-sphere"], env={"COLUMNS": "200"}).stdout
+    assert f"{best['objective']:.6g} (exact, certified)" in " ".join(table.split())
+
+
 def test_the_tick_wrote_the_report_when_learn_completed_the_campaign(hunted, data_dir):
     conn, rows = hunted
     for slug, row in rows.items():

@@ -1,0 +1,149 @@
+"""The campaign's live artifacts in the Prefect UI (the hunt's control room), one set per campaign:
+
+* ``campaign-<slug>-progress``: a progress artifact, the share of the evaluation budget used,
+  updated in place every tick;
+* ``campaign-<slug>``: the dashboard Markdown (:mod:`huntflow.engine.dashboard`), also updated in
+  place (one row per campaign however long the hunt runs), with the plots embedded as PNG;
+* ``campaign-<slug>-batch``: each generation's batch table (a new version per generation,
+  created by the generation flow).
+
+Plots cost a second of CPU, so they are redrawn at most every ``HUNTFLOW_PLOT_SECONDS`` (default
+60) per campaign, and always when it finishes; in between the dashboard keeps its last plots.
+Publishing never fails a tick: errors are logged as warnings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from typing import Any
+from uuid import UUID
+
+from huntflow.engine import dashboard
+from huntflow.engine import report as render
+from huntflow.engine import summary as kpi
+
+_log = logging.getLogger(__name__)
+
+
+def keys(slug: str) -> dict[str, str]:
+    """Artifact keys (lowercase letters, digits and dashes: a slug already is)."""
+    base = f"campaign-{slug}"
+    return {"markdown": base, "progress": f"{base}-progress", "batch": f"{base}-batch"}
+
+
+def label_of(generation_id: str) -> dict[str, Any] | None:
+    """A generation's row facts with ``label`` = ``SLUG/gen-N (rung)``; ``None`` if absent."""
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        row = conn.execute(
+            "select c.slug, g.generation_index, g.fidelity_name, g.kind, g.status, g.operator from hunt.generations g"
+            " join hunt.campaigns c using (campaign_id) where g.generation_id = %s", (str(generation_id),)).fetchone()
+    if row is None:
+        return None
+    return {**row, "label": f"{row['slug']}/gen-{row['generation_index']} ({row['fidelity_name']})"}
+
+
+def batch_table(summary: dict[str, Any]) -> None:
+    """One generation's batch table (``campaign-<slug>-batch``; a new version per generation)."""
+    from prefect.artifacts import create_table_artifact
+
+    about = label_of(summary["generation_id"]) or {"slug": "unknown", "label": summary["generation_id"]}
+    rows = [{"metric": k, "best": v} for k, v in (summary.get("best") or {}).items()]
+    rows.append({"metric": "candidates", "best": summary.get("candidates")})
+    rows.append({"metric": "ok", "best": summary.get("ok")})
+    create_table_artifact(
+        key=keys(about["slug"])["batch"], table=rows,
+        description=f"{about['label']}: {summary.get('ok')}/{summary.get('candidates')} ok in"
+                    f" {summary.get('wall_seconds')} s")
+
+
+def batch_tables(slug: str, dispatched: Any) -> None:
+    """The batch tables of the inline generations a tick's dispatch ran (never raises)."""
+    try:
+        for item in (dispatched or {}).get("launched", []) if isinstance(dispatched, dict) else []:
+            result = item.get("result") or {}
+            if item.get("operator") == "inline" and result.get("status") == "succeeded":
+                batch_table(result)
+    except Exception as e:
+        _log.warning("batch table of %s not published: %s: %s", slug, type(e).__name__, e)
+
+
+def plot_seconds() -> float:
+    return float(os.environ.get("HUNTFLOW_PLOT_SECONDS", "60"))
+
+
+def _latest(client, names: list[str]) -> dict[str, Any]:
+    from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+
+    found = client.read_latest_artifacts(
+        artifact_filter=ArtifactCollectionFilter(key=ArtifactCollectionFilterKey(any_=names)))
+    return {a.key: a for a in found}
+
+
+def _old_plots(data: Any) -> str | None:
+    if isinstance(data, str) and dashboard.PLOTS_HEADING in data:
+        return data[data.index(dashboard.PLOTS_HEADING):].rstrip("\n")
+    return None
+
+
+def render_dashboard(inputs: dict[str, Any], plots: bool) -> tuple[dict[str, Any], str, str | None]:
+    """``(report, markdown, plots_section)`` for a campaign's rows (``plots``: draw them now)."""
+    spec, evals = inputs["spec"], inputs["evaluations"]
+    report = render.build(inputs["campaign"], spec, evals, inputs["trajectories"], inputs["findings"],
+                          inputs["stage_runs"], inputs["generations"])
+    section = None
+    if plots:
+        from huntflow.engine import plots as draw
+
+        names = ["best_vs_evaluation"] + (["pareto_front"] if len(spec.objectives) == 2 else [])
+        figs = draw.figures(spec, kpi.kpis(spec, evals), names)
+        section = dashboard.plots_section({n: draw.png(f, dpi=80) for n, f in figs.items()})
+    return report, dashboard.markdown(report, spec, evals, section), section
+
+
+def publish_campaign(campaign_id: UUID | str) -> dict[str, Any] | None:
+    """Create or update the campaign's progress and dashboard artifacts; ``None`` on failure."""
+    try:
+        return _publish(campaign_id)
+    except Exception as e:
+        _log.warning("artifacts of campaign %s not published: %s: %s", campaign_id, type(e).__name__, e)
+        return None
+
+
+def _publish(campaign_id: UUID | str) -> dict[str, Any]:
+    from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    from huntflow.store.connection import session
+    from huntflow.store.reports import report_inputs
+
+    with session() as conn:
+        inputs = report_inputs(conn, UUID(str(campaign_id)))
+    slug = inputs["campaign"]["slug"]
+    k = keys(slug)
+    with get_client(sync_client=True) as client:
+        latest = _latest(client, [k["markdown"], k["progress"]])
+        old = latest.get(k["markdown"])
+        finished = inputs["campaign"]["status"] != "active"
+        fresh = old is not None and old.updated is not None and (
+            dt.datetime.now(dt.timezone.utc) - old.updated).total_seconds() < plot_seconds()
+        keep = _old_plots(old.data) if old is not None and fresh and not finished else None
+        report, md, _ = render_dashboard(inputs, plots=keep is None)
+        if keep is not None:
+            md = md.rstrip("\n") + "\n\n" + keep + "\n"
+        line = dashboard.summary_line(report)
+        pct = dashboard.progress_percent(report)
+        if old is None:
+            create_markdown_artifact(markdown=md, key=k["markdown"], description=line)
+        else:
+            client.update_artifact(old.latest_id, ArtifactUpdate(data=md, description=line))
+        prog = latest.get(k["progress"])
+        if prog is None:
+            create_progress_artifact(progress=pct, key=k["progress"], description=line)
+        else:
+            client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct, description=line))
+    return {"keys": k, "progress": pct, "plots": keep is None}

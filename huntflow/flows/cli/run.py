@@ -1,0 +1,193 @@
+"""``huntflow tick | demo | serve``: the commands that run flows (at most one Prefect API per
+process: the ephemeral one when ``PREFECT_API_URL`` is unset)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from huntflow.flows.cli.common import best_text, console, prefect_env, progress_rows
+from huntflow.flows.cli.read import progress_table
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def _campaign_ids(slug: str | None) -> list[str] | None:
+    if slug is None:
+        return None
+    from huntflow.errors import InputError
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        try:
+            return [str(campaigns.get_campaign(conn, slug)["campaign_id"])]
+        except KeyError:
+            raise InputError(f"no campaign {slug!r}") from None
+
+
+def _used(r: dict) -> int:
+    return r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"]
+
+
+def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
+              poll_seconds: float = 2.0) -> tuple[int, Any]:
+    """Run ticks back to back in this process; returns how many ran and the
+    :class:`~huntflow.flows.until_done.Verdict` that stopped them (None: one tick, or max_ticks).
+    One progress bar per campaign (evaluations used of its budget, its best with rung and
+    certification, as ``status`` says it). After a tick that moved nothing, the loop waits
+    (saying for what) or stops (:mod:`huntflow.flows.until_done`)."""
+    prefect_env()
+    from prefect import flow
+
+    from huntflow.flows.tick import no_heartbeats, run_tick
+
+    @flow(name="hunt-tick", log_prints=True)
+    def ticking() -> tuple[int, Any]:  # one flow run for the whole loop; each tick's stages are its task runs
+        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick)
+
+    with no_heartbeats():
+        return ticking()
+
+
+def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool, poll_seconds: float,
+               run_tick) -> tuple[int, Any]:
+    """The loop :func:`run_ticks` runs inside its one flow run."""
+    from uuid import UUID
+
+    from huntflow.flows import until_done as ud
+    from huntflow.store import waits
+    from huntflow.store.connection import session
+
+    only = _campaign_ids(slug)
+    ids = [UUID(c) for c in only] if only else None
+
+    def look(what):
+        with session() as conn:
+            return what(conn, ids)
+
+    ticks = 0
+    rows = progress_rows(slug)
+    started = {r["slug"] for r in rows if r["status"] == "active"}
+    verdict, said, key, tick_next = None, None, look(waits.progress_key), True
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                  console=console, disable=not show_progress or not until_done) as progress:
+        bars = {r["slug"]: progress.add_task(escape(r["slug"]), total=max(1, r["evaluations_budget"]),
+                                             completed=_used(r), best=escape(best_text(r, 4)))
+                for r in rows if r["status"] == "active"}
+        while ticks < max_ticks:
+            if tick_next:
+                run_tick(only)
+                ticks += 1
+            rows = progress_rows(slug)
+            for r in rows:
+                if r["slug"] in bars:
+                    progress.update(bars[r["slug"]], total=max(1, r["evaluations_budget"]),
+                                    completed=min(_used(r), r["evaluations_budget"]), best=escape(best_text(r, 4)))
+            if not until_done:
+                break
+            verdict = ud.finished(rows, started)
+            if verdict is not None:
+                break
+            before, key = key, look(waits.progress_key)
+            if tick_next and before != key:
+                continue  # work moved: tick again at once
+            verdict = ud.decide(look(waits.blockers), poll_seconds)
+            if not tick_next and verdict.tick_after and verdict.action != "stop":
+                tick_next = True  # the lease we waited for is free: tick now
+                continue
+            if verdict.message and verdict.message != said:
+                console.print(verdict.message)
+                said = verdict.message
+            if verdict.action == "stop":
+                break
+            time.sleep(verdict.seconds)
+            tick_next = verdict.tick_after
+    if verdict is not None and verdict.action == "stop" and verdict.message and verdict.message != said:
+        console.print(verdict.message)
+    return ticks, verdict
+
+
+def tick(
+    until_done: bool = typer.Option(False, "--until-done", help="tick back to back until no campaign is active"
+                                    " (exit 1 when one failed, 3 when the rest wait for a decision)"),
+    campaign: Optional[str] = typer.Option(None, "--campaign", "-c", help="only this campaign (slug)"),
+    max_ticks: int = typer.Option(10_000, "--max-ticks", min=1, help="stop after this many ticks"),
+    poll: float = typer.Option(2.0, "--poll", min=0.0,
+                               help="seconds to wait after a tick that moved nothing, before looking again"),
+) -> None:
+    """Run the hunt-tick flow now, once or until done."""
+    n, verdict = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll)
+    progress_table(progress_rows(campaign), title=f"after {n} tick(s)")
+    if verdict is not None and verdict.exit_code:
+        raise typer.Exit(verdict.exit_code)
+
+
+def demo(
+    spec_file: Path = typer.Option(EXAMPLES / "rosenbrock_4d.yaml", "--spec", help="campaign spec to run"),
+    max_ticks: int = typer.Option(500, "--max-ticks", min=1),
+    tolerance: float = typer.Option(1e-2, "--tolerance", help="allowed distance of the best objective from the known optimum"),
+) -> None:
+    """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
+    from huntflow.engine.spec import load_spec
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    spec = load_spec(spec_file)
+    with session() as conn:
+        slug, n = spec.slug, 1
+        while True:
+            try:
+                campaigns.get_campaign(conn, slug)
+            except KeyError:
+                break
+            n += 1
+            slug = f"{spec.slug}-{n}"
+        spec = spec.model_copy(update={"slug": slug})
+        campaigns.insert_campaign(conn, spec)
+    console.print(f"demo campaign [bold]{escape(slug)}[/]: {escape(spec.title or spec.model.label)}")
+    ticks, stopped = run_ticks(slug, True, max_ticks)
+    rows = progress_rows(slug)
+    progress_table(rows, title=f"{slug} after {ticks} tick(s)")
+    if stopped is not None and stopped.exit_code:
+        raise typer.Exit(stopped.exit_code)
+    model = spec.model.resolve().jax
+    known = model.known_optimum(spec.param_names, spec.model.fixed) if model is not None else None
+    best = rows[0]["best_objective"]
+    if known is not None and best is not None:
+        gap = abs(best - known.value)
+        verdict = "[green]within[/]" if gap <= tolerance else "[red]outside[/]"
+        console.print(f"best objective {best:.6g}; known optimum {known.value:g}; gap {gap:.3g} {verdict} tolerance {tolerance:g}")
+        if gap > tolerance:
+            raise typer.Exit(1)
+
+
+def serve(
+    interval_minutes: float = typer.Option(5.0, "--interval", help="minutes between scheduled ticks"),
+) -> None:
+    """Serve the hunt-tick flow on a schedule from this process (no work pool needed): the
+    scheduled ticks (an overlapping one is dropped) and the campaigns' own chained ticks."""
+    prefect_env()
+    from prefect import serve as prefect_serve
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+
+    from huntflow.flows.tick import hunt_tick
+
+    prefect_serve(
+        hunt_tick.to_deployment(name="every-5-minutes", interval=interval_minutes * 60,
+                                concurrency_limit=ConcurrencyLimitConfig(
+                                    limit=1, collision_strategy=ConcurrencyLimitStrategy.CANCEL_NEW)),
+        hunt_tick.to_deployment(name="chained", concurrency_limit=4),
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(tick)
+    app.command()(demo)
+    app.command()(serve)

@@ -1,0 +1,106 @@
+"""Prefect events for what a researcher or an automation waits for, the campaign always the
+related resource (role ``campaign``, id ``huntflow.campaign.<slug>``):
+
+| event | when | primary resource |
+| --- | --- | --- |
+| ``huntflow.campaign.completed`` | learn completed it (payload: reason, best) | the campaign |
+| ``huntflow.campaign.failed`` | it failed | the campaign |
+| ``huntflow.campaign.stagnated`` | learn switched it to ``recover`` (no improvement) | the campaign |
+| ``huntflow.campaign.gate.requested`` | a gate was asked (``huntflow gate list``) | the gate |
+| ``huntflow.campaign.generation.failed`` | a generation failed for good | the generation |
+
+The tick finds them by comparing a campaign's rows before and after its stages
+(:func:`snapshot`, :func:`changes`), so each is emitted once, by the tick that caused it; a
+pool generation that fails in its worker is reported by the generation flow (twice in the rare
+case that a tick of its campaign is running at that moment). Emitting never fails a run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+EVENTS = ("huntflow.campaign.completed", "huntflow.campaign.failed", "huntflow.campaign.stagnated",
+          "huntflow.campaign.gate.requested", "huntflow.campaign.generation.failed")
+
+
+def campaign_resource(slug: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"huntflow.campaign.{slug}", "prefect.resource.name": slug}
+
+
+def emit(event: str, slug: str, payload: dict[str, Any] | None = None,
+         resource: dict[str, str] | None = None) -> bool:
+    """Emit one event with the campaign as related resource; ``False`` if it could not be sent."""
+    try:
+        from prefect.events import emit_event
+
+        related = [{**campaign_resource(slug), "prefect.resource.role": "campaign"}]
+        return emit_event(event=event, resource=resource or campaign_resource(slug), related=related,
+                          payload=payload or {}) is not None
+    except Exception as e:  # a notification is never a reason to fail a run
+        logging.getLogger(__name__).warning("event %s for %s not emitted: %s", event, slug, e)
+        return False
+
+
+def snapshot(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
+    """What the events are about, as the rows say now."""
+    row = conn.execute(
+        "select c.slug, c.status, c.mode, c.completion_reason, p.best_objective, p.best_fidelity_name,"
+        " p.best_certified from hunt.campaigns c join hunt.campaign_progress p using (campaign_id)"
+        " where c.campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()
+    failed = conn.execute(
+        "select generation_id, generation_index, fidelity_name, kind, error from hunt.generations"
+        " where campaign_id = %s and status = 'failed'", (campaign_id,)).fetchall()
+    gates = conn.execute(
+        "select gate_id, kind, subject from hunt.gates where campaign_id = %s and status = 'pending'",
+        (campaign_id,)).fetchall()
+    return {**(row or {}), "failed": {g["generation_id"]: g for g in failed}, "gates": {g["gate_id"]: g for g in gates}}
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if v is not None and math.isfinite(float(v)) else None
+
+
+def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, dict[str, Any], dict[str, str] | None]]:
+    """The events between two snapshots of one campaign: ``(event, payload, resource)``."""
+    slug = after.get("slug")
+    out: list[tuple[str, dict[str, Any], dict[str, str] | None]] = []
+    if not slug:
+        return out
+    best = {"best_objective": _finite(after.get("best_objective")), "best_fidelity": after.get("best_fidelity_name"),
+            "best_certified": after.get("best_certified")}
+    for gid, g in after["gates"].items():
+        if gid not in before.get("gates", {}):
+            out.append(("huntflow.campaign.gate.requested",
+                        {"gate_id": str(gid), "kind": g["kind"], "reason": (g["subject"] or {}).get("reason")},
+                        {"prefect.resource.id": f"huntflow.gate.{gid}", "prefect.resource.name": f"{slug} {g['kind']} gate"}))
+    for gid, g in after["failed"].items():
+        if gid not in before.get("failed", {}):
+            out.append(("huntflow.campaign.generation.failed", {
+                "generation_id": str(gid), "generation_index": g["generation_index"], "kind": g["kind"],
+                "fidelity": g["fidelity_name"], "error": (g["error"] or "")[:500]},
+                {"prefect.resource.id": f"huntflow.generation.{gid}",
+                 "prefect.resource.name": f"{slug}/gen-{g['generation_index']} ({g['fidelity_name']})"}))
+    if after.get("mode") == "recover" and before.get("mode") != "recover" and after.get("status") == "active":
+        out.append(("huntflow.campaign.stagnated", {"mode": "recover", **best}, None))
+    if after.get("status") != before.get("status"):
+        if after.get("status") == "completed":
+            out.append(("huntflow.campaign.completed", {"reason": after.get("completion_reason"), **best}, None))
+        elif after.get("status") == "failed":
+            out.append(("huntflow.campaign.failed", {"reason": after.get("completion_reason"), **best}, None))
+    return out
+
+
+def emit_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    """Emit :func:`changes`; returns the event names sent."""
+    sent = []
+    for event, payload, resource in changes(before, after):
+        if emit(event, after["slug"], payload, resource):
+            sent.append(event)
+    return sent

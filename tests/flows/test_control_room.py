@@ -1,0 +1,92 @@
+"""The Prefect UI as the hunt's control room, on the Prefect harness: the hunt-campaign flows,
+readable run names, the campaign's artifacts (updated in place) and its events."""
+
+from __future__ import annotations
+
+import pytest
+
+from huntflow.store import campaigns
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+SPEC = {"slug": "room-sphere", "model": {"name": "sphere"},
+        "space": {"x0": {"low": -1.0, "high": 1.0}, "x1": {"low": -1.0, "high": 1.0}},
+        "objectives": [{"metric": "f", "goal": "minimize"}], "budget": {"evaluations": 16},
+        "optimizer": {"name": "ngopt", "population": 8}, "seed": 1}
+
+
+def test_add_flow_validates_like_the_cli_and_stores_nothing_when_invalid(db):
+    from huntflow.engine.spec import parse_spec
+    from huntflow.errors import SpecError
+    from huntflow.flows.campaign import hunt_campaign_add
+
+    bad = {**SPEC, "space": {"x0": {"low": 1.0, "high": -1.0}}, "budget": {"evaluations": 0}}
+    state = hunt_campaign_add(spec=bad, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(SpecError) as cli_error:
+        parse_spec(bad)
+    assert str(cli_error.value) in state.message  # the same field-naming message as `campaign add`
+    assert "space.x0" in state.message and "budget.evaluations" in state.message
+    assert db.execute("select count(*) as n from hunt.campaigns").fetchone()["n"] == 0
+
+    out = hunt_campaign_add(spec=SPEC)
+    assert out["slug"] == "room-sphere" and out["first_tick_triggered"] is False  # no tick deployment here
+    assert campaigns.get_campaign(db, "room-sphere")["status"] == "active"
+
+
+def test_pause_resume_cancel_flows_say_what_happens(db, make_spec):
+    from huntflow.flows.campaign import hunt_campaign_cancel, hunt_campaign_pause, hunt_campaign_resume
+
+    campaigns.insert_campaign(db, make_spec(slug="room-ctl"))
+    assert hunt_campaign_pause("room-ctl")["status"] == "paused"
+    assert hunt_campaign_resume("room-ctl")["status"] == "active"
+    out = hunt_campaign_cancel("room-ctl")
+    assert out["status"] == "cancelled" and out["message"].startswith("cancelled room-ctl")
+    assert hunt_campaign_pause("room-ctl", return_state=True).is_failed()  # terminal: refused
+
+
+def test_ticks_name_runs_publish_artifacts_in_place_and_emit_events(db, make_spec, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterName
+
+    from huntflow.flows import events
+    from huntflow.flows.tick import hunt_tick
+
+    monkeypatch.setenv("HUNTFLOW_PLOT_SECONDS", "0")
+    cid = campaigns.insert_campaign(db, make_spec(slug="room-tick", budget={"evaluations": 16}))
+    for _ in range(2):
+        out = hunt_tick([str(cid)])
+        assert out["campaigns"][str(cid)]["artifacts"] is True
+    with get_client(sync_client=True) as client:
+        md = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-room-tick"])))
+        prog = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-room-tick-progress"])))
+        batch = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-room-tick-batch"])))
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=["tick: room-tick"])))
+        tasks = client.read_task_runs()
+    assert len(md) == 1 and len(prog) == 1  # updated in place, one row each
+    row = campaigns.progress(db, "room-tick")[0]
+    from huntflow.store import generations
+
+    # budget used as the report counts it (the campaign's evaluations, not review's verification runs)
+    used = sum(1 for e in generations.campaign_evaluations(db, cid) if e["status"] != "pending")
+    assert prog[0].data == pytest.approx(round(100 * used / 16, 1)) and used > 0
+    text = md[0].data
+    assert f"**{used}/16** evaluations" in text and "## Best so far" in text
+    assert f"**{row['best_objective']:.6g}** `f` at default (**certified**)" in text
+    assert "| `f` |" in text and "![best vs evaluation](data:image/png;base64," in text
+    assert len(batch) >= 1 and "room-tick/gen-" in batch[0].description
+    assert len(runs) == 2
+    assert {"dispatch · room-tick", "evolve · room-tick", "learn · room-tick"} <= {t.name for t in tasks}
+
+    # events from two snapshots of the real rows: completion with its best, named campaign
+    before = events.snapshot(db, cid)
+    db.execute("update hunt.campaigns set status = 'completed', completion_reason = 'budget_spent', mode = 'recover'"
+               " where campaign_id = %s", (cid,))
+    after = events.snapshot(db, cid)
+    got = {e: (payload, resource) for e, payload, resource in events.changes(before, after)}
+    assert set(got) == {"huntflow.campaign.completed"}  # a finished campaign does not 'stagnate'
+    assert got["huntflow.campaign.completed"][0]["reason"] == "budget_spent"
+    assert got["huntflow.campaign.completed"][0]["best_objective"] == pytest.approx(row["best_objective"])
+    assert events.emit("huntflow.campaign.completed", "room-tick", {"reason": "budget_spent"})
