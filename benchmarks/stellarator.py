@@ -38,8 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
+
+from huntflow.store import campaigns, generations  # imported up front: the run takes long
+from huntflow.store.connection import connect
 
 VIOLATION_TOLERANCE = 0.01
 
@@ -166,9 +168,6 @@ def huntflow_side(args, data_dir: Path) -> dict:
     subprocess.run([*cli, "report", "bench-stellarator-p1", "--out", str(data_dir / "report")], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     os.environ["HUNTFLOW_DATA_DIR"] = str(data_dir)
-    from huntflow.store import campaigns, generations
-    from huntflow.store.connection import connect
-
     conn = connect()
     row = campaigns.get_campaign(conn, "bench-stellarator-p1")
     evals = generations.campaign_evaluations(conn, row["campaign_id"])
@@ -216,22 +215,22 @@ def main() -> None:
     if package["boundary_json"] and not args.no_certify:
         cert_proc = multiprocessing.get_context("spawn").Process(target=_certify, args=(package["boundary_json"], queue))
         cert_proc.start()
-    with tempfile.TemporaryDirectory(prefix="bench-stellarator-") as tmp:
-        hunt = huntflow_side(args, Path(tmp))
-        print(f"huntflow: {json.dumps(hunt)}", flush=True)
-        if cert_proc is not None:
-            package["certified"] = queue.get()
-            cert_proc.join()
-        package.pop("boundary_json")
-        result = {
-            "benchmark": "stellarator_p1", "budget": args.budget, "workers": args.workers, "preset": args.preset,
-            "modes": list(args.modes), "box": {"half_width": args.half_width, "alpha": args.alpha},
-            "huntflow": hunt, "package_alm_ngopt": package,
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                        "note": "shared by 8 concurrent developers"},
-        }
-        print(json.dumps(result))
+    tmp = tempfile.mkdtemp(prefix="bench-stellarator-")  # kept: its report, rows and candidate workdirs
+    hunt = huntflow_side(args, Path(tmp))
+    print(f"huntflow: {json.dumps(hunt)}", flush=True)
+    if cert_proc is not None:
+        package["certified"] = queue.get()
+        cert_proc.join()
+    package.pop("boundary_json")
+    result = {
+        "benchmark": "stellarator_p1", "budget": args.budget, "workers": args.workers, "preset": args.preset,
+        "modes": list(args.modes), "box": {"half_width": args.half_width, "alpha": args.alpha},
+        "huntflow": hunt, "package_alm_ngopt": package,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+                    "note": "shared by 8 concurrent developers"},
+    }
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
