@@ -14,7 +14,9 @@ An inline generation runs as a plain call inside dispatch (no subflow per genera
 run costs about a second of API round trips and heartbeat join). :func:`run_tick` is the
 tick's body, so ``tick --until-done`` and the demo run many ticks inside one flow run (each
 stage a task run of it). :func:`no_heartbeats` switches off Prefect's flow-run heartbeat thread
-for in-process runs, whose exit otherwise waits up to 2 s joining it.
+for in-process runs, whose exit otherwise waits up to 2 s joining it. Claimed campaigns are
+advanced concurrently (:func:`tick_concurrency` threads; each keeps its lease and its own
+stage order), so a tick of many campaigns takes about as long as its slowest few.
 
 What a person sees in the Prefect UI: the run is named after the campaigns it advanced
 (``tick: slug-a, slug-b``), each stage's task run after its stage and campaign
@@ -26,7 +28,10 @@ What a person sees in the Prefect UI: the run is named after the campaigns it ad
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from typing import Any
 from uuid import UUID, uuid4
@@ -207,25 +212,51 @@ def run_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     return {"tick_id": str(tick_id), "campaigns": results}
 
 
+def tick_concurrency() -> int:
+    """Campaigns a tick advances at once (``HUNTFLOW_TICK_CONCURRENCY``, default 4): their
+    stages wait mostly on the database and the API, so threads overlap them. Each campaign holds
+    at most two pooled connections at a time, so keep ``HUNTFLOW_DB_POOL_SIZE`` above twice this."""
+    return max(1, int(os.environ.get("HUNTFLOW_TICK_CONCURRENCY", "4")))
+
+
 def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> dict[str, Any]:
-    results: dict[str, Any] = {}
     slugs = _slugs(claimed)
     if claimed:
         _rename("tick: " + _names([slugs[c] for c in claimed if c in slugs]))
-    for campaign_id in claimed:
-        slug = slugs.get(campaign_id, str(campaign_id))
-        before = _snapshot(campaign_id)
+    workers = min(len(claimed), tick_concurrency())
+    if workers <= 1:
+        return {str(c): _advance_one(ctx, beat, c, slugs.get(c, str(c))) for c in claimed}
+    # independent campaigns side by side; each thread sees this flow run's context
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hunt-tick") as pool:
+        futures = {c: pool.submit(contextvars.copy_context().run, _advance_one, ctx, beat, c, slugs.get(c, str(c)))
+                   for c in claimed}
+    results: dict[str, Any] = {}
+    errors = []
+    for campaign_id, future in futures.items():
         try:
-            results[str(campaign_id)] = _campaign_stages(ctx, campaign_id, slug)
-        finally:
-            beat.release(campaign_id)
-            _release(ctx, campaign_id)
-        out = results[str(campaign_id)]
-        learned = out.get(Stage.LEARN.value)
-        if isinstance(learned, dict) and learned.get("completed"):
-            out["report"] = completion_report(campaign_id)
-        out["events"] = events.emit_changes(before, _snapshot(campaign_id))
-        batch_tables(slug, out.get(Stage.DISPATCH.value))
-        out["artifacts"] = publish_campaign(campaign_id) is not None
-        out["follow_up"] = _follow_up(ctx, campaign_id)
+            results[str(campaign_id)] = future.result()
+        except Exception as e:
+            errors.append(e)
+    if errors:
+        raise errors[0]
     return results
+
+
+def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, slug: str) -> dict[str, Any]:
+    """One campaign's stages, its lease released after them, then its report, events, artifacts
+    and follow-up."""
+    before = _snapshot(campaign_id)
+    try:
+        out = _campaign_stages(ctx, campaign_id, slug)
+    finally:
+        beat.release(campaign_id)
+        _release(ctx, campaign_id)
+    learned = out.get(Stage.LEARN.value)
+    if isinstance(learned, dict) and learned.get("completed"):
+        out["report"] = completion_report(campaign_id)
+    out["events"] = events.emit_changes(before, _snapshot(campaign_id))
+    batch_tables(slug, out.get(Stage.DISPATCH.value))
+    out["artifacts"] = publish_campaign(campaign_id) is not None
+    out["follow_up"] = _follow_up(ctx, campaign_id)
+    return out
+

@@ -16,6 +16,7 @@ from psycopg.types.json import Jsonb
 
 from huntflow.engine.spec_limits import LIMITS
 from huntflow.errors import HuntflowError, InputError, StaleTransition, TerminalStateError
+from huntflow.store.columns import light
 from huntflow.store.states import CampaignStatus, Mode, Stage
 
 if TYPE_CHECKING:  # the spec module loads the model registry (JAX): reading rows does not need it
@@ -53,16 +54,27 @@ def insert_campaign(conn: psycopg.Connection, spec: CampaignSpec) -> UUID:
 
 
 def get_campaign(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
-    """A campaign row by id or slug.
+    """A campaign row by id or slug, without its optimizer checkpoint (:func:`checkpoint`).
 
     Raises:
         KeyError: no such campaign.
     """
     column = "campaign_id" if isinstance(ref, UUID) else "slug"
-    row = conn.execute(f"select * from hunt.campaigns where {column} = %s", (ref,)).fetchone()
+    row = conn.execute(f"select {light(conn, 'campaigns')} from hunt.campaigns where {column} = %s", (ref,)).fetchone()
     if row is None:
         raise KeyError(f"no campaign {ref!s}")
     return row
+
+
+def checkpoint(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, bytes | None]:
+    """``(optimizer_seq, optimizer_state)``: the campaign's latest optimizer checkpoint."""
+    row = conn.execute(
+        "select optimizer_seq, optimizer_state from hunt.campaigns where campaign_id = %s", (campaign_id,)
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no campaign {campaign_id!s}")
+    state = row["optimizer_state"]
+    return row["optimizer_seq"], None if state is None else bytes(state)
 
 
 def spec_of(row: dict[str, Any]) -> CampaignSpec:
@@ -97,6 +109,7 @@ def claim_cohort(
     Returns:
         The claimed campaign rows, in rank order.
     """
+    returning = light(conn, "campaigns", "c")
     with conn.transaction():
         busy = conn.execute(
             "select count(*) as n from hunt.campaigns where status = 'active'"
@@ -108,7 +121,7 @@ def claim_cohort(
         if room == 0:
             return []
         rows = conn.execute(
-            """
+            f"""
             with ranked as (
               select c.campaign_id, c.priority, t.reward, c.created_at
               from hunt.campaigns c
@@ -131,7 +144,7 @@ def claim_cohort(
                    lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
               from ranked
              where c.campaign_id = ranked.campaign_id
-            returning c.*, ranked.reward as rank_reward
+            returning {returning}, ranked.reward as rank_reward
             """,
             {"owner": owner, "room": room, "lease": float(lease_seconds), "only": only, "pid": session_pid},
         ).fetchall()
@@ -226,7 +239,7 @@ def extend_budget(conn: psycopg.Connection, ref: UUID | str, evaluations: int) -
         "update hunt.campaigns set evaluations_budget = evaluations_budget + %s,"
         " status = 'active', completion_reason = null, completed_at = null, search_finished = false,"
         " updated_at = now() where campaign_id = %s and status in ('active', 'paused', 'completed')"
-        " returning *",
+        f" returning {light(conn, 'campaigns')}",
         (evaluations, row["campaign_id"]),
     ).fetchone()
 

@@ -11,7 +11,7 @@ one per stage: a connection costs ~10–30 ms and a tick takes dozens. The pool 
 first use for a URL (after one direct connection that applies the migrations and turns an
 unreachable database into a clear :class:`StoreError` at once), checked on every loan (a server
 restarted under us costs one reconnect, not an error), and keyed by process id, so a forked
-child never shares its parent's sockets. ``HUNTFLOW_DB_POOL_SIZE`` caps it (default 8).
+child never shares its parent's sockets. ``HUNTFLOW_DB_POOL_SIZE`` caps it (default 12).
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _pool(url: str) -> ConnectionPool:
             connect(url).close()  # migrations once, and a clear error when unreachable
             pool = ConnectionPool(
                 url, kwargs={"autocommit": True, "row_factory": dict_row},
-                min_size=1, max_size=max(1, int(os.environ.get("HUNTFLOW_DB_POOL_SIZE", "8"))),
+                min_size=1, max_size=max(1, int(os.environ.get("HUNTFLOW_DB_POOL_SIZE", "12"))),
                 check=ConnectionPool.check_connection, timeout=_POOL_TIMEOUT_SECONDS,
                 name="huntflow", open=True,
             )

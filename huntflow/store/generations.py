@@ -9,7 +9,8 @@ Lifecycle (``hunt.generation_status``)::
 
 Every transition is one ``UPDATE ... WHERE generation_id = %s AND status = ANY(expected)``;
 it returns ``False`` when the row was not in an expected status (a concurrent writer won).
-Evaluation rows are written in the same transaction as the transition they belong to.
+Evaluation rows are written in the same transaction as the transition they belong to; new
+ones with ``COPY`` (:func:`copy_evaluations`), not one ``INSERT`` per row.
 """
 
 from __future__ import annotations
@@ -23,7 +24,31 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from huntflow.errors import StaleTransition
+from huntflow.store import summaries
+from huntflow.store.columns import light
 from huntflow.store.states import GenerationStatus as GS
+
+
+CHECKPOINTS_KEPT = 2
+"""Generations that keep their copy of the optimizer checkpoint (the newest); resume reads the
+campaign's own (``hunt.campaigns.optimizer_state``), so older copies are dropped at each commit
+and checkpoint storage stays bounded however long the hunt runs."""
+
+EVALUATION_COLUMNS = ("generation_id", "campaign_id", "candidate_index", "params", "param_hash", "fidelity",
+                      "decision")
+
+
+def copy_evaluations(conn: psycopg.Connection, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Write new evaluation rows (tuples in :data:`EVALUATION_COLUMNS` order; json columns as
+    ``Jsonb``) with one ``COPY``; returns how many. Use inside the caller's transaction."""
+    n = 0
+    with conn.cursor() as cur, cur.copy(
+        f"copy hunt.evaluations ({', '.join(EVALUATION_COLUMNS)}) from stdin"
+    ) as copy:
+        for row in rows:
+            copy.write_row(row)
+            n += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -91,7 +116,8 @@ def set_dispatch_ref(conn: psycopg.Connection, generation_id: UUID, attempt: int
 
 def get(conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any]:
     """A generation row. Raises ``KeyError`` when absent."""
-    row = conn.execute("select * from hunt.generations where generation_id = %s", (generation_id,)).fetchone()
+    row = conn.execute(f"select {light(conn, 'generations')} from hunt.generations where generation_id = %s",
+                       (generation_id,)).fetchone()
     if row is None:
         raise KeyError(f"no generation {generation_id}")
     return row
@@ -107,7 +133,7 @@ def evaluations(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str,
 def by_status(conn: psycopg.Connection, campaign_id: UUID, statuses: Iterable[GS]) -> list[dict[str, Any]]:
     """The campaign's generations in any of ``statuses``, oldest ask first."""
     return conn.execute(
-        "select * from hunt.generations where campaign_id = %s"
+        f"select {light(conn, 'generations')} from hunt.generations where campaign_id = %s"
         " and status = any(%s::hunt.generation_status[]) order by ask_id",
         (campaign_id, _statuses(statuses)),
     ).fetchall()
@@ -149,6 +175,7 @@ def commit_evolve(
     told: dict[UUID, list[tuple[UUID, dict[str, Any]]]],
     planned: list[PlannedGeneration],
     already_final: frozenset[UUID] = frozenset(),
+    targets: list[summaries.Target] | None = None,
 ) -> list[UUID]:
     """Evolve's write-ahead commit, all in one transaction.
 
@@ -157,6 +184,8 @@ def commit_evolve(
     evaluation's annotation, inserts
     the ``planned`` generations and their pending evaluations (each carrying the checkpoint),
     and stores the checkpoint on the campaign with a compare-and-set on ``optimizer_seq``.
+    Also writes the told generations' ``hunt.generation_summaries`` rows and drops the
+    checkpoint copies of all but the newest :data:`CHECKPOINTS_KEPT` generations.
 
     Returns:
         The new generations' ids.
@@ -217,17 +246,18 @@ def commit_evolve(
                 ),
             ).fetchone()
             gid = row["generation_id"]
-            with conn.cursor() as c:
-                c.executemany(
-                    "insert into hunt.evaluations"
-                    " (generation_id, campaign_id, candidate_index, params, param_hash, fidelity, decision)"
-                    " values (%s, %s, %s, %s, %s, %s, %s)",
-                    [
-                        (gid, campaign_id, i, Jsonb(p), h, g.fidelity, Jsonb(d))
-                        for i, (p, h, d) in enumerate(zip(g.candidates, g.param_hashes, g.decisions, strict=True))
-                    ],
-                )
+            copy_evaluations(conn, (
+                (gid, campaign_id, i, Jsonb(p), h, g.fidelity, Jsonb(d))
+                for i, (p, h, d) in enumerate(zip(g.candidates, g.param_hashes, g.decisions, strict=True))
+            ))
             new_ids.append(gid)
+        summaries.record(conn, told, targets or [])
+        if planned:
+            conn.execute(
+                "update hunt.generations set optimizer_checkpoint = null where campaign_id = %s"
+                " and optimizer_checkpoint is not null and generation_index <= %s",
+                (campaign_id, max(p.generation_index for p in planned) - CHECKPOINTS_KEPT),
+            )
     return new_ids
 
 
@@ -373,7 +403,8 @@ def fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], 
 def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) -> list[dict[str, Any]]:
     """Launched generations whose heartbeat (or dispatch time) is older than ``timeout_seconds``."""
     return conn.execute(
-        "select * from hunt.generations where campaign_id = %s and status in ('dispatched', 'running')"
+        f"select {light(conn, 'generations')} from hunt.generations where campaign_id = %s"
+        " and status in ('dispatched', 'running')"
         " and coalesce(heartbeat_at, dispatched_at) < now() - make_interval(secs => %s) order by ask_id",
         (campaign_id, float(timeout_seconds)),
     ).fetchall()

@@ -30,3 +30,27 @@ def for_campaign(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, 
     return conn.execute(
         "select * from hunt.trajectories where campaign_id = %s order by generation_index", (campaign_id,)
     ).fetchall()
+
+
+def recorded_generations(conn: psycopg.Connection, campaign_id: UUID) -> set[UUID]:
+    """Ids of the campaign's generations that have a trajectory row."""
+    rows = conn.execute("select generation_id from hunt.trajectories where campaign_id = %s", (campaign_id,)).fetchall()
+    return {r["generation_id"] for r in rows}
+
+
+def latest_state(conn: psycopg.Connection, campaign_id: UUID, tol: float) -> dict[str, Any]:
+    """What learn continues from, without reading the whole trajectory: ``count`` (rows),
+    ``best_objective`` (of the latest row) and ``stagnant`` (rows after the latest one that
+    improved by more than ``tol``; an improvement of ``None`` does not count as one)."""
+    return conn.execute(
+        """
+        select
+          (select count(*) from hunt.trajectories where campaign_id = %(c)s)::int as count,
+          (select best_objective from hunt.trajectories where campaign_id = %(c)s
+            order by generation_index desc limit 1) as best_objective,
+          (select count(*) from hunt.trajectories where campaign_id = %(c)s and generation_index > coalesce(
+             (select max(generation_index) from hunt.trajectories
+               where campaign_id = %(c)s and improvement > %(tol)s), -1))::int as stagnant
+        """,
+        {"c": campaign_id, "tol": float(tol)},
+    ).fetchone()

@@ -24,6 +24,7 @@ import psycopg
 
 from huntflow.config import get_settings
 from huntflow.store import leases, stage_runs
+from huntflow.store.columns import light
 from huntflow.store.connection import session
 from huntflow.store.states import Stage, StageRunStatus
 
@@ -73,7 +74,7 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
                 "update hunt.campaigns set current_stage = %s, updated_at = now(),"
                 " lease_expires_at = case when lease_owner = %s"
                 "   then now() + make_interval(secs => %s) else lease_expires_at end"
-                " where campaign_id = %s returning *",
+                f" where campaign_id = %s returning {light(conn, 'campaigns')}",
                 (stage.value, ctx.owner, ctx.lease_seconds, campaign_id),
             ).fetchone()
             if campaign is None:

@@ -1,7 +1,7 @@
 """dispatch: launch each planned generation on its operator; record where it went.
 
 Operators:
-  ``inline`` — run in this process (the generation flow as a subflow); one tick completes one
+  ``inline`` — run in this process (``execute_generation``, a plain call); one tick completes one
                generation. Any inline generation still ``dispatched``/``running`` under another
                tick's reference when a tick holding the campaign's lease reaches dispatch was
                left by a tick that died or lost the lease (the lease guard proves it: this

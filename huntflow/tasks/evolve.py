@@ -11,10 +11,20 @@ told evaluations (:func:`huntflow.tasks.learn.current_mode`) so that it does not
 whether the previous tick's learn ran.
 While a completion gate is pending (``spec.gates.completion``) evolve still tells but asks
 nothing: the campaign waits for the decision instead of spending budget.
+
+Cost per tick stays flat as the campaign grows: the mode is replayed from one summary row per
+generation (``hunt.generation_summaries``, written with each tell) instead of every evaluation,
+and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
+of the same campaign in this process skips loading the checkpoint when ``optimizer_seq`` shows
+nobody else committed since. The checkpoint is still written with every commit (write-ahead);
+reading it back is only for another process or after a crash.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from typing import Any
 from uuid import UUID
 
@@ -26,7 +36,8 @@ from huntflow.config import checkpoint_key
 from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
-from huntflow.store import campaigns, gates, generations
+from huntflow.errors import StaleTransition
+from huntflow.store import campaigns, gates, generations, summaries
 from huntflow.store.generations import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
@@ -53,23 +64,66 @@ def max_in_flight(spec: CampaignSpec, operator: str) -> int:
     return max(1, int(spec.optimizer.options.get("max_in_flight", 2)))
 
 
+_LIVE: OrderedDict[UUID, tuple[int, Hunt]] = OrderedDict()
+"""Campaign -> (optimizer_seq it committed, the live Hunt), most recent last; at most
+:data:`LIVE_CAMPAIGNS`. An entry is taken out while used, so a failed evolve leaves none."""
+LIVE_CAMPAIGNS = 32
+_LIVE_LOCK = threading.Lock()
+
+
+def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], key: bytes) -> Hunt:
+    cid = campaign["campaign_id"]
+    with _LIVE_LOCK:
+        live = _LIVE.pop(cid, None)
+    if live is not None and live[0] == campaign["optimizer_seq"]:
+        return live[1]
+    seq, state = campaigns.checkpoint(conn, cid)
+    if seq != campaign["optimizer_seq"]:  # another evolve committed since the row was read
+        raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
+    return Hunt.loads(state, key=key) if state else Hunt.start(spec)
+
+
+def _keep_live(campaign_id: UUID, seq: int, hunt: Hunt) -> None:
+    with _LIVE_LOCK:
+        _LIVE[campaign_id] = (seq, hunt)
+        while len(_LIVE) > LIVE_CAMPAIGNS:
+            _LIVE.popitem(last=False)
+
+
+def _told_summary(gen: dict[str, Any], rows: list[dict[str, Any]],
+                  annotations: list[dict[str, Any]]) -> dict[str, Any]:
+    """A told generation's summary row as it will read after the commit (for the mode replay)."""
+    ok = [a.get("objective") for e, a in zip(rows, annotations, strict=True)
+          if e["status"] == "succeeded" and a.get("feasible") and a.get("objective") is not None]
+    return {"ask_id": gen["ask_id"], "fidelity": gen["fidelity"], "evaluations": len(rows),
+            "used": sum(1 for e in rows if e["status"] != "pending"),
+            "feasible": sum(1 for a in annotations if a.get("feasible")),
+            "best_min": min(ok) if ok else None, "best_max": max(ok) if ok else None}
+
+
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
     key = checkpoint_key()
-    hunt = Hunt.loads(bytes(campaign["optimizer_state"]), key=key) if campaign["optimizer_state"] else Hunt.start(spec)
+    t0 = time.perf_counter()
+    hunt = _load_hunt(conn, spec, campaign, key)
+    clock = {"load": time.perf_counter() - t0, "optimizer": 0.0}
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
     extended = campaign["evaluations_budget"] - known_budget
     if extended > 0:
         hunt.extend_budget(extended)
 
     told: dict[UUID, list[tuple[UUID, dict[str, Any]]]] = {}
-    for gen in generations.by_status(conn, cid, [GS.REVIEWED]):
-        if gen["kind"] == "verification":  # review's re-runs are never told
-            continue
+    fresh: dict[UUID, dict[str, Any]] = {}  # told generations' summaries as they will read after the commit
+    reviewed = [g for g in generations.by_status(conn, cid, [GS.REVIEWED])
+                if g["kind"] != "verification"]  # review's re-runs are never told
+    for gen in reviewed:
         rows = generations.evaluations(conn, gen["generation_id"])
+        t0 = time.perf_counter()
         annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
+        clock["optimizer"] += time.perf_counter() - t0
         told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
+        fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations)
     # a generation that failed for good is told as failures once, so the optimizer moves on
     failed = set()
     for gen in generations.by_status(conn, cid, [GS.FAILED]):
@@ -77,6 +131,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             rows = generations.evaluations(conn, gen["generation_id"])
             annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
             told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
+            fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations)
             failed.add(gen["generation_id"])
 
     operator = ctx.operator
@@ -88,16 +143,16 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     index = generations.next_index(conn, cid)
     mode = None
     if room > 0:
-        told_ids = generations.told_ask_ids(conn, cid) | {
-            g["ask_id"] for g in generations.by_status(conn, cid, [GS.REVIEWED]) if g["generation_id"] in told}
-        # the rows as they will read after this commit: the tells' objective and feasibility
-        fresh = {eid: a for pairs in told.values() for eid, a in pairs}
-        evals = [{**e, "objective": fresh[e["evaluation_id"]].get("objective"),
-                  "feasible": fresh[e["evaluation_id"]].get("feasible")} if e["evaluation_id"] in fresh else e
-                 for e in generations.campaign_evaluations(conn, cid)]
-        mode = learn.current_mode(spec, evals, told_ids, campaign["evaluations_budget"])
+        # one summary per generation, as they will read after this commit
+        gens = [{**g, **fresh[g["generation_id"]]} if g["generation_id"] in fresh else g
+                for g in summaries.for_campaign(conn, cid, learn.objective_targets(spec))]
+        told_ids = {g["ask_id"] for g in gens if g["status"] == GS.TOLD.value} | {
+            g["ask_id"] for g in reviewed if g["generation_id"] in told}
+        mode = learn.mode_of_generations(spec, gens, told_ids, campaign["evaluations_budget"])
     while len(planned) < room:
+        t0 = time.perf_counter()
         ask = hunt.ask(mode.value)
+        clock["optimizer"] += time.perf_counter() - t0
         if ask is None:
             break
         planned.append(PlannedGeneration(
@@ -108,14 +163,20 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             param_hashes=[param_hash([c[n] for n in spec.param_names], spec.param_names) for c in ask.candidates],
             decisions=ask.decisions, meta=ask.meta,
         ))
-    if not told and not planned and extended <= 0 and campaign["optimizer_state"]:
+    if not told and not planned and extended <= 0 and campaign["optimizer_seq"] > 0:
+        if room <= 0:  # nothing told or asked: the live state is the stored one
+            _keep_live(cid, campaign["optimizer_seq"], hunt)
         return {"told": 0, "planned": 0, "finished": hunt.is_finished(), "waiting_for_gate": waiting}
     summary = {**hunt.summary(), "evaluations_budget": campaign["evaluations_budget"]}
+    t0 = time.perf_counter()
+    checkpoint = hunt.dumps(key=key)
+    clock["dump"] = time.perf_counter() - t0
     new_ids = generations.commit_evolve(
-        conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=hunt.dumps(key=key),
+        conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=checkpoint,
         summary=summary, finished=hunt.is_finished(), told=told, planned=planned,
-        already_final=frozenset(failed),
+        already_final=frozenset(failed), targets=learn.objective_targets(spec),
     )
+    _keep_live(cid, campaign["optimizer_seq"] + 1, hunt)
     return {
         "told": len(told),
         "planned": [{"generation_id": str(g), "kind": p.kind, "fidelity": p.fidelity_name,
@@ -124,6 +185,10 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         "best_objective": summary.get("best_objective"),
         "waiting_for_gate": waiting,
         "mode": None if mode is None else mode.value,
+        # where evolve's time went: the optimizer's tell/ask, checkpoint load (0 when the live
+        # optimizer was reused) and dump
+        "seconds": {k: round(v, 4) for k, v in clock.items()},
+        "checkpoint_bytes": len(checkpoint),
     }
 
 

@@ -18,6 +18,10 @@ flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (`
 generations without improvement). The tick then emits the Prefect event
 ``huntflow.campaign.completed`` (:mod:`huntflow.flows.events`) and writes its report once
 learn's stage row is closed (:func:`huntflow.flows.tick.completion_report`).
+Everything is read from one ``hunt.generation_summaries`` row per generation (evolve writes it
+with the tell) and a few indexed lookups, never the whole evaluation history, so learn's cost
+stays flat as a campaign grows; only the hypervolume with several objectives reads evaluation
+rows (the feasible ones).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
 :func:`completion_gate`): the campaign completes once the gate is approved and keeps running
 when it is rejected.
@@ -39,7 +43,7 @@ from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
 from huntflow.engine.summary import best_of, front
 from huntflow.engine.summary import better as _better
-from huntflow.store import campaigns, gates, generations, trajectories
+from huntflow.store import campaigns, gates, generations, summaries, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
@@ -91,6 +95,59 @@ def _progress(spec: CampaignSpec, prev_best: float | None, best_value: float | N
     return improvement, 0 if improved else stagnant + 1
 
 
+def objective_targets(spec: CampaignSpec) -> list[summaries.Target]:
+    """``(metric, goal, target)`` of every objective with a target (what ``target_met`` checks)."""
+    return [(o.metric, o.goal, float(o.target)) for o in spec.objectives if o.target is not None]
+
+
+def _gen_best(spec: CampaignSpec, g: dict[str, Any]) -> float | None:
+    return g["best_min"] if spec.objectives[0].goal == "minimize" else g["best_max"]
+
+
+class _Bests:
+    """Best feasible objective so far, at the top fidelity and at any, folded generation by
+    generation (what :func:`~huntflow.engine.summary.best_of` finds over their evaluations)."""
+
+    def __init__(self, spec: CampaignSpec) -> None:
+        self.spec, self.top = spec, len(spec.fidelities) - 1
+        self.best_top: float | None = None
+        self.best_any: float | None = None
+        self.used = 0
+
+    def add(self, g: dict[str, Any]) -> None:
+        self.used += int(g["used"] or 0)
+        b = _gen_best(self.spec, g)
+        if b is not None:
+            if _better(self.spec, b, self.best_any):
+                self.best_any = b
+            if g["fidelity"] == self.top and _better(self.spec, b, self.best_top):
+                self.best_top = b
+
+    @property
+    def value(self) -> float | None:
+        return self.best_top if self.best_top is not None else self.best_any
+
+
+def mode_of_generations(spec: CampaignSpec, gens: list[dict[str, Any]], told_ask_ids: set[int],
+                        evaluations_budget: int) -> Mode:
+    """:func:`current_mode` from one summary per generation (``summaries.for_campaign``, in ask
+    order) instead of every evaluation: the same sweep, a generation at a time."""
+    bests = _Bests(spec)
+    prev_best: float | None = None
+    stagnant, i = 0, 0
+    mode = Mode.EXPLORE
+    for ask_id in sorted(told_ask_ids):
+        while i < len(gens) and gens[i]["ask_id"] <= ask_id:
+            bests.add(gens[i])
+            i += 1
+        best_value = bests.value
+        _, stagnant = _progress(spec, prev_best, best_value, stagnant)
+        mode = choose_mode(stagnant, spec.budget.patience, bests.used / max(1, evaluations_budget))
+        if best_value is not None:
+            prev_best = best_value
+    return mode
+
+
 def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: set[int],
                  evaluations_budget: int) -> Mode:
     """The mode after the last of ``told_ask_ids``, from the evaluation rows alone.
@@ -130,38 +187,37 @@ def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
-    evals = generations.campaign_evaluations(conn, cid)
-    history = trajectories.for_campaign(conn, cid)
-    new_gens = conn.execute(
-        "select g.* from hunt.generations g left join hunt.trajectories t using (generation_id)"
-        " where g.campaign_id = %s and g.status = 'told' and t.trajectory_id is null order by g.ask_id",
-        (cid,),
-    ).fetchall()
-    prev_best = history[-1]["best_objective"] if history else None
-    stagnant = 0
-    for h in reversed(history):
-        if h["improvement"] is not None and h["improvement"] > IMPROVEMENT_TOL:
-            break
-        stagnant += 1
+    gens = summaries.for_campaign(conn, cid, objective_targets(spec))
+    recorded_ids = trajectories.recorded_generations(conn, cid)
+    state = trajectories.latest_state(conn, cid, IMPROVEMENT_TOL)
+    new_gens = [g for g in gens if g["status"] == "told" and g["generation_id"] not in recorded_ids]
+    prev_best = state["best_objective"]
+    stagnant = state["stagnant"]
     mode = Mode(campaign["mode"])
+    feasible_rows = None
+    if len(spec.objectives) >= 2 and spec.reference_point is not None:
+        feasible_rows = summaries.feasible_evaluations(conn, cid)
     recorded = []
     for gen in new_gens:
-        upto = [e for e in evals if e["ask_id"] <= gen["ask_id"] and e["status"] != "pending"]
-        mine = [e for e in evals if e["generation_id"] == gen["generation_id"]]
-        best = best_of(spec, upto)
-        best_value = None if best is None else best["objective"]
+        upto = _Bests(spec)
+        for g in gens:
+            if g["ask_id"] <= gen["ask_id"]:
+                upto.add(g)
+        best_value = upto.value
         improvement, stagnant = _progress(spec, prev_best, best_value, stagnant)
-        used = len(upto)
+        used = upto.used
         mode = choose_mode(stagnant, spec.budget.patience, used / max(1, campaign["evaluations_budget"]))
-        feasible_fraction = (sum(1 for e in mine if e["feasible"]) / len(mine)) if mine else 0.0
+        feasible_fraction = (gen["feasible"] / gen["evaluations"]) if gen["evaluations"] else 0.0
         reward = 0.1 * feasible_fraction
         if improvement is not None and prev_best is not None:
             reward += min(1.0, improvement / (abs(prev_best) + 1e-9))
+        hv = None if feasible_rows is None else _hypervolume(
+            spec, [e for e in feasible_rows if e["ask_id"] <= gen["ask_id"]])
         row = {
             "campaign_id": cid, "generation_id": gen["generation_id"],
             "generation_index": gen["generation_index"], "evaluations_used": used,
             "best_objective": best_value, "improvement": improvement,
-            "feasible_fraction": feasible_fraction, "hypervolume": _hypervolume(spec, upto),
+            "feasible_fraction": feasible_fraction, "hypervolume": hv,
             "mode": mode.value, "reward": reward,
             "details": {"kind": gen["kind"], "fidelity": gen["fidelity_name"], "stagnant": stagnant},
         }
@@ -169,16 +225,18 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         recorded.append({k: row[k] for k in ("generation_index", "best_objective", "improvement", "mode")})
         if best_value is not None:
             prev_best = best_value
-    best = best_of(spec, evals)
+    best = best_evaluation(conn, spec, gens)
     if best is not None:
         campaigns.set_best(conn, cid, best["objective"], best["evaluation_id"])
     if mode.value != campaign["mode"]:
         campaigns.set_mode(conn, cid, mode)
 
-    reason = completion_reason(conn, spec, campaign, evals, stagnant)
+    facts = {"hits": target_hits(spec, gens), "used": sum(int(g["used"] or 0) for g in gens)}
+    reason = completion_reason(conn, spec, campaign, facts, stagnant)
     gate = None
     if reason is not None and spec.gates.completion:
-        reason, gate = completion_gate(conn, spec, campaign, reason, best, evals, stagnant, len(history) + len(recorded))
+        reason, gate = completion_gate(conn, spec, campaign, reason, best, facts, stagnant,
+                                       state["count"] + len(recorded))
     completed = False
     if reason is not None:
         completed = campaigns.finish_campaign(conn, cid, CampaignStatus.COMPLETED, reason)
@@ -187,9 +245,32 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             "completed": completed, "reason": reason, "gate": gate}
 
 
+def target_hits(spec: CampaignSpec, gens: list[dict[str, Any]]) -> int:
+    """Feasible top-fidelity evaluations meeting every objective target (0 without targets)."""
+    top = len(spec.fidelities) - 1
+    if not objective_targets(spec):
+        return 0
+    return sum(int(g["target_hits"] or 0) for g in gens if g["fidelity"] == top)
+
+
+def best_evaluation(conn: psycopg.Connection, spec: CampaignSpec, gens: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The campaign's best (:func:`~huntflow.engine.summary.best_of`: top fidelity first, the
+    first of equals in ask and candidate order), found from the summaries with one lookup."""
+    top = len(spec.fidelities) - 1
+    pool = [g for g in gens if _gen_best(spec, g) is not None]
+    pool = [g for g in pool if g["fidelity"] == top] or pool
+    best = None
+    for g in pool:
+        if best is None or _better(spec, _gen_best(spec, g), _gen_best(spec, best)):
+            best = g
+    return None if best is None else summaries.best_evaluation(conn, best["generation_id"], _gen_best(spec, best))
+
+
 def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
-                      evals: list[dict[str, Any]], stagnant: int) -> str | None:
-    if target_met(spec, evals) is not None:
+                      facts: dict[str, int], stagnant: int) -> str | None:
+    """Why the campaign completes now, if it does. ``facts``: ``hits`` (:func:`target_hits`)
+    and ``used`` (evaluations not pending)."""
+    if facts["hits"] > 0:
         return "target_met"
     fresh = campaigns.get_campaign(conn, campaign["campaign_id"])
     if fresh["search_finished"] and generations.in_flight_count(conn, campaign["campaign_id"]) == 0:
@@ -203,11 +284,11 @@ def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: di
     return None
 
 
-def _gate_key(spec: CampaignSpec, campaign: dict[str, Any], reason: str, evals: list[dict[str, Any]],
+def _gate_key(spec: CampaignSpec, campaign: dict[str, Any], reason: str, facts: dict[str, int],
               stagnant: int, told: int) -> str:
     """What a rejected completion gate was about: a new gate is asked only once this changes."""
     if reason == "target_met":  # another evaluation meeting the target
-        return f"meeting:{sum(1 for e in evals if target_met(spec, [e]) is not None)}"
+        return f"meeting:{facts['hits']}"
     if reason == "budget_spent":  # the budget was extended and spent again
         return f"budget:{campaign['evaluations_budget']}"
     if reason == "stagnated":  # another `patience` generations without improvement
@@ -216,7 +297,7 @@ def _gate_key(spec: CampaignSpec, campaign: dict[str, Any], reason: str, evals: 
 
 
 def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], reason: str,
-                    best: dict[str, Any] | None, evals: list[dict[str, Any]], stagnant: int,
+                    best: dict[str, Any] | None, facts: dict[str, int], stagnant: int,
                     told: int) -> tuple[str | None, dict[str, Any]]:
     """Ask a human before completing (``spec.gates.completion``).
 
@@ -227,7 +308,7 @@ def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict
     asked only when the state it was about has moved on (:func:`_gate_key`).
     """
     cid = campaign["campaign_id"]
-    key = _gate_key(spec, campaign, reason, evals, stagnant, told)
+    key = _gate_key(spec, campaign, reason, facts, stagnant, told)
     last = gates.latest(conn, cid, "completion")
     if last is not None:
         subject = last["subject"] or {}
@@ -242,7 +323,7 @@ def completion_gate(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict
             return None, {"gate_id": str(last["gate_id"]), "status": "rejected"}
     subject = {
         "reason": reason, "key": key, "evaluations_budget": campaign["evaluations_budget"],
-        "evaluations_used": sum(1 for e in evals if e["status"] != "pending"), "generations_told": told,
+        "evaluations_used": facts["used"], "generations_told": told,
         "best": None if best is None else {
             "evaluation_id": str(best["evaluation_id"]), "objective": best["objective"],
             "params": best["params"], "fidelity": best["fidelity"],

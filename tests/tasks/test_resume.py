@@ -9,7 +9,7 @@ import sys
 import textwrap
 import uuid
 
-from huntflow.store import campaigns, generations
+from huntflow.store import campaigns, generations, summaries
 from huntflow.store.states import Stage
 from huntflow.tasks import dispatch, evolve, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
@@ -106,6 +106,10 @@ def _assert_modes_replay(db, cid) -> None:
                 for k in range(len(rows))]
     assert replayed == [r["mode"] for r in rows]
     assert len(set(replayed)) >= 2, replayed  # the campaign went through more than one mode
+    # the same sweep over one summary row per generation (what evolve runs) agrees
+    gens = summaries.for_campaign(db, cid, learn.objective_targets(spec))
+    assert [learn.mode_of_generations(spec, gens, {r["ask_id"] for r in rows[: k + 1]}, budget).value
+            for k in range(len(rows))] == replayed
 
 
 def test_extending_a_completed_campaign_resumes_the_search(db, make_spec):

@@ -1,0 +1,395 @@
+"""Orchestration overhead: what a tick costs around the science, at every scale.
+
+Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral API:
+
+* ``steady_tick_seconds`` — a steady inline tick of the demo campaign (4-D Rosenbrock,
+  population 32), ticks inside one flow run as ``tick --until-done`` runs them, interleaved with
+  ``no_prefect_tick_seconds``: the same stages called without Prefect (their difference is
+  Prefect's share); ``stage_seconds`` splits a tick by stage (from ``hunt.stage_runs``).
+* ``per_evaluation_ms`` vs Optuna's RDB storage on the same Postgres (random sampler and TPE,
+  32 trials a block), blocks interleaved with the ticks: ``optuna_random_ms``, ``optuna_tpe_ms``.
+* ``evaluation_rows_per_second`` — evaluation rows written with COPY
+  (``generations.copy_evaluations``), interleaved with ``executemany_rows_per_second``.
+* ``tick_seconds_by_history`` — a tick of a campaign whose history holds 1k / 10k / 100k / 1M
+  evaluation rows (seeded with COPY as told generations with their summary and trajectory
+  rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own state is
+  fresh in each (its growth is the optimizer's, not the orchestration's).
+* ``tick_seconds_100_campaigns`` — one tick advancing 100 active demo campaigns (random search
+  by default, so the number is the orchestration's; ``--campaign-optimizer ngopt`` adds NGOpt's
+  ask, which is the optimizer's own cost and runs under the GIL).
+* ``duty_cycle`` — the same CGL ticks' generation compute over their wall time (a warm,
+  inline process; ``HUNTFLOW_BENCH_CGL_SPEC`` sizes the campaign for a GPU, see gpu_check.sh).
+* ``demo_wall_seconds`` — ``huntflow demo`` as a user runs it (a fresh process, its own
+  embedded Postgres and ephemeral API), and ``overhead_fraction`` for the CGL example: tick
+  wall minus generation compute, over generation compute, on warm ticks.
+
+The last stdout line is one JSON object. The machine's load is recorded at start and end
+(the machine may be shared: read the interleaved ratios).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(tempfile.mkdtemp(prefix="huntflow-bench-"))
+os.environ["HUNTFLOW_DATA_DIR"] = str(DATA / "data")
+os.environ["PREFECT_HOME"] = str(DATA / "prefect-home")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ["HUNTFLOW_OPERATOR"] = "inline"
+
+
+def _med(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 4) if xs else None
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
+    ap.add_argument("--ticks", type=int, default=10, help="measured steady ticks (each kind)")
+    ap.add_argument("--history", default="1000,10000,100000,1000000", help="evaluation rows per history campaign")
+    ap.add_argument("--campaigns", type=int, default=100)
+    ap.add_argument("--campaign-optimizer", default="random",
+                    help="optimizer of the many-campaigns section (random: the orchestration alone; ngopt: the demo's)")
+    ap.add_argument("--skip", default="", help="comma list of sections to skip: steady,rows,history,campaigns,demo,cgl")
+    args = ap.parse_args()
+    if args.quick:
+        args.ticks, args.history, args.campaigns = 4, "1000,10000", 10
+    skip = set(filter(None, args.skip.split(",")))
+
+    from huntflow.store.connection import database_url
+
+    url = database_url()
+    os.environ["SUPABASE_DB_URL"] = url
+    out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                             "load_start": os.getloadavg(), "python": platform.python_version()}}
+    t_all = time.perf_counter()
+
+    from prefect import flow
+
+    from huntflow.flows.tick import no_heartbeats
+
+    @flow(name="hunt-tick")
+    def bench() -> None:
+        sections = [("rows", lambda: rows_per_second(url)), ("steady", lambda: steady(url, args.ticks)),
+                    ("history", lambda: history([int(n) for n in args.history.split(",")], max(3, args.ticks // 2))),
+                    ("campaigns", lambda: many_campaigns(args.campaigns, args.campaign_optimizer)),
+                    ("cgl", lambda: cgl_overhead(4 if args.quick else 8))]
+        for name, run in sections:
+            if name in skip:
+                continue
+            _log(name)
+            got = run()
+            _log(json.dumps(got))
+            out.update(got)
+
+    with no_heartbeats():
+        bench()
+    if "demo" not in skip:
+        _log("demo")
+        out.update(demo_wall())
+    out["machine"]["load_end"] = os.getloadavg()
+    out["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    from huntflow.store.connection import stop_embedded
+
+    stop_embedded()
+    print(json.dumps(out))
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+def _demo_spec(slug: str, budget: int | None = None, **update):
+    from huntflow.engine.spec import load_spec
+
+    spec = load_spec(ROOT / "examples" / "rosenbrock_4d.yaml")
+    if budget is not None:
+        update["budget"] = spec.budget.model_copy(update={"evaluations": budget})
+    return spec.model_copy(update={"slug": slug, **update})
+
+
+def _add(spec) -> uuid.UUID:
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        return campaigns.insert_campaign(conn, spec)
+
+
+def _tick(cids: list[uuid.UUID] | None) -> float:
+    from huntflow.flows.tick import run_tick
+
+    t = time.perf_counter()
+    run_tick([str(c) for c in cids] if cids else None)
+    return time.perf_counter() - t
+
+
+def _tick_without_prefect(cid: uuid.UUID) -> float:
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+    from huntflow.store.states import Stage
+    from huntflow.tasks import dispatch, evolve, learn, parse, review
+    from huntflow.tasks._stage import TickContext, run_stage
+
+    t = time.perf_counter()
+    tick = uuid.uuid4()
+    ctx = TickContext(tick_id=tick, owner=f"tick:{tick}", operator="inline")
+    with session() as conn:
+        campaigns.claim_cohort(conn, ctx.owner, 1000, 900, only=[cid])
+    for stage, logic in [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIEW, review.run),
+                         (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]:
+        run_stage(stage, ctx, cid, logic)
+    with session() as conn:
+        campaigns.release_lease(conn, cid, ctx.owner)
+    return time.perf_counter() - t
+
+
+def _stage_seconds(cid: uuid.UUID, last: int) -> dict:
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        rows = conn.execute(
+            "select stage::text as stage, extract(epoch from finished_at - started_at) as s from hunt.stage_runs"
+            " where campaign_id = %s and finished_at is not null order by started_at desc limit %s",
+            (cid, last * 6),
+        ).fetchall()
+    by: dict[str, list[float]] = {}
+    for r in rows:
+        by.setdefault(r["stage"], []).append(float(r["s"]))
+    return {k: _med(v) for k, v in by.items()}
+
+
+def steady(url: str, ticks: int) -> dict:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    a = _add(_demo_spec("bench-steady"))
+    b = _add(_demo_spec("bench-steady-raw"))
+    for _ in range(3):  # warm: compile, first asks, pool and caches filled
+        _tick([a])
+        _tick_without_prefect(b)
+    storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://", 1))
+
+    def rosen(trial) -> float:
+        x = [trial.suggest_float(f"x{i}", -2, 2) for i in range(4)]
+        return sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(3))
+
+    studies = {
+        "random": optuna.create_study(storage=storage, study_name=f"random-{uuid.uuid4()}",
+                                      sampler=optuna.samplers.RandomSampler(seed=7)),
+        "tpe": optuna.create_study(storage=storage, study_name=f"tpe-{uuid.uuid4()}",
+                                   sampler=optuna.samplers.TPESampler(seed=7)),
+    }
+    with_prefect, raw, opt = [], [], {"random": [], "tpe": []}
+    for _ in range(ticks):  # interleaved: every contender sees the same background load
+        with_prefect.append(_tick([a]))
+        raw.append(_tick_without_prefect(b))
+        for name, study in studies.items():
+            t = time.perf_counter()
+            study.optimize(rosen, n_trials=32)
+            opt[name].append((time.perf_counter() - t) / 32)
+    tick = statistics.median(with_prefect)
+    return {
+        "steady_tick_seconds": _med(with_prefect),
+        "steady_tick_range": [round(min(with_prefect), 3), round(max(with_prefect), 3)],
+        "no_prefect_tick_seconds": _med(raw),
+        "stage_seconds": _stage_seconds(a, ticks),
+        "per_evaluation_ms": round(tick / 32 * 1000, 2),
+        "optuna_random_ms": round(statistics.median(opt["random"]) * 1000, 2),
+        "optuna_tpe_ms": round(statistics.median(opt["tpe"]) * 1000, 2),
+        "per_evaluation_vs_optuna_random": round(tick / 32 / statistics.median(opt["random"]), 3),
+    }
+
+
+def rows_per_second(url: str) -> dict:
+    from psycopg.types.json import Jsonb
+
+    from huntflow.store import generations
+    from huntflow.store.connection import session
+
+    cid = _add(_demo_spec("bench-rows"))
+    copy_rates, many_rates, copy_cpu = [], [], []
+    with session() as conn:
+        for rep in range(3):
+            gid = conn.execute(
+                "insert into hunt.generations (campaign_id, generation_index, ask_id, fidelity, fidelity_name, seed)"
+                " values (%s, %s, %s, 0, 'exact', 1) returning generation_id", (cid, rep * 2, rep * 2),
+            ).fetchone()["generation_id"]
+            n = 50_000
+            rows = [(gid, cid, i, Jsonb({f"x{j}": random.random() for j in range(4)}), f"{i:016x}", 0,
+                     Jsonb({"source": "bench"})) for i in range(n)]
+            t, c = time.perf_counter(), time.process_time()
+            with conn.transaction():
+                generations.copy_evaluations(conn, rows)
+            copy_rates.append(n / (time.perf_counter() - t))
+            copy_cpu.append(n / max(1e-9, time.process_time() - c))
+            gid2 = conn.execute(
+                "insert into hunt.generations (campaign_id, generation_index, ask_id, fidelity, fidelity_name, seed)"
+                " values (%s, %s, %s, 0, 'exact', 1) returning generation_id", (cid, rep * 2 + 1, rep * 2 + 1),
+            ).fetchone()["generation_id"]
+            m = 5_000
+            t = time.perf_counter()
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "insert into hunt.evaluations"
+                    " (generation_id, campaign_id, candidate_index, params, param_hash, fidelity, decision)"
+                    " values (%s, %s, %s, %s, %s, %s, %s)", [(gid2, *r[1:]) for r in rows[:m]])
+            many_rates.append(m / (time.perf_counter() - t))
+        conn.execute("delete from hunt.campaigns where campaign_id = %s", (cid,))
+    return {"evaluation_rows_per_second": round(statistics.median(copy_rates)),
+            "executemany_rows_per_second": round(statistics.median(many_rates)),
+            # rows per CPU second of this (client) process: less sensitive to a shared machine
+            "copy_rows_per_client_cpu_second": round(statistics.median(copy_cpu))}
+
+
+def _seed_history(cid: uuid.UUID, n_rows: int, pop: int = 32) -> None:
+    """``n_rows`` evaluation rows as told generations before the campaign's first ask (negative
+    ask ids), with the summary and trajectory rows the tick would have written."""
+    from psycopg.types.json import Jsonb
+
+    from huntflow.store.connection import session
+
+    rng = random.Random(n_rows)
+    n_gens = max(1, n_rows // pop)
+    with session() as conn, conn.transaction():
+        with conn.cursor() as cur, cur.copy(
+            "copy hunt.generations (generation_id, campaign_id, generation_index, ask_id, kind, fidelity,"
+            " fidelity_name, status, seed, attempt) from stdin"
+        ) as copy:
+            gids = [uuid.uuid4() for _ in range(n_gens)]
+            for k, gid in enumerate(gids):
+                copy.write_row((gid, cid, k, k - n_gens, "search", 0, "exact", "told", k, 1))
+        with conn.cursor() as cur, cur.copy(
+            "copy hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,"
+            " status, metrics, objective, feasible, decision, provenance, wall_seconds) from stdin"
+        ) as copy:
+            for k, gid in enumerate(gids):
+                for i in range(pop):
+                    x = [rng.uniform(-2, 2) for _ in range(4)]
+                    f = sum(100 * (x[j + 1] - x[j] ** 2) ** 2 + (1 - x[j]) ** 2 for j in range(3)) + 1.0
+                    copy.write_row((gid, cid, i, Jsonb({f"x{j}": x[j] for j in range(4)}), f"{k}-{i}", 0,
+                                    "succeeded", Jsonb({"f": f}), f, True, Jsonb({"source": "seed"}),
+                                    Jsonb({"seed": k}), 0.001))
+        conn.execute(
+            "insert into hunt.generation_summaries (generation_id, campaign_id, ask_id, fidelity, evaluations,"
+            " used, feasible, best_min, best_max, target_hits)"
+            " select g.generation_id, g.campaign_id, g.ask_id, g.fidelity, count(*), count(*), count(*),"
+            " min(e.objective), max(e.objective), 0 from hunt.generations g join hunt.evaluations e"
+            " using (generation_id) where g.campaign_id = %s group by g.generation_id", (cid,))
+        conn.execute(
+            "insert into hunt.trajectories (campaign_id, generation_id, generation_index, evaluations_used,"
+            " best_objective, improvement, feasible_fraction, mode, reward, details)"
+            " select g.campaign_id, g.generation_id, g.generation_index, 32 * (g.generation_index + 1),"
+            " min(s.best_min) over (order by g.generation_index), 0, 1, 'explore', 0.1, '{}'::jsonb"
+            " from hunt.generations g join hunt.generation_summaries s using (generation_id)"
+            " where g.campaign_id = %s", (cid,))
+    with session() as conn:
+        conn.execute("analyze hunt.evaluations")
+        conn.execute("analyze hunt.generations")
+
+
+def history(sizes: list[int], ticks: int) -> dict:
+    cids = {}
+    for n in sizes:
+        t = time.perf_counter()
+        cid = _add(_demo_spec(f"bench-history-{n}", budget=n + 100_000))
+        _seed_history(cid, n)
+        cids[n] = cid
+        _log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")
+    for n in sizes:  # warm
+        for _ in range(2):
+            _tick([cids[n]])
+    times: dict[int, list[float]] = {n: [] for n in sizes}
+    for _ in range(ticks):  # round-robin: every size sees the same load
+        for n in sizes:
+            times[n].append(_tick([cids[n]]))
+    med = {str(n): _med(v) for n, v in times.items()}
+    lo = min(v for v in med.values() if v)
+    return {"tick_seconds_by_history": med,
+            "history_growth_ratio": round(max(med.values()) / lo, 3),
+            "history_stage_seconds": {str(n): _stage_seconds(cids[n], ticks) for n in sizes}}
+
+
+def many_campaigns(n: int, optimizer: str) -> dict:
+    from huntflow.flows.tick import tick_concurrency
+    from huntflow.store import settings
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        settings.set_setting(conn, "max_concurrent_campaigns", 10_000)
+        conn.execute("update hunt.campaigns set status = 'paused' where status = 'active'")
+    base = _demo_spec("bench-many")
+    opt = base.optimizer.model_copy(update={"name": optimizer})
+    cids = [_add(_demo_spec(f"bench-many-{i}", seed=100 + i, optimizer=opt)) for i in range(n)]
+    first = _tick(None)  # every campaign's first ask (optimizer start)
+    second = _tick(None)  # dispatch + parse + review + evolve + learn for each
+    third = _tick(None)
+    with session() as conn:
+        advanced = conn.execute(
+            "select count(distinct campaign_id) as n from hunt.generation_summaries where campaign_id = any(%s)",
+            (cids,)).fetchone()["n"]
+        conn.execute("update hunt.campaigns set status = 'paused' where campaign_id = any(%s)", (cids,))
+    return {"tick_seconds_100_campaigns": round(statistics.median([second, third]), 2),
+            "many_campaigns": {"campaigns": n, "first_tick_seconds": round(first, 2),
+                               "ticks_seconds": [round(second, 2), round(third, 2)],
+                               "campaigns_told": advanced, "tick_concurrency": tick_concurrency(),
+                               "optimizer": optimizer}}
+
+
+def cgl_overhead(ticks: int) -> dict:
+    from huntflow.engine.spec import load_spec
+    from huntflow.flows.tick import run_tick
+    from huntflow.store.connection import session
+
+    with session() as conn:
+        conn.execute("update hunt.campaigns set status = 'paused' where status = 'active'")
+    spec = load_spec(os.environ.get("HUNTFLOW_BENCH_CGL_SPEC") or ROOT / "examples" / "cgl_log_prime.yaml")
+    cid = _add(spec.model_copy(update={"slug": "bench-cgl"}))
+    walls, computes = [], []
+    for i in range(ticks + 3):
+        t = time.perf_counter()
+        res = run_tick([str(cid)])["campaigns"].get(str(cid), {})
+        wall = time.perf_counter() - t
+        launched = (res.get("dispatch") or {}).get("launched") or []
+        compute = sum(float((g.get("result") or {}).get("wall_seconds") or 0) for g in launched)
+        compile_s = sum(float((g.get("result") or {}).get("compile_seconds") or 0) for g in launched)
+        if i >= 3 and launched:  # warm ticks: both rungs compiled
+            walls.append(wall)
+            computes.append(compute - compile_s)
+    total_compute = sum(computes)
+    return {"overhead_fraction": round((sum(walls) - total_compute) / total_compute, 3) if total_compute else None,
+            "duty_cycle": round(total_compute / sum(walls), 3) if walls else None,
+            "cgl": {"ticks": len(walls), "tick_seconds": _med(walls), "compute_seconds": _med(computes),
+                    "stage_seconds": _stage_seconds(cid, len(walls))}}
+
+
+def demo_wall() -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_DB_URL", "PREFECT_API_URL")}
+    env["HUNTFLOW_DATA_DIR"] = str(DATA / "demo")
+    env["PREFECT_HOME"] = str(DATA / "demo-prefect")
+    t = time.perf_counter()
+    proc = subprocess.run([str(Path(sys.executable).parent / "huntflow"), "demo"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    wall = time.perf_counter() - t
+    return {"demo_wall_seconds": round(wall, 1), "demo_exit_code": proc.returncode,
+            "demo_tail": proc.stdout.strip().splitlines()[-3:] if proc.stdout else proc.stderr[-500:]}
+
+
+if __name__ == "__main__":
+    main()

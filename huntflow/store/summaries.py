@@ -1,0 +1,118 @@
+"""``hunt.generation_summaries``: each told generation in a few numbers.
+
+evolve writes a generation's row in the same transaction as its tell (:func:`record`), and the
+mode replay and learn read one row per generation (:func:`for_campaign`) instead of every
+evaluation, so a tick's cost stays flat as a campaign grows. A generation without a row (in
+flight, cancelled, told before the table existed) is summarised from its evaluation rows on
+read: the same numbers, computed the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from uuid import UUID
+
+import psycopg
+
+Target = tuple[str, str, float]
+"""``(metric, goal, target)`` of an objective with a target."""
+
+_OK = "e.status = 'succeeded' and e.feasible and e.objective is not null"
+
+
+def _aggregate(targets: list[Target]) -> tuple[str, list[Any]]:
+    """The summary columns as SQL aggregates over ``hunt.evaluations e``, and their parameters."""
+    hit, params = "false", []
+    if targets:
+        hit = " and ".join(
+            f"coalesce((e.metrics->>%s)::double precision {'<=' if goal == 'minimize' else '>='} %s, false)"
+            for _, goal, _ in targets)
+        params = [v for metric, _, target in targets for v in (metric, float(target))]
+    sql = f"""
+      count(*)::int as evaluations,
+      (count(*) filter (where e.status <> 'pending'))::int as used,
+      (count(*) filter (where e.feasible))::int as feasible,
+      min(e.objective) filter (where {_OK}) as best_min,
+      max(e.objective) filter (where {_OK}) as best_max,
+      (count(*) filter (where e.status = 'succeeded' and e.feasible and e.metrics is not null and {hit}))::int
+        as target_hits
+    """
+    return sql, params
+
+
+def record(conn: psycopg.Connection, generation_ids: Iterable[UUID], targets: list[Target]) -> None:
+    """Summarise these (just told) generations from their evaluation rows; call inside the
+    tell's transaction, after the evaluations' annotations are written."""
+    ids = list(generation_ids)
+    if not ids:
+        return
+    agg, params = _aggregate(targets)
+    conn.execute(
+        f"""
+        insert into hunt.generation_summaries
+          (generation_id, campaign_id, ask_id, fidelity, evaluations, used, feasible, best_min, best_max,
+           target_hits)
+        select g.generation_id, g.campaign_id, g.ask_id, g.fidelity, {agg}
+        from hunt.generations g join hunt.evaluations e using (generation_id)
+        where g.generation_id = any(%s) and g.kind <> 'verification'
+        group by g.generation_id
+        on conflict (generation_id) do update set
+          evaluations = excluded.evaluations, used = excluded.used, feasible = excluded.feasible,
+          best_min = excluded.best_min, best_max = excluded.best_max, target_hits = excluded.target_hits,
+          told_at = now()
+        """,
+        (*params, ids),
+    )
+
+
+def for_campaign(conn: psycopg.Connection, campaign_id: UUID, targets: list[Target]) -> list[dict[str, Any]]:
+    """One dict per generation of the campaign (review's verification re-runs left out: they
+    are neither search results nor budget), in ask order: ``generation_id, ask_id,
+    generation_index, kind, fidelity, fidelity_name, status, evaluations, used, feasible,
+    best_min, best_max, target_hits``."""
+    cols = ("g.generation_id, g.ask_id, g.generation_index, g.kind, g.fidelity, g.fidelity_name,"
+            " g.status::text as status")
+    stored = conn.execute(
+        f"select {cols}, s.evaluations, s.used, s.feasible, s.best_min, s.best_max, s.target_hits"
+        " from hunt.generations g left join hunt.generation_summaries s using (generation_id)"
+        " where g.campaign_id = %s and g.kind <> 'verification' order by g.ask_id",
+        (campaign_id,),
+    ).fetchall()
+    missing = [r["generation_id"] for r in stored if r["evaluations"] is None]
+    if missing:
+        agg, params = _aggregate(targets)
+        live = {
+            r["generation_id"]: r for r in conn.execute(
+                f"select e.generation_id, {agg} from hunt.evaluations e"
+                " where e.generation_id = any(%s) group by e.generation_id",
+                (*params, missing),
+            ).fetchall()
+        }
+        empty = {"evaluations": 0, "used": 0, "feasible": 0, "best_min": None, "best_max": None, "target_hits": 0}
+        for r in stored:
+            if r["evaluations"] is None:
+                got = live.get(r["generation_id"], empty)
+                r.update({k: got[k] for k in empty})
+    return stored
+
+
+def best_evaluation(conn: psycopg.Connection, generation_id: UUID, objective: float) -> dict[str, Any] | None:
+    """The generation's first (candidate order) feasible succeeded evaluation with this objective."""
+    return conn.execute(
+        "select e.evaluation_id, e.objective, e.params, e.fidelity, e.generation_id, e.candidate_index"
+        f" from hunt.evaluations e where e.generation_id = %s and {_OK} and e.objective = %s"
+        " order by e.candidate_index limit 1",
+        (generation_id, objective),
+    ).fetchone()
+
+
+def feasible_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
+    """The campaign's feasible succeeded evaluations, in ask order, with the columns a Pareto
+    front needs (learn's hypervolume with several objectives)."""
+    return conn.execute(
+        "select e.evaluation_id, e.status, e.feasible, e.objective, e.objectives, e.fidelity, e.param_hash,"
+        " g.ask_id from hunt.evaluations e join hunt.generations g using (generation_id)"
+        f" where e.campaign_id = %s and {_OK} order by g.ask_id, e.candidate_index",
+        (campaign_id,),
+    ).fetchall()
