@@ -77,6 +77,17 @@ def checkpoint(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, bytes 
     return row["optimizer_seq"], None if state is None else bytes(state)
 
 
+def checkpoint_digest(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, str | None]:
+    """``(optimizer_seq, md5 of optimizer_state)``, hashed by the database (no bytes travel)."""
+    row = conn.execute(
+        "select optimizer_seq, md5(optimizer_state) as digest from hunt.campaigns where campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no campaign {campaign_id!s}")
+    return row["optimizer_seq"], row["digest"]
+
+
 def spec_of(row: dict[str, Any]) -> CampaignSpec:
     """The validated spec stored on a campaign row (not re-checked against its model)."""
     from huntflow.engine.spec import parse_spec

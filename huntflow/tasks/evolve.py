@@ -22,6 +22,7 @@ reading it back is only for another process or after a crash.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -64,28 +65,37 @@ def max_in_flight(spec: CampaignSpec, operator: str) -> int:
     return max(1, int(spec.optimizer.options.get("max_in_flight", 2)))
 
 
-_LIVE: OrderedDict[UUID, tuple[int, Hunt]] = OrderedDict()
-"""Campaign -> (optimizer_seq it committed, the live Hunt), most recent last; at most
-:data:`LIVE_CAMPAIGNS`. An entry is taken out while used, so a failed evolve leaves none."""
+_LIVE: OrderedDict[UUID, tuple[int, str | None, Hunt]] = OrderedDict()
+"""Campaign -> (optimizer_seq it committed, md5 of the checkpoint bytes, the live Hunt), most
+recent last; at most :data:`LIVE_CAMPAIGNS`. An entry is taken out while used, so a failed
+evolve leaves none. It is reused only while the stored checkpoint has that seq and that digest
+(the database hashes it; nothing is transferred), so any other writer of the row is noticed."""
 LIVE_CAMPAIGNS = 32
 _LIVE_LOCK = threading.Lock()
 
 
-def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], key: bytes) -> Hunt:
+def _digest(state: bytes | None) -> str | None:
+    return None if state is None else hashlib.md5(state).hexdigest()
+
+
+def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
+               key: bytes) -> tuple[Hunt, str | None]:
+    """The campaign's optimizer and the digest of the checkpoint it stands for."""
     cid = campaign["campaign_id"]
     with _LIVE_LOCK:
         live = _LIVE.pop(cid, None)
-    if live is not None and live[0] == campaign["optimizer_seq"]:
-        return live[1]
+    if live is not None and live[0] == campaign["optimizer_seq"] \
+            and campaigns.checkpoint_digest(conn, cid) == (live[0], live[1]):
+        return live[2], live[1]
     seq, state = campaigns.checkpoint(conn, cid)
     if seq != campaign["optimizer_seq"]:  # another evolve committed since the row was read
         raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
-    return Hunt.loads(state, key=key) if state else Hunt.start(spec)
+    return (Hunt.loads(state, key=key) if state else Hunt.start(spec)), _digest(state)
 
 
-def _keep_live(campaign_id: UUID, seq: int, hunt: Hunt) -> None:
+def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> None:
     with _LIVE_LOCK:
-        _LIVE[campaign_id] = (seq, hunt)
+        _LIVE[campaign_id] = (seq, digest, hunt)
         while len(_LIVE) > LIVE_CAMPAIGNS:
             _LIVE.popitem(last=False)
 
@@ -106,7 +116,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     cid = campaign["campaign_id"]
     key = checkpoint_key()
     t0 = time.perf_counter()
-    hunt = _load_hunt(conn, spec, campaign, key)
+    hunt, digest = _load_hunt(conn, spec, campaign, key)
     clock = {"load": time.perf_counter() - t0, "optimizer": 0.0}
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
     extended = campaign["evaluations_budget"] - known_budget
@@ -165,7 +175,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         ))
     if not told and not planned and extended <= 0 and campaign["optimizer_seq"] > 0:
         if room <= 0:  # nothing told or asked: the live state is the stored one
-            _keep_live(cid, campaign["optimizer_seq"], hunt)
+            _keep_live(cid, campaign["optimizer_seq"], digest, hunt)
         return {"told": 0, "planned": 0, "finished": hunt.is_finished(), "waiting_for_gate": waiting}
     summary = {**hunt.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     t0 = time.perf_counter()
@@ -176,7 +186,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         summary=summary, finished=hunt.is_finished(), told=told, planned=planned,
         already_final=frozenset(failed), targets=learn.objective_targets(spec),
     )
-    _keep_live(cid, campaign["optimizer_seq"] + 1, hunt)
+    _keep_live(cid, campaign["optimizer_seq"] + 1, _digest(checkpoint), hunt)
     return {
         "told": len(told),
         "planned": [{"generation_id": str(g), "kind": p.kind, "fidelity": p.fidelity_name,
