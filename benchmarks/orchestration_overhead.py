@@ -308,7 +308,8 @@ def history(sizes: list[int], ticks: int) -> dict:
     cids = {}
     for n in sizes:
         t = time.perf_counter()
-        cid = _add(_demo_spec(f"bench-history-{n}", budget=n + 100_000))
+        # one budget for every size: NGOpt picks its algorithm by budget, so sizes must share it
+        cid = _add(_demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000))
         _seed_history(cid, n)
         cids[n] = cid
         _log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")

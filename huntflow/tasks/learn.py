@@ -41,7 +41,7 @@ from prefect.cache_policies import NO_CACHE
 from huntflow.engine.optimize import modes
 from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
-from huntflow.engine.summary import best_of, front
+from huntflow.engine.summary import front
 from huntflow.engine.summary import better as _better
 from huntflow.store import campaigns, gates, generations, summaries, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
