@@ -253,10 +253,12 @@ def commit_evolve(
             new_ids.append(gid)
         summaries.record(conn, told, targets or [])
         if planned:
-            conn.execute(
-                "update hunt.generations set optimizer_checkpoint = null where campaign_id = %s"
-                " and optimizer_checkpoint is not null and generation_index <= %s",
-                (campaign_id, max(p.generation_index for p in planned) - CHECKPOINTS_KEPT),
+            conn.execute(  # the newest CHECKPOINTS_KEPT copies stay (verification runs carry none)
+                "update hunt.generations set optimizer_checkpoint = null where campaign_id = %(c)s"
+                " and optimizer_checkpoint is not null and generation_index < (select min(generation_index) from"
+                " (select generation_index from hunt.generations where campaign_id = %(c)s"
+                "  and optimizer_checkpoint is not null order by generation_index desc limit %(k)s) newest)",
+                {"c": campaign_id, "k": CHECKPOINTS_KEPT},
             )
     return new_ids
 
