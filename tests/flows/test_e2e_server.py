@@ -167,13 +167,17 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, prefect_stack, 
     row = campaigns.get_campaign(db, cid)
     assert (row["status"], row["completion_reason"]) == ("completed", "budget_spent")
     gens = db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
-    assert gens and all(g["operator"] == "pool" and g["status"] == "told" for g in gens)
+    assert gens and all(g["operator"] == "pool" for g in gens)  # review's verification batches too
+    search = [g for g in gens if g["kind"] != "verification"]
+    checks = [g for g in gens if g["kind"] == "verification"]
+    assert search and all(g["status"] == "told" for g in search)
+    assert all(g["status"] == "reviewed" for g in checks)  # run and parsed, never told to the optimizer
     assert all(len(g["dispatch_ref"]) == 36 for g in gens)  # a Prefect flow-run id
     evals = generations.campaign_evaluations(db, cid)
     assert all(e["status"] == "succeeded" and e["provenance"]["jax_backend"] for e in evals)
     ticks = db.execute("select tick_id, count(*) as n from hunt.stage_runs where campaign_id = %s"
                        " group by tick_id", (cid,)).fetchall()
-    assert len(ticks) >= len(gens) + 1 and all(t["n"] == 6 for t in ticks)
+    assert len(ticks) >= len(search) + 1 and all(t["n"] == 6 for t in ticks)
     assert db.execute("select count(*) as n from hunt.campaigns where slug = 'e2e-bad'").fetchone()["n"] == 0
     bad_id = bad_run.split("UUID:")[1].split()[0]
     failed = _api(env, f"/flow_runs/{bad_id}")
