@@ -8,6 +8,7 @@ fuzzes a few hundred cases; ``-m slow`` runs the long variant (RELIABILITY.md ha
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -50,14 +51,6 @@ PATHS = [("slug",), ("title",), ("model", "name"), ("model", "fixed", "noise"), 
          ("dtype",), ("max_attempts",), ("extra_field",)] + [("optimizer", "options", n) for n in OPTION_NAMES]
 
 
-def _copy(x):
-    if isinstance(x, dict):
-        return {k: _copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_copy(v) for v in x]
-    return x
-
-
 def _set(doc, path, value):
     node = doc
     for key in path[:-1]:
@@ -75,7 +68,7 @@ def _set(doc, path, value):
 
 @st.composite
 def mutated_specs(draw):
-    spec = _copy(BASE)
+    spec = copy.deepcopy(BASE)
     if draw(st.booleans()):
         spec.update(model={"name": "cgl", "fixed": {}}, space={"alpha": {"low": 0.0, "high": 1.0}},
                     objectives=[{"metric": "energy"}], fidelities=[{"name": "lo", "settings": {"grid": 16, "steps": 4}},
@@ -153,5 +146,5 @@ def test_fuzz_spec_files_raise_only_spec_errors(raw, tmp_path_factory):
 
 
 def test_the_fuzz_base_spec_is_valid():
-    assert check_spec(_copy(BASE))
-    assert not math.isnan(parse_spec(_copy(BASE)).budget.evaluations)
+    assert check_spec(copy.deepcopy(BASE))
+    assert not math.isnan(parse_spec(copy.deepcopy(BASE)).budget.evaluations)
