@@ -42,7 +42,7 @@ from huntflow.tasks.kit_checks import check_document, compare_kit, read_json, st
 FORMAT = "huntflow-kit/1"
 REF_PREFIX = "manual:"
 
-__all__ = ["FORMAT", "KitError", "expected_kit", "import_kit", "read_kit", "run_kit", "waiting", "write_kit"]
+__all__ = ["FORMAT", "KitError", "code_named", "expected_kit", "import_kit", "read_kit", "run_kit", "waiting", "write_kit"]
 
 
 def kit_dir(generation: dict[str, Any], slug: str, attempt: int) -> Path:
@@ -86,10 +86,11 @@ def write_kit(conn: psycopg.Connection, generation: dict[str, Any], spec, attemp
     out = kit_dir(generation, spec.slug, attempt)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kit.json").write_text(json.dumps(kit, indent=2))
+    trust = " --trust-code" if code_named(kit["model"]) else ""
     (out / "README.txt").write_text(
         f"huntflow kit: generation {kit['generation_id']} (attempt {attempt}) of campaign {spec.slug},\n"
         f"{len(rows)} candidates of model {spec.model.label} at fidelity {fidelity.name}.\n\n"
-        "On any machine with huntflow installed:   huntflow kit run <this directory>\n"
+        f"On any machine with huntflow installed:   huntflow kit run{trust} <this directory>\n"
         "Then, where the database is reachable:    huntflow kit import <this directory>\n"
     )
     return out
@@ -126,16 +127,40 @@ def read_kit(directory: Path | str) -> dict[str, Any]:
     return kit
 
 
-def run_kit(directory: Path | str) -> dict[str, Any]:
+def code_named(model: dict[str, Any]) -> str | None:
+    """What code from outside a kit's model block would run here, or None when it names only a
+    model installed on this machine (``name``, no ``pythonpath``): a ``command`` (a program and
+    its arguments), a ``function`` or ``entrypoint`` (a module imported here), or ``pythonpath``
+    entries (directories put in front of this process's imports)."""
+    for field in ("command", "function", "entrypoint"):
+        if model.get(field) is not None:
+            shown = " ".join(map(str, model[field])) if isinstance(model[field], list) else str(model[field])
+            return f"model.{field} {shown[:200]!r}"
+    if model.get("pythonpath"):
+        return f"model.pythonpath {' '.join(map(str, model['pythonpath']))[:200]!r}"
+    return None
+
+
+def run_kit(directory: Path | str, *, trust_code: bool = False) -> dict[str, Any]:
     """Evaluate a kit in this process (no database): writes ``result.json`` and ``artifact.h5``.
 
+    A kit is input from outside: unless ``trust_code``, only a model installed here (by
+    ``name``, through the same :class:`~huntflow.engine.modelref.ModelRef` resolution as a
+    spec) is run; a kit naming a program, a module or a ``pythonpath`` is refused before
+    anything is imported or started (:func:`code_named`). A sha256 in the kit would not help:
+    whoever edits the kit edits the hash too.
+
     Raises:
-        KitError: the kit is malformed.
+        KitError: the kit is malformed, or names code to run and ``trust_code`` is false.
     """
     from huntflow.tasks.execute import run_batch
 
     directory = Path(directory)
     kit = read_kit(directory)
+    code = code_named(kit["model"])
+    if code is not None and not trust_code:
+        raise KitError(f"kit.json: {code} is code named by the kit; refusing to run it "
+                       "(pass --trust-code if you trust whoever sent this kit)")
     for name in ("result.json", "artifact.h5"):
         if (directory / name).is_symlink():
             raise KitError(f"{directory / name} is a symbolic link; refusing to write through it")

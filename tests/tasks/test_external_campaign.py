@@ -107,7 +107,9 @@ def test_a_kit_of_a_command_model_runs_without_a_database(db, spec, monkeypatch,
     with monkeypatch.context() as m:
         m.setenv("SUPABASE_DB_URL", NO_DATABASE)
         m.setenv("HUNTFLOW_DATA_DIR", str(tmp_path / "elsewhere"))
-        result = runner.invoke(app, ["kit", "run", str(directory), "--json"])
+        refused = runner.invoke(app, ["kit", "run", str(directory), "--json"])  # a program from outside
+        result = runner.invoke(app, ["kit", "run", str(directory), "--trust-code", "--json"])
+    assert refused.exit_code == 2 and "model.command" in refused.output and "--trust-code" in refused.output
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["ok"] == 3
     doc = json.loads((directory / "result.json").read_text())

@@ -121,6 +121,31 @@ def test_symlinked_result_is_refused_and_its_target_untouched(run_kit_dir, tmp_p
     assert target.read_text() == "precious"
 
 
+@pytest.mark.parametrize("field, model", [
+    ("command", {"command": ["/bin/sh", "-c", "touch {out}"], "metrics": ["f"]}),
+    ("function", {"function": "os:system", "metrics": ["f"]}),
+    ("pythonpath", {"name": "sphere", "pythonpath": ["{dir}"]}),
+])
+def test_kit_run_refuses_code_the_kit_names_unless_trusted(run_kit_dir, tmp_path, field, model):
+    """A kit is input from outside: `kit run` runs only a model installed here unless
+    --trust-code; the refusal is one line naming the field, and nothing ran or was written."""
+    directory, _ = run_kit_dir
+    out = tmp_path / "pwned"
+    (tmp_path / "numpy.py").write_text(f"open({str(out)!r}, 'w').close()\n")  # shadows an import
+    forged = json.loads((directory / "kit.json").read_text())
+    forged["model"] = json.loads(json.dumps(model).replace("{out}", str(out)).replace("{dir}", str(tmp_path)))
+    (directory / "kit.json").write_text(json.dumps(forged))
+    (directory / "result.json").unlink()
+    result = runner.invoke(app, ["kit", "run", str(directory)])
+    assert result.exit_code == 2, result.output
+    (line,) = result.output.strip().splitlines()
+    assert f"kit.json: model.{field} " in line and "--trust-code" in line and "Traceback" not in line
+    assert not out.exists() and not (directory / "result.json").exists()
+    if field == "command":  # trusted, it runs (and the command's own output makes it fail its metrics)
+        kit.run_kit(directory, trust_code=True)
+        assert out.exists() and (directory / "result.json").exists()
+
+
 def test_an_artifact_that_is_not_the_generations_is_refused_and_nothing_left(run_kit_dir, db):
     directory, g = run_kit_dir
     path = directory / "artifact.h5"

@@ -33,12 +33,16 @@ def kit_list(as_json: bool = JSON_OPTION) -> None:
 
 @app.command("run")
 def kit_run(directory: Path = typer.Argument(..., help="the kit directory (holds kit.json)"),
+            trust_code: bool = typer.Option(False, "--trust-code",
+                                            help="run a command, function or pythonpath the kit names "
+                                                 "(code from outside: only for kits you trust)"),
             as_json: bool = JSON_OPTION) -> None:
-    """Evaluate a kit here (no database needed): writes result.json and artifact.h5 into it."""
+    """Evaluate a kit here (no database needed): writes result.json and artifact.h5 into it.
+    Runs only a model installed here unless --trust-code."""
     from huntflow.tasks import kit
 
     try:
-        summary = kit.run_kit(directory)
+        summary = kit.run_kit(directory, trust_code=trust_code)
     except kit.KitError as e:
         fail(str(e))
     if as_json:
