@@ -405,10 +405,10 @@ class CampaignSpec(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _within_limits(self) -> "CampaignSpec":
+    def _within_limits(self, info: ValidationInfo) -> "CampaignSpec":
         from huntflow.engine.spec_limits import check_limits
 
-        errors = check_limits(self)
+        errors = check_limits(self, model_memory=not (info.context and info.context.get("stored")))
         if errors:
             raise ValueError("\n".join(f"{field}: {message}" for field, message in errors))
         return self
@@ -436,8 +436,8 @@ def parse_spec(data: Any, *, base_dir: str | Path | None = None, stored: bool = 
     """Validate a spec given as a mapping (relative model paths resolve against ``base_dir``).
 
     ``stored=True`` is for a spec read back from a campaign row: it was checked against its
-    model when it was stored, so the model (and with it JAX) is not loaded again; every field
-    check still runs.
+    model when it was stored, so the model (and with it JAX) is not loaded again, nor is its
+    batch's memory checked against this machine; every other field check still runs.
 
     Raises:
         SpecError: listing every invalid field.

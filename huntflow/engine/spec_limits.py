@@ -153,8 +153,11 @@ def physical_memory() -> int:
         return 0
 
 
-def check_limits(spec) -> list[tuple[str, str]]:
-    """Every cap a validated spec exceeds, and what the optimizer would refuse, as (field, message)."""
+def check_limits(spec, *, model_memory: bool = True) -> list[tuple[str, str]]:
+    """Every cap a validated spec exceeds, and what the optimizer would refuse, as (field, message).
+
+    ``model_memory=False`` skips asking a built-in model what a batch needs (it imports the model,
+    and with it JAX; a stored spec was checked when it was added)."""
     from huntflow.engine.models import REGISTRY
     from huntflow.engine.optimize.options import check as check_options
 
@@ -189,7 +192,8 @@ def check_limits(spec) -> list[tuple[str, str]]:
         return errors
     errors += check_options(spec)
     try:  # built-in models may say what a batch needs; external ones are the user's business
-        estimate = getattr(REGISTRY.get(spec.model.name), "estimate_bytes", None) if spec.model.name else None
+        estimate = (getattr(REGISTRY.get(spec.model.name), "estimate_bytes", None)
+                    if spec.model.name and model_memory else None)
     except KeyError:
         estimate = None
     memory = physical_memory()

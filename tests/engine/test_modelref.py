@@ -143,3 +143,24 @@ def test_a_registered_function_is_imported_only_where_it_runs(plugin_site, tmp_p
     (failure,) = out.failures
     assert failure["category"] == "exception" and failure["where"] == "importing the function"
     assert "byo_heavy_not_installed_here" in failure["message"]
+
+
+def test_built_in_models_are_listed_by_name_and_imported_on_first_lookup():
+    import importlib
+
+    from huntflow.engine.models.base import BUILTINS, Registry
+
+    registry = Registry()
+    assert registry.names() == sorted(BUILTINS) and not registry.models  # listed, nothing imported
+    for target in set(BUILTINS.values()):  # the table names every model its modules define, and only those
+        module, _, attr = target.partition(":")
+        found = getattr(importlib.import_module(module), attr)
+        defined = {m.name for m in (found if isinstance(found, tuple) else (found,))}
+        assert defined == {n for n, t in BUILTINS.items() if t == target}
+    assert registry.get("sphere").name == "sphere" and set(registry.models) == {"sphere"}
+    assert registry.get("sphere") is registry.get("sphere")
+    with pytest.raises(KeyError, match="unknown model 'nope'.*sphere"):
+        registry.get("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register_external("cgl", {"function": "m:f", "metrics": ["f"]})
+    assert sources.name_source("cgl") == {"builtin": "cgl", "package": "huntflow"}

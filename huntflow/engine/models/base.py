@@ -23,10 +23,13 @@ settings) raises ``ValueError`` from :meth:`Model.validate`.
 from __future__ import annotations
 
 import enum
+import importlib
+import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Protocol
 
-import jax
+if TYPE_CHECKING:  # JAX is imported by the models themselves: reading a spec needs none of it
+    import jax
 
 
 class Status(enum.IntEnum):
@@ -80,7 +83,7 @@ class CandidateResult(NamedTuple):
     extras: dict[str, jax.Array]
 
 
-CandidateFn = Callable[[jax.Array, jax.Array], CandidateResult]
+CandidateFn = Callable[["jax.Array", "jax.Array"], CandidateResult]
 """``fn(params, key) -> CandidateResult``; ``params`` has shape (D,) in the spec's order."""
 
 
@@ -178,20 +181,39 @@ class Model(Protocol):
         ...
 
 
+BUILTINS: dict[str, str] = {
+    **{name: "huntflow.engine.models.benchmarks:BENCHMARKS" for name in
+       ("sphere", "rosenbrock", "rastrigin", "ackley", "rosen_suzuki", "constrained_sphere", "zdt1")},
+    "mixed": "huntflow.engine.models.benchmarks:MIXED",
+    "cgl": "huntflow.engine.models.cgl:MODEL",
+    "euler_decay": "huntflow.engine.models.artefacts:ARTEFACT_MODELS",
+    "noise_trap": "huntflow.engine.models.artefacts:ARTEFACT_MODELS",
+}
+"""Built-in model name -> ``"module:attr"`` of the model (or of a tuple of models, one of them
+named so). A built-in is imported on its first lookup, so reading a stored spec, ``--help`` and
+the CLI's read-only commands never import JAX."""
+
+
 @dataclass
 class Registry:
-    """Name -> model. Models register themselves on import of :mod:`huntflow.engine.models`.
+    """Name -> model: the built-ins (:data:`BUILTINS`, imported on first lookup) and whatever
+    :meth:`register` / :meth:`register_external` added.
 
-    ``models`` holds JAX models; ``external`` function/command model descriptions
-    (:class:`huntflow.engine.models.sources.ExternalModel`). Models of installed packages are
-    found through the ``huntflow.models`` entry point instead (:func:`sources.by_name`).
+    ``models`` holds the JAX models loaded so far; ``external`` function/command model
+    descriptions (:class:`huntflow.engine.models.sources.ExternalModel`). Models of installed
+    packages are found through the ``huntflow.models`` entry point instead (:func:`sources.by_name`).
     """
 
     models: dict[str, Model] = field(default_factory=dict)
     external: dict[str, Any] = field(default_factory=dict)
+    builtin: dict[str, str] = field(default_factory=lambda: dict(BUILTINS))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.models or name in self.external or name in self.builtin
 
     def register(self, model: Model) -> Model:
-        if model.name in self.models or model.name in self.external:
+        if model.name in self:
             raise ValueError(f"model {model.name!r} is already registered")
         self.models[model.name] = model
         return model
@@ -200,20 +222,45 @@ class Registry:
         """Register a function/command model described by a mapping (see ``sources``)."""
         from huntflow.engine.models.sources import external_from_mapping
 
-        if name in self.models or name in self.external:
+        if name in self:
             raise ValueError(f"model {name!r} is already registered")
         self.external[name] = external_from_mapping(description, {"builtin": name})
         return self.external[name]
 
-    def get(self, name: str) -> Model:
-        try:
+    def lookup(self, name: str) -> Any:
+        """The model (JAX or external) registered as ``name``, importing a built-in; else ``None``."""
+        if name in self.models:
             return self.models[name]
-        except KeyError:
-            known = ", ".join(sorted(self.models))
-            raise KeyError(f"unknown model {name!r}; known models: {known}") from None
+        if name in self.external:
+            return self.external[name]
+        target = self.builtin.get(name)
+        if target is None:
+            return None
+        with self._lock:  # ticks advance campaigns in threads: one import, one object per name
+            if name not in self.models:
+                module, _, attr = target.partition(":")
+                found = getattr(importlib.import_module(module), attr)
+                for model in found if isinstance(found, tuple) else (found,):
+                    if model.name == name:
+                        self.models[name] = model
+                if name not in self.models:
+                    raise ValueError(f"built-in model {name!r}: {target} defines no model of that name")
+        return self.models[name]
+
+    def get(self, name: str) -> Model:
+        """The JAX model ``name`` (a built-in is imported here).
+
+        Raises:
+            KeyError: no JAX model of that name (the message lists the known ones).
+        """
+        model = self.lookup(name) if name not in self.external else None
+        if model is None:
+            known = ", ".join(sorted({*self.models, *self.builtin}))
+            raise KeyError(f"unknown model {name!r}; known models: {known}")
+        return model
 
     def names(self) -> list[str]:
-        return sorted({*self.models, *self.external})
+        return sorted({*self.models, *self.external, *self.builtin})
 
 
 REGISTRY = Registry()

@@ -229,3 +229,6 @@ class MixedModel:
 
     def known_optimum(self, param_names, fixed) -> KnownOptimum | None:
         return KnownOptimum(value=0.0, params={"x": 0.3, "n": 3.0, "kind": 1.0})
+
+
+MIXED = MixedModel()

@@ -177,7 +177,7 @@ def name_source(name: str) -> dict[str, str]:
     """Provenance of a model named ``name``: built in, or which distribution's entry point."""
     from huntflow.engine.models.base import REGISTRY
 
-    if name in REGISTRY.models or name in REGISTRY.external:
+    if name in REGISTRY:
         return {"builtin": name, "package": "huntflow"}
     found = _entry_point(name)
     return found[1] if found else {"name": name}
@@ -214,10 +214,9 @@ def by_name(name: str) -> Any:
     """
     from huntflow.engine.models.base import REGISTRY
 
-    if name in REGISTRY.models:
-        return REGISTRY.models[name]
-    if name in REGISTRY.external:
-        return REGISTRY.external[name]
+    found = REGISTRY.lookup(name)
+    if found is not None:
+        return found
     found = entry_point(name)
     if found is None:
         known = ", ".join(sorted(set(REGISTRY.names()) | set(entry_point_names())))
