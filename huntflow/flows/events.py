@@ -10,9 +10,11 @@ related resource (role ``campaign``, id ``huntflow.campaign.<slug>``):
 | ``huntflow.campaign.generation.failed`` | a generation failed for good | the generation |
 
 The tick finds them by comparing a campaign's rows before and after its stages
-(:func:`snapshot`, :func:`changes`), so each is emitted once, by the tick that caused it; a
-pool generation that fails in its worker is reported by the generation flow (twice in the rare
-case that a tick of its campaign is running at that moment). Emitting never fails a run.
+(:func:`snapshot`, :func:`changes`), so each is emitted once, by the tick that caused it. A
+generation that fails for good outside a tick is reported by what ran it
+(:func:`report_generation_failure`): a pool's generation flow, or ``huntflow generation run``
+(a slurm job, when it has ``PREFECT_API_URL``) — twice in the rare case that a tick of its
+campaign is running at that moment. Emitting never fails a run.
 """
 
 from __future__ import annotations
@@ -82,11 +84,7 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, di
                         {"prefect.resource.id": f"huntflow.gate.{gid}", "prefect.resource.name": f"{slug} {g['kind']} gate"}))
     for gid, g in after["failed"].items():
         if gid not in before.get("failed", {}):
-            out.append(("huntflow.campaign.generation.failed", {
-                "generation_id": str(gid), "generation_index": g["generation_index"], "kind": g["kind"],
-                "fidelity": g["fidelity_name"], "error": (g["error"] or "")[:500]},
-                {"prefect.resource.id": f"huntflow.generation.{gid}",
-                 "prefect.resource.name": f"{slug}/gen-{g['generation_index']} ({g['fidelity_name']})"}))
+            out.append(_generation_failed(slug, gid, g))
     if after.get("mode") == "recover" and before.get("mode") != "recover" and after.get("status") == "active":
         out.append(("huntflow.campaign.stagnated", {"mode": "recover", **best}, None))
     if after.get("status") != before.get("status"):
@@ -95,6 +93,35 @@ def changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, di
         elif after.get("status") == "failed":
             out.append(("huntflow.campaign.failed", {"reason": after.get("completion_reason"), **best}, None))
     return out
+
+
+def _generation_failed(slug: str, gid: Any, g: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, str]]:
+    return ("huntflow.campaign.generation.failed", {
+        "generation_id": str(gid), "generation_index": g["generation_index"], "kind": g["kind"],
+        "fidelity": g["fidelity_name"], "error": (g["error"] or "")[:500]},
+        {"prefect.resource.id": f"huntflow.generation.{gid}",
+         "prefect.resource.name": f"{slug}/gen-{g['generation_index']} ({g['fidelity_name']})"})
+
+
+def report_generation_failure(generation_id: str, *, skip_operators: tuple[str, ...] = ()) -> bool:
+    """``huntflow.campaign.generation.failed`` for a generation that failed for good outside a
+    tick; ``False`` (nothing sent) when it has not failed, runs on ``skip_operators`` (whose
+    failures a tick reports), or the event could not be sent. Never raises."""
+    try:
+        from huntflow.store.connection import session
+
+        with session() as conn:
+            g = conn.execute(
+                "select c.slug, g.generation_index, g.fidelity_name, g.kind, g.status, g.operator, g.error"
+                " from hunt.generations g join hunt.campaigns c using (campaign_id) where g.generation_id = %s",
+                (str(generation_id),)).fetchone()
+        if g is None or g["status"] != "failed" or g["operator"] in skip_operators:
+            return False
+        event, payload, resource = _generation_failed(g["slug"], generation_id, g)
+        return emit(event, g["slug"], payload, resource)
+    except Exception as e:  # a notification is never a reason to fail a run
+        logging.getLogger(__name__).warning("generation %s: failure not reported: %s", generation_id, e)
+        return False
 
 
 def emit_changes(before: dict[str, Any], after: dict[str, Any]) -> list[str]:

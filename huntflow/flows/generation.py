@@ -35,18 +35,9 @@ def generation_run_name() -> str:
 
 def _report_failure(generation_id: str) -> None:
     """A generation the worker failed for good (out of attempts): ``huntflow.campaign.generation.failed``."""
-    try:
-        about = label_of(generation_id)
-        if about and about["status"] == "failed" and about["operator"] != "inline":  # the tick reports inline ones
-            from huntflow.flows import events
+    from huntflow.flows import events
 
-            events.emit("huntflow.campaign.generation.failed", about["slug"],
-                        {"generation_id": generation_id, "generation_index": about["generation_index"],
-                         "kind": about["kind"], "fidelity": about["fidelity_name"]},
-                        {"prefect.resource.id": f"huntflow.generation.{generation_id}",
-                         "prefect.resource.name": about["label"]})
-    except Exception:
-        pass
+    events.report_generation_failure(generation_id, skip_operators=("inline",))  # the tick reports inline ones
 
 
 def trigger_tick(campaign_id: str) -> bool:

@@ -90,3 +90,43 @@ def test_ticks_name_runs_publish_artifacts_in_place_and_emit_events(db, make_spe
     assert got["huntflow.campaign.completed"][0]["reason"] == "budget_spent"
     assert got["huntflow.campaign.completed"][0]["best_objective"] == pytest.approx(row["best_objective"])
     assert events.emit("huntflow.campaign.completed", "room-tick", {"reason": "budget_spent"})
+
+
+def test_a_slurm_generation_failed_for_good_by_generation_run_emits_its_event(db, make_spec, monkeypatch):
+    """No tick sees a batch job fail its last attempt: ``huntflow generation run`` reports it."""
+    import json as _json
+    import uuid
+
+    from prefect.events.clients import AssertingEventsClient
+    from prefect.events.worker import EventsWorker
+    from prefect.settings import PREFECT_API_URL
+    from typer.testing import CliRunner
+
+    from huntflow.config import get_settings
+    from huntflow.flows.cli import app
+    from huntflow.tasks._stage import TickContext
+    from huntflow.tasks.evolve import run as evolve_run
+
+    cid = campaigns.insert_campaign(db, make_spec(slug="room-slurm", budget={"evaluations": 8}))
+    evolve_run(db, campaigns.get_campaign(db, cid), TickContext(tick_id=uuid.uuid4(), owner="t", operator="slurm"))
+    [g] = db.execute("select * from hunt.generations where campaign_id = %s", (cid,)).fetchall()
+    db.execute("update hunt.generations set attempt = max_attempts where generation_id = %s", (g["generation_id"],))
+    blocker = get_settings().artifacts_dir / "room-slurm"  # the job cannot write its artifact: a real failure
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("not a directory")
+    worker = EventsWorker.instance(AssertingEventsClient)  # Prefect's own recording client
+    monkeypatch.setattr(EventsWorker, "instance", lambda *_: worker)
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())
+    try:
+        ran = CliRunner().invoke(app, ["generation", "run", str(g["generation_id"])])
+        worker.drain()
+    finally:
+        blocker.unlink()
+    assert ran.exit_code == 1 and "reported huntflow.campaign.generation.failed" in ran.output, ran.output
+    assert db.execute("select status from hunt.generations where generation_id = %s",
+                      (g["generation_id"],)).fetchone()["status"] == "failed"
+    [event] = [e for c in AssertingEventsClient.all for e in c.events
+               if e.event == "huntflow.campaign.generation.failed"]
+    assert event.resource.name == f"room-slurm/gen-{g['generation_index']} ({g['fidelity_name']})"
+    assert event.related[0].id == "huntflow.campaign.room-slurm" and event.related[0].role == "campaign"
+    assert _json.loads(event.model_dump_json())["payload"]["generation_id"] == str(g["generation_id"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -48,9 +50,12 @@ def test_until_done_exits_non_zero_once_a_poisoned_campaign_is_failed(db, make_s
     cid = campaigns.insert_campaign(db, make_spec())
     settings.set_setting(db, "failure_streak_limit", 2)
     db.execute("update hunt.campaigns set spec = spec - 'objectives' where campaign_id = %s", (cid,))  # cannot run
-    result = CliRunner().invoke(app, ["tick", "--until-done", "--max-ticks", "10", "--poll", "0.05"])
+    result = CliRunner().invoke(app, ["tick", "--until-done", "--max-ticks", "10", "--poll", "0.05", "--json"])
     assert result.exit_code == ud.EXIT_FAILED, result.output
-    assert "campaign sphere-3d failed: poisoned: dispatch failed 2 ticks in a row" in " ".join(result.output.split())
+    out = json.loads(result.stdout)  # stdout is the JSON alone (messages go to stderr)
+    assert out["ticks"] == 2 and out["stopped"]["exit_code"] == ud.EXIT_FAILED
+    assert "campaign sphere-3d failed: poisoned: dispatch failed 2 ticks in a row" in out["stopped"]["message"]
+    assert [(c["slug"], c["status"]) for c in out["campaigns"]] == [("sphere-3d", "failed")]
     row = campaigns.get_campaign(db, cid)
     assert row["status"] == "failed" and row["last_error"].startswith("dispatch:")
     ticks = db.execute("select count(distinct tick_id) as n from hunt.stage_runs where stage = 'dispatch'").fetchone()

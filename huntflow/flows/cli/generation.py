@@ -25,7 +25,8 @@ def generation_run(
     """Evaluate one planned or dispatched generation in this process (no Prefect): one batched
     JAX call, its HDF5 artifact, the result document and `succeeded`. A generation that already
     succeeded, or is at another attempt, is left alone. Exit 1 when the evaluation failed (the
-    generation is sent back for another attempt)."""
+    generation is sent back for another attempt; out of attempts it is failed, and with
+    `PREFECT_API_URL` set `huntflow.campaign.generation.failed` is emitted)."""
     from uuid import UUID
 
     from huntflow.errors import HuntflowError
@@ -40,10 +41,16 @@ def generation_run(
         summary = execute_generation(generation_id, attempt=attempt)
     except KeyError:
         fail(f"no generation {generation_id}")
-    except HuntflowError:
-        raise
     except Exception as e:
-        err.print(f"[bold red]evaluation failed:[/] {escape(f'{type(e).__name__}: {e}')}", soft_wrap=True)
+        if not isinstance(e, HuntflowError):
+            err.print(f"[bold red]evaluation failed:[/] {escape(f'{type(e).__name__}: {e}')}", soft_wrap=True)
+        if os.environ.get("PREFECT_API_URL"):  # out of attempts: tell the UI's automations (no tick saw it fail)
+            from huntflow.flows.events import report_generation_failure
+
+            if report_generation_failure(generation_id):
+                err.print("reported huntflow.campaign.generation.failed (out of attempts)")
+        if isinstance(e, HuntflowError):
+            raise  # one line and its exit code from the root handler
         raise typer.Exit(1)
     from huntflow.config import get_settings
 

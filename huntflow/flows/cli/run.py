@@ -3,6 +3,7 @@ process: the ephemeral one when ``PREFECT_API_URL`` is unset)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from huntflow.flows.cli.common import best_text, console, prefect_env, progress_rows
+from huntflow.flows.cli.common import JSON_OPTION, best_text, console, err, prefect_env, progress_rows
 from huntflow.flows.cli.read import progress_table
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
@@ -36,12 +37,12 @@ def _used(r: dict) -> int:
 
 
 def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
-              poll_seconds: float = 2.0) -> tuple[int, Any]:
+              poll_seconds: float = 2.0, say: Any = console) -> tuple[int, Any]:
     """Run ticks back to back in this process; returns how many ran and the
     :class:`~huntflow.flows.until_done.Verdict` that stopped them (None: one tick, or max_ticks).
     One progress bar per campaign (evaluations used of its budget, its best with rung and
     certification, as ``status`` says it). After a tick that moved nothing, the loop waits
-    (saying for what) or stops (:mod:`huntflow.flows.until_done`)."""
+    (saying for what, on ``say``) or stops (:mod:`huntflow.flows.until_done`)."""
     prefect_env()
     from prefect import flow
 
@@ -49,14 +50,14 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
 
     @flow(name="hunt-tick", log_prints=True)
     def ticking() -> tuple[int, Any]:  # one flow run for the whole loop; each tick's stages are its task runs
-        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick)
+        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick, say)
 
     with no_heartbeats():
         return ticking()
 
 
 def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool, poll_seconds: float,
-               run_tick) -> tuple[int, Any]:
+               run_tick, say: Any = console) -> tuple[int, Any]:
     """The loop :func:`run_ticks` runs inside its one flow run."""
     from uuid import UUID
 
@@ -103,14 +104,14 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
                 tick_next = True  # the lease we waited for is free: tick now
                 continue
             if verdict.message and verdict.message != said:
-                console.print(verdict.message)
+                say.print(verdict.message)
                 said = verdict.message
             if verdict.action == "stop":
                 break
             time.sleep(verdict.seconds)
             tick_next = verdict.tick_after
     if verdict is not None and verdict.action == "stop" and verdict.message and verdict.message != said:
-        console.print(verdict.message)
+        say.print(verdict.message)
     return ticks, verdict
 
 
@@ -121,18 +122,31 @@ def tick(
     max_ticks: int = typer.Option(10_000, "--max-ticks", min=1, help="stop after this many ticks"),
     poll: float = typer.Option(2.0, "--poll", min=0.0,
                                help="seconds to wait after a tick that moved nothing, before looking again"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Run the hunt-tick flow now, once or until done."""
-    n, verdict = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll)
-    progress_table(progress_rows(campaign), title=f"after {n} tick(s)")
+    n, verdict = run_ticks(campaign, until_done, max_ticks, poll_seconds=poll, show_progress=not as_json,
+                           say=err if as_json else console)
+    if as_json:
+        print(json.dumps(_ran(n, verdict, progress_rows(campaign))))
+    else:
+        progress_table(progress_rows(campaign), title=f"after {n} tick(s)")
     if verdict is not None and verdict.exit_code:
         raise typer.Exit(verdict.exit_code)
+
+
+def _ran(ticks: int, verdict: Any, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What ``tick --json`` / ``demo --json`` print: ticks run, why they stopped, the campaigns."""
+    stopped = None if verdict is None else {"action": verdict.action, "message": verdict.message,
+                                            "exit_code": verdict.exit_code}
+    return {"ticks": ticks, "stopped": stopped, "campaigns": rows}
 
 
 def demo(
     spec_file: Path = typer.Option(EXAMPLES / "rosenbrock_4d.yaml", "--spec", help="campaign spec to run"),
     max_ticks: int = typer.Option(500, "--max-ticks", min=1),
     tolerance: float = typer.Option(1e-2, "--tolerance", help="allowed distance of the best objective from the known optimum"),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
     from huntflow.engine.spec import load_spec
@@ -151,19 +165,25 @@ def demo(
             slug = f"{spec.slug}-{n}"
         spec = spec.model_copy(update={"slug": slug})
         campaigns.insert_campaign(conn, spec)
-    console.print(f"demo campaign [bold]{escape(slug)}[/]: {escape(spec.title or spec.model.label)}")
-    ticks, stopped = run_ticks(slug, True, max_ticks)
+    say = err if as_json else console
+    say.print(f"demo campaign [bold]{escape(slug)}[/]: {escape(spec.title or spec.model.label)}")
+    ticks, stopped = run_ticks(slug, True, max_ticks, show_progress=not as_json, say=say)
     rows = progress_rows(slug)
-    progress_table(rows, title=f"{slug} after {ticks} tick(s)")
-    if stopped is not None and stopped.exit_code:
-        raise typer.Exit(stopped.exit_code)
     model = spec.model.resolve().jax
     known = model.known_optimum(spec.param_names, spec.model.fixed) if model is not None else None
     best = rows[0]["best_objective"]
-    if known is not None and best is not None:
-        gap = abs(best - known.value)
-        verdict = "[green]within[/]" if gap <= tolerance else "[red]outside[/]"
-        console.print(f"best objective {best:.6g}; known optimum {known.value:g}; gap {gap:.3g} {verdict} tolerance {tolerance:g}")
+    gap = abs(best - known.value) if known is not None and best is not None else None
+    if as_json:
+        print(json.dumps({**_ran(ticks, stopped, rows), "known_optimum": None if known is None else known.value,
+                          "gap": gap, "tolerance": tolerance}))
+    else:
+        progress_table(rows, title=f"{slug} after {ticks} tick(s)")
+    if stopped is not None and stopped.exit_code:
+        raise typer.Exit(stopped.exit_code)
+    if gap is not None:
+        if not as_json:
+            verdict = "[green]within[/]" if gap <= tolerance else "[red]outside[/]"
+            console.print(f"best objective {best:.6g}; known optimum {known.value:g}; gap {gap:.3g} {verdict} tolerance {tolerance:g}")
         if gap > tolerance:
             raise typer.Exit(1)
 
