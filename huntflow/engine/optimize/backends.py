@@ -26,6 +26,9 @@ better). An optimizer without that path raises ``TellNotAskedNotSupportedError``
 then dropped and counted in ``suggestions_not_told``. The Halton baseline returns the point
 with a token whose ``tell`` is a no-op and does not advance its sequence.
 
+NGOpt's quadratic metamodel is computed by :mod:`~huntflow.engine.optimize.metamodel` (the same
+points as nevergrad's own, without its per-evaluation overhead).
+
 A backend pickles with its whole state (nevergrad optimizer, candidates, RNG), which is what
 makes a checkpoint resume exactly.
 """
@@ -36,6 +39,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+
+from huntflow.engine.optimize import metamodel
 
 NEVERGRAD_NAMES = {"ngopt": "NGOpt", "cma": "CMA", "twopointsde": "TwoPointsDE"}
 
@@ -141,6 +146,7 @@ class NevergradBackend:
 
     def ask(self) -> tuple[Any, np.ndarray]:
         """Next point: ``(candidate, u)``."""
+        metamodel.install()  # also after unpickling: NGOpt's metamodel, the same points faster
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cand = self.optimizer.ask()

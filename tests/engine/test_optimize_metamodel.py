@@ -1,0 +1,91 @@
+"""The numpy quad metamodel (engine/optimize/metamodel.py) returns exactly what nevergrad's
+own ``learn_on_k_best`` returns, and NGOpt asks the same points with it installed."""
+
+from __future__ import annotations
+
+import nevergrad as ng
+import numpy as np
+import pytest
+from nevergrad.optimization import metamodel as upstream
+from nevergrad.optimization.metamodel import MetaModelFailure
+
+from huntflow.engine.optimize import metamodel
+
+
+def _archive(seed: int, dim: int, n: int, f):
+    opt = ng.optimizers.registry["CMA"](parametrization=ng.p.Array(shape=(dim,)), budget=n)
+    opt.parametrization.random_state = np.random.RandomState(seed)
+    for _ in range(n):
+        c = opt.ask()
+        opt.tell(c, f(c.value))
+    return opt.archive
+
+
+def _outcome(fn, archive, k):
+    try:
+        return fn(archive, k, "quad", 2, None, None)
+    except MetaModelFailure as e:
+        return type(e)
+
+
+PROBLEMS = {
+    "sphere": lambda x: float(np.sum((x - 0.3) ** 2)),
+    "rosenbrock": lambda x: float(sum(100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2 for i in range(len(x) - 1))),
+    "rastrigin": lambda x: float(10 * len(x) + np.sum(x**2 - 10 * np.cos(2 * np.pi * x))),
+}
+
+
+CASES = [pytest.param(name, dim, marks=[] if (name, dim) in {("sphere", 4), ("rosenbrock", 4)} else pytest.mark.slow)
+         for name in sorted(PROBLEMS) for dim in (2, 4, 6)]
+
+
+@pytest.mark.parametrize(("name", "dim"), CASES)
+def test_learn_on_k_best_is_upstreams_bit_for_bit(name, dim):
+    k = int(dim * (dim - 1) / 2 + 2 * dim + 1)
+    metamodel.install()
+    proposals = 0
+    for seed in range(3):
+        archive = _archive(seed, dim, 3 * k, PROBLEMS[name])
+        ours, theirs = _outcome(metamodel.learn_on_k_best, archive, k), _outcome(upstream.learn_on_k_best, archive, k)
+        if isinstance(theirs, type):
+            assert ours is theirs
+        else:
+            assert np.array_equal(ours, theirs), (seed, ours, theirs)
+            proposals += 1
+    if (name, dim) == ("sphere", 4):
+        assert proposals  # a quadratic is learnable: the comparison covers a proposal, not only failures
+
+
+def test_ngopt_asks_the_same_points_with_the_fast_metamodel():
+    from nevergrad.optimization import optimizerlib
+
+    def run() -> list:
+        param = ng.p.Array(shape=(4,), lower=0.0, upper=1.0)
+        param.random_state = np.random.RandomState(7)
+        opt = ng.optimizers.registry["NGOpt"](parametrization=param, budget=600, num_workers=8)
+        asked = []
+        for _ in range(12):
+            batch = [opt.ask() for _ in range(8)]
+            for c in batch:
+                opt.tell(c, PROBLEMS["rosenbrock"](4 * c.value - 2))
+            asked += [c.value.tolist() for c in batch]
+        return asked
+
+    calls = []
+
+    def counting(*args):
+        calls.append(1)
+        return metamodel.learn_on_k_best(*args)
+
+    optimizerlib.learn_on_k_best = counting
+    try:
+        fast = run()
+    finally:
+        metamodel.install()
+    assert calls  # NGOpt ran its metamodel here
+    optimizerlib.learn_on_k_best = upstream.learn_on_k_best
+    try:
+        slow = run()
+    finally:
+        metamodel.install()
+    assert fast == slow
