@@ -5,7 +5,8 @@ The operators' path from prefect.yaml: two process pools (cpu for ticks, gpu for
 'hunt-campaign/add' --params '{"spec": ...}'` (an invalid spec fails its run naming the field
 and stores nothing; a valid one triggers its first tick). Pool generations chain the next tick
 themselves, so the campaign must run to completion with no further push; its completion event
-triggers the `hunt-report/report` deployment. Runs carry readable names, and the campaign's
+triggers the `hunt-report/report` deployment; of two scheduled ticks started together the second
+is dropped (CANCEL_NEW), not queued. Runs carry readable names, and the campaign's
 artifacts are checked in the Prefect UI itself, rendered by headless Chromium (skipped, saying
 so, where Chromium is not installed); the screenshot is saved under the test's temporary
 directory. Everything started here is stopped here.
@@ -200,9 +201,18 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, prefect_stack, 
     names = {r["name"] for r in _api(env, "/flow_runs/filter", {"limit": 200})}
     assert "tick: e2e-sphere" in names and "add e2e-sphere" in names, names
     assert {f"e2e-sphere/gen-{g['generation_index']} (default)" for g in gens} <= names, names
-    tick = _api(env, "/deployments/name/hunt-tick/every-5-minutes")
+    tick = _api(env, "/deployments/name/hunt-tick/every-5-minutes")  # as the server stores it
     assert tick["global_concurrency_limit"]["limit"] == 1
     assert tick["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    # and as the server enforces it: two ticks started together, the second is dropped, not queued
+    pair = [_api(env, f"/deployments/{tick['id']}/create_flow_run", {}) for _ in range(2)]
+
+    def settled():
+        states = [_api(env, f"/flow_runs/{r['id']}")["state"] for r in pair]
+        return states if all(s["type"] in ("COMPLETED", "CANCELLED", "FAILED", "CRASHED") for s in states) else None
+
+    states = _wait(settled, 300, "two overlapping scheduled ticks to settle")
+    assert "CANCELLED" in {s["type"] for s in states} and "FAILED" not in {s["type"] for s in states}, states
 
     # the control room, as the UI renders it in a real browser
     [dash] = _api(env, "/artifacts/filter", {"artifacts": {"key": {"any_": ["campaign-e2e-sphere"]}}})
