@@ -85,3 +85,25 @@ def test_a_boundary_vmec_cannot_start_from_is_invalid_boundary():
     with pytest.raises(EvaluationFailed) as info:
         run({**fixed, **x0, "rc_m1_n0": 0.9}, VERY_LOW)  # minor radius 0.9 at major radius 1
     assert info.value.failure_category == "invalid_boundary"
+
+
+def _p3_metrics(l_grad_b: float, aspect: float, **overrides) -> dict:
+    # a P3-feasible point: iota/NFP >= 0.25, log10 qi <= -3.5, mirror <= 0.25, compression <= 0.9, well >= 0
+    m = {"aspect_ratio": aspect, "aspect_ratio_over_edge_rotational_transform": aspect / 0.9, "max_elongation": 3.0,
+         "axis_rotational_transform_over_n_field_periods": 0.3, "edge_rotational_transform_over_n_field_periods": 0.3,
+         "axis_magnetic_mirror_ratio": 0.1, "edge_magnetic_mirror_ratio": 0.2, "average_triangularity": 0.0,
+         "vacuum_well": 0.01, "minimum_normalized_magnetic_gradient_scale_length": l_grad_b, "qi": 1e-4,
+         "flux_compression_in_regions_of_bad_curvature": 0.5}
+    return {**m, **overrides}
+
+
+def test_p3_front_score_is_the_packages_hypervolume_of_the_feasible_members():
+    from huntflow.engine.models.stellarator.front import score_certified_metrics
+
+    # (-L_gradB, A) against (1, 20): (-2, 10) alone spans 3 x 10; (-4, 15) adds (4 - 2) x (20 - 15)
+    front = [_p3_metrics(2.0, 10.0), _p3_metrics(4.0, 15.0)]
+    infeasible = _p3_metrics(9.0, 5.0, qi=1e-2)  # log10 qi = -2 > -3.5: left out, as the package does
+    out = score_certified_metrics([*front, infeasible])
+    assert out["score"] == pytest.approx(3 * 10 + 2 * 5)
+    assert out["feasibility"][2] > 0.01 and max(out["feasibility"][:2]) <= 0.01
+    assert score_certified_metrics([infeasible])["score"] == 0.0
