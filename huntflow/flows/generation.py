@@ -6,12 +6,22 @@ batched JAX call, one HDF5 artifact, the result document and the ``succeeded`` m
 transaction. Re-running a succeeded generation is a no-op. Its run is named ``SLUG/gen-N (rung)``,
 it leaves the batch table ``campaign-<slug>-batch``, and a generation it fails for good emits
 ``huntflow.campaign.generation.failed``.
+
+While it evaluates, a :class:`Heartbeat` thread bumps the row's ``heartbeat_at`` every
+``HUNTFLOW_GENERATION_HEARTBEAT_SECONDS`` (default 30), so parse tells a lost worker from a long
+generation. A generation cancelled while it ran (``huntflow campaign cancel``) ends its run
+``Cancelled``. When it succeeds, :func:`trigger_tick` starts the campaign's next tick: in a warm
+worker (:mod:`huntflow.flows.warm`) in that process at once, else as a run of the tick deployment.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger
 
@@ -40,11 +50,28 @@ def _report_failure(generation_id: str) -> None:
     events.report_generation_failure(generation_id, skip_operators=("inline",))  # the tick reports inline ones
 
 
+_local_ticks: Callable[[str], bool] | None = None
+
+
+def use_local_ticks(runner: Callable[[str], bool] | None) -> None:
+    """Send :func:`trigger_tick` to ``runner(campaign_id)`` (a warm worker's in-process ticks),
+    or back to the tick deployment with ``None``."""
+    global _local_ticks
+    _local_ticks = runner
+
+
 def trigger_tick(campaign_id: str) -> bool:
-    """Start the campaign's next tick now (a flow run of the tick deployment); ``False`` if that
-    failed — the schedule is the safety net, so this never raises."""
+    """Start the campaign's next tick now (in this process when a warm worker installed
+    :func:`use_local_ticks`, else a flow run of the tick deployment); ``False`` if that failed —
+    the schedule is the safety net, so this never raises."""
     from prefect.deployments import run_deployment
 
+    if _local_ticks is not None:
+        try:
+            return bool(_local_ticks(str(campaign_id)))
+        except Exception as e:
+            _logger().warning("could not queue a local tick: %s", e)
+            return False
     settings = get_settings()
     try:
         run_deployment(settings.tick_deployment, parameters={"campaign_ids": [str(campaign_id)]},
@@ -63,14 +90,64 @@ def _logger():
         return logging.getLogger(__name__)
 
 
+def heartbeat_seconds() -> float:
+    return float(os.environ.get("HUNTFLOW_GENERATION_HEARTBEAT_SECONDS", "30"))
+
+
+class Heartbeat:
+    """While the block runs, bump the generation's ``heartbeat_at`` every ``every`` seconds
+    (only while it is ``running``; a beat that fails is skipped, never raised)."""
+
+    def __init__(self, generation_id: str, every: float | None = None) -> None:
+        self.generation_id = UUID(str(generation_id))
+        self.every = heartbeat_seconds() if every is None else every
+        self.beats = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="huntflow-generation-heartbeat", daemon=True)
+
+    def __enter__(self) -> "Heartbeat":
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        from huntflow.store import generations
+        from huntflow.store.connection import session
+
+        while not self._stop.wait(self.every):
+            try:
+                with session() as conn:
+                    self.beats += generations.heartbeat(conn, self.generation_id)
+            except Exception as e:
+                _logger().debug("heartbeat of generation %s skipped: %s", self.generation_id, e)
+
+
+def _cancelled(generation_id: str) -> bool:
+    try:
+        about = label_of(generation_id)
+    except Exception:
+        return False
+    return bool(about) and about["status"] == "cancelled"
+
+
 @flow(name="hunt-generation", log_prints=True, flow_run_name=generation_run_name)
-def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> dict[str, Any]:
+def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> Any:
     """Evaluate one generation's whole population in one batched JAX call."""
     try:
-        summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
+        with Heartbeat(generation_id):
+            summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
     except Exception:
         _report_failure(generation_id)
         raise
+    if summary.get("status") != "succeeded" and _cancelled(generation_id):
+        from prefect.states import Cancelled
+
+        return Cancelled(message="its campaign was cancelled: the result is discarded")
     if summary.get("status") == "succeeded":
         batch_table(summary)
         # a finished pool generation starts its campaign's next tick now, not at the next schedule

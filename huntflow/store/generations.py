@@ -402,6 +402,14 @@ def fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], 
     return ok
 
 
+def heartbeat(conn: psycopg.Connection, generation_id: UUID) -> bool:
+    """``heartbeat_at = now()`` for a ``running`` generation (its worker is alive); False when it
+    is not running any more."""
+    cur = conn.execute("update hunt.generations set heartbeat_at = now() where generation_id = %s"
+                       " and status = 'running'", (generation_id,))
+    return cur.rowcount == 1
+
+
 def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) -> list[dict[str, Any]]:
     """Launched generations whose heartbeat (or dispatch time) is older than ``timeout_seconds``."""
     return conn.execute(

@@ -51,7 +51,10 @@ InlineRunner = Callable[[str, str], dict[str, Any]]
 """``runner(generation_id, dispatch_ref)``: evaluates the generation in this process."""
 
 
-def _launch_pool(generation: dict[str, Any], ctx: TickContext) -> str:
+def launch_pool(generation: dict[str, Any]) -> str:
+    """A flow run of the generation deployment for the generation's next attempt (its id): the
+    idempotency key ``<generation id>:<attempt>`` makes a repeated launch find the same run.
+    A warm worker (``huntflow worker``) or Prefect's process worker on the pool runs it."""
     from prefect.deployments import run_deployment
 
     flow_run = run_deployment(
@@ -121,7 +124,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             generations.set_dispatch_ref(conn, gid, attempt, f"{slurm.REF_PREFIX}{jid}")
             launched.append({"generation_id": str(gid), "operator": "slurm", "job_id": jid, "attempt": attempt})
         else:
-            ref = _launch_pool(g, ctx)
+            ref = launch_pool(g)
             if _mark_dispatched(conn, g, ref):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
     out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}

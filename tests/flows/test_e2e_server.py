@@ -94,9 +94,9 @@ def prefect_stack(tmp_path, database_url):
     logs.mkdir()
     procs: list[subprocess.Popen] = []
 
-    def start(name: str, *args: str) -> subprocess.Popen:
+    def start(name: str, *args: str, program: str = "prefect") -> subprocess.Popen:
         out = open(logs / f"{name}.log", "w")
-        p = subprocess.Popen([str(BIN / "prefect"), *args], env=env, cwd=REPO, stdout=out,
+        p = subprocess.Popen([str(BIN / program), *args], env=env, cwd=REPO, stdout=out,
                              stderr=subprocess.STDOUT, start_new_session=True)
         procs.append(p)
         return p
@@ -124,7 +124,10 @@ def prefect_stack(tmp_path, database_url):
             "--base-job-template", str(REPO / "deployments/gpu-process-pool.json"))
         cli("deploy", "--all")
         start("worker-cpu", "worker", "start", "--pool", "cpu", "--limit", "2")
-        start("worker-gpu", "worker", "start", "--pool", "gpu", "--limit", "2")
+        if os.environ.get("HUNTFLOW_E2E_GPU_WORKER") == "process":  # Prefect's process worker: a process per run
+            start("worker-gpu", "worker", "start", "--pool", "gpu", "--limit", "2")
+        else:  # the warm worker: generations (and their campaigns' ticks) in one long-lived process
+            start("worker-gpu", "worker", "--pool", "gpu", "--poll", "0.5", program="huntflow")
         yield {"env": env, "cli": cli, "logs": logs}
     finally:
         if os.environ.get("HUNTFLOW_E2E_KEEP_LOGS"):  # a copy of the server's and workers' logs

@@ -70,7 +70,7 @@ def _root(debug: bool = typer.Option(False, "--debug", help=f"show tracebacks (o
     """huntflow: closed-loop parameter hunts."""
 
 
-from huntflow.flows.cli import campaign, gate, generation, kit, read, run  # noqa: E402  (register commands)
+from huntflow.flows.cli import campaign, gate, generation, kit, read, run, worker  # noqa: E402  (register commands)
 
 app.add_typer(campaign.app, name="campaign")
 app.add_typer(gate.app, name="gate")
@@ -78,6 +78,7 @@ app.add_typer(generation.app, name="generation")
 app.add_typer(kit.app, name="kit")
 read.register(app)
 run.register(app)
+worker.register(app)
 from huntflow.flows.db_cli import db_app  # noqa: E402  (the embedded database: db start|stop|status|url)
 app.add_typer(db_app, name="db")
 

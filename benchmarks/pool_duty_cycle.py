@@ -1,0 +1,248 @@
+"""Pool duty cycle: how busy the gpu pool is while a campaign still has budget.
+
+A real ``prefect server`` on this machine, the two process pools of deployments/*.json and
+``prefect deploy --all`` from prefect.yaml (the operators' path), a Prefect process worker on
+the cpu pool (the first tick, and the baseline's chained ticks), and then, interleaved
+(warm, baseline, warm, baseline, ...), one campaign per round on the ``gpu`` pool:
+
+* **warm** — ``huntflow worker --pool gpu``: generations run inside one long-lived process
+  and a finished generation's campaign is ticked there at once;
+* **baseline** — ``prefect worker start --pool gpu`` (a Python process per generation) with the
+  chained ticks on the cpu pool's process worker (a Python process per tick), as before.
+
+Both poll every ``--poll`` seconds. The campaign is the CGL model at one rung of
+``--grid``/``--steps`` (the step count sets a generation's evaluation time, ~20 s by default on
+this 2-core machine), ``--population`` candidates, ``--generations`` generations,
+``max_in_flight`` 2, no verification batches (``review.spot_check_top: 0``), so every pool run
+is a search generation.
+
+Per round, from the generation rows (database clock): the window runs from the first
+generation's start to the last one's finish; ``gpu_duty_cycle`` = evaluation seconds (the
+result documents' ``wall_seconds``: the batched call, compilation excluded) over the window;
+``busy_fraction`` the same with each run's whole start→finish; ``gaps`` = the idle time between
+one generation's finish and the next one's start; ``tell_seconds`` = a generation's finish to
+the end of the parse stage that read it. The last stdout line is one JSON object (medians over
+the rounds of each mode, every round, the machine and its load at start and end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+DATA = Path(tempfile.mkdtemp(prefix="huntflow-duty-"))
+os.environ["HUNTFLOW_DATA_DIR"] = str(DATA / "data")
+os.environ["PREFECT_HOME"] = str(DATA / "prefect-home")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _med(xs: list[float]) -> float | None:
+    return round(statistics.median(xs), 3) if xs else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Stack:
+    """The prefect server, pools, deployments and workers this benchmark starts (and stops)."""
+
+    def __init__(self, url: str, poll: float) -> None:
+        port = _free_port()
+        self.env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api", "PREFECT_CLI_PROMPT": "false",
+                    "SUPABASE_DB_URL": url, "HUNTFLOW_CHECKOUT": str(ROOT), "PYTHONUNBUFFERED": "1",
+                    "PREFECT_WORKER_QUERY_SECONDS": str(poll), "PREFECT_WORKER_PREFETCH_SECONDS": "1",
+                    "PREFECT_LOGGING_LEVEL": "INFO"}
+        self.port, self.poll = port, poll
+        self.logs = DATA / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, argv: list[str]) -> None:
+        out = open(self.logs / f"{name}.log", "a")
+        self.procs[name] = subprocess.Popen(argv, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def stop(self, name: str) -> None:
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)
+
+    def cli(self, *args: str) -> str:
+        r = subprocess.run([str(BIN / "prefect"), *args], env=self.env, cwd=ROOT, capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            raise RuntimeError(f"prefect {' '.join(args)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+        return r.stdout
+
+    def up(self) -> None:
+        self.start("server", [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(self.port)])
+        end = time.monotonic() + 180
+        while time.monotonic() < end:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/api/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise RuntimeError("prefect server did not become healthy")
+        for pool in ("cpu", "gpu"):
+            self.cli("work-pool", "create", pool, "--type", "process",
+                     "--base-job-template", str(ROOT / f"deployments/{pool}-process-pool.json"))
+        self.cli("deploy", "--all")
+        self.start("worker-cpu", [str(BIN / "prefect"), "worker", "start", "--pool", "cpu", "--limit", "4"])
+
+    def gpu_worker(self, mode: str) -> None:
+        if mode == "warm":
+            argv = [str(BIN / "huntflow"), "worker", "--pool", "gpu", "--poll", str(self.poll), "--name", "warm"]
+        else:
+            argv = [str(BIN / "prefect"), "worker", "start", "--pool", "gpu", "--limit", "1"]
+        self.start(f"worker-gpu-{mode}", argv)
+
+    def down(self) -> None:
+        for name in list(self.procs)[::-1]:
+            self.stop(name)
+
+
+def spec(slug: str, args: argparse.Namespace) -> dict:
+    return {
+        "slug": slug, "model": {"name": "cgl", "fixed": {"sigma": 0.0, "L": 80.0}},
+        "space": {"alpha": {"low": 0.5, "high": 3.0}, "beta": {"low": -3.0, "high": -0.5},
+                  "kappa": {"low": -1.0, "high": 0.5}, "ell": {"low": 1.0, "high": 4.0}},
+        "objectives": [{"metric": "log_prime_sse", "goal": "minimize"}],
+        "fidelities": [{"name": "bench", "settings": {"grid": args.grid, "steps": args.steps, "dt": 0.05}}],
+        "budget": {"evaluations": args.population * args.generations},
+        "optimizer": {"name": "ngopt", "population": args.population, "options": {"max_in_flight": 2}},
+        "review": {"spot_check_top": 0}, "seed": 5,
+    }
+
+
+def measure(db, cid) -> dict:
+    """Duty cycle, gaps and tell latency of one finished campaign, from its rows."""
+    gens = db.execute(
+        "select generation_index, started_at, finished_at, (result_document->>'wall_seconds')::float as eval,"
+        " (result_document->>'compile_seconds')::float as compile from hunt.generations"
+        " where campaign_id = %s and kind <> 'verification' and started_at is not null order by started_at",
+        (cid,)).fetchall()
+    if not gens:
+        return {"generations": 0}
+    t0, t1 = gens[0]["started_at"], max(g["finished_at"] for g in gens)
+    window = (t1 - t0).total_seconds()
+    runs = [(g["finished_at"] - g["started_at"]).total_seconds() for g in gens]
+    gaps = [max(0.0, (b["started_at"] - a["finished_at"]).total_seconds()) for a, b in zip(gens, gens[1:])]
+    parses = db.execute("select started_at, finished_at from hunt.stage_runs where campaign_id = %s and stage = 'parse'"
+                        " and status = 'succeeded' order by started_at", (cid,)).fetchall()
+    tells = []
+    for g in gens:
+        later = [p["finished_at"] for p in parses if p["started_at"] >= g["finished_at"]]
+        if later:
+            tells.append((min(later) - g["finished_at"]).total_seconds())
+    evaluating = sum(g["eval"] or 0.0 for g in gens)
+    return {"generations": len(gens), "window_seconds": round(window, 2),
+            "evaluation_seconds": round(evaluating, 2), "compile_seconds": round(sum(g["compile"] or 0 for g in gens), 2),
+            "gpu_duty_cycle": round(evaluating / window, 3) if window > 0 else None,
+            "busy_fraction": round(min(1.0, sum(runs) / window), 3) if window > 0 else None,
+            "median_gap_seconds": _med(gaps), "gaps": [round(x, 2) for x in gaps],
+            "median_tell_seconds": _med(tells), "run_seconds": [round(x, 2) for x in runs]}
+
+
+def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> dict:
+    from huntflow.engine.spec import parse_spec
+    from huntflow.store import campaigns
+
+    stack.gpu_worker(mode)
+    time.sleep(3)  # the worker registers with the pool before the first generation is dispatched
+    cid = campaigns.insert_campaign(db, parse_spec(spec(f"duty-{mode}-{n}", args)))
+    t_start = time.monotonic()
+    stack.cli("deployment", "run", "hunt-tick/chained", "--params", json.dumps({"campaign_ids": [str(cid)]}))
+    deadline = t_start + args.timeout
+    while time.monotonic() < deadline and campaigns.get_campaign(db, cid)["status"] == "active":
+        time.sleep(1)
+    wall = time.monotonic() - t_start
+    row = campaigns.get_campaign(db, cid)
+    stack.stop(f"worker-gpu-{mode}")
+    got = {"mode": mode, "round": n, "status": row["status"], "completion_reason": row["completion_reason"],
+           "campaign_wall_seconds": round(wall, 1), **measure(db, cid), "load": os.getloadavg()}
+    _log(json.dumps(got))
+    return got
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=2, help="rounds of each mode, interleaved")
+    ap.add_argument("--generations", type=int, default=4)
+    ap.add_argument("--population", type=int, default=16)
+    ap.add_argument("--grid", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=6000, help="CGL steps: sets a generation's evaluation time")
+    ap.add_argument("--poll", type=float, default=0.5, help="seconds between worker polls (both modes)")
+    ap.add_argument("--modes", default="warm,baseline")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds a campaign may take")
+    args = ap.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+
+    from huntflow.store.connection import connect, database_url, stop_embedded
+
+    url = database_url()
+    os.environ["SUPABASE_DB_URL"] = url
+    out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                             "load_start": os.getloadavg()},
+                 "settings": {k: v for k, v in vars(args).items()}}
+    stack = Stack(url, args.poll)
+    t_all = time.perf_counter()
+    rounds: list[dict] = []
+    try:
+        _log("prefect server, pools, deploy")
+        stack.up()
+        db = connect(url)
+        for n in range(args.rounds):
+            for mode in modes:
+                _log(f"round {n}: {mode}")
+                rounds.append(one_round(stack, db, mode, n, args))
+    finally:
+        stack.down()
+        if os.environ.get("HUNTFLOW_BENCH_KEEP_LOGS"):
+            shutil.copytree(stack.logs, os.environ["HUNTFLOW_BENCH_KEEP_LOGS"], dirs_exist_ok=True)
+        stop_embedded()
+    for mode in modes:
+        mine = [r for r in rounds if r["mode"] == mode and r.get("generations")]
+        key = "" if mode == "warm" else f"{mode}_"
+        for metric in ("gpu_duty_cycle", "median_gap_seconds", "median_tell_seconds", "busy_fraction",
+                       "campaign_wall_seconds"):
+            out[f"{key}{metric}"] = _med([r[metric] for r in mine if r.get(metric) is not None])
+    out["rounds"] = rounds
+    out["machine"]["load_end"] = os.getloadavg()
+    out["total_seconds"] = round(time.perf_counter() - t_all, 1)
+    shutil.rmtree(DATA, ignore_errors=True)
+    print(json.dumps(out, default=str))
+
+
+if __name__ == "__main__":
+    main()

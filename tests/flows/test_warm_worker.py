@@ -1,0 +1,155 @@
+"""The warm worker (huntflow.flows.warm) on the Prefect test harness: a pool campaign whose
+generations run as flow runs of the generation deployment inside this very process, and whose
+next ticks run here as soon as a generation finishes; plus the generation heartbeat and the
+Cancelled end of a cancelled generation. (tests/flows/test_e2e_server.py runs it as
+``huntflow worker`` against a real ``prefect server``.)"""
+
+from __future__ import annotations
+
+import os
+import time
+from uuid import UUID
+
+import pytest
+
+from huntflow.store import campaigns, generations
+from huntflow.store.states import GenerationStatus as GS
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+POOL = "warm-test"
+
+
+@pytest.fixture
+def pool_deployment(monkeypatch):
+    """A process pool with the generation deployment on it (as `prefect deploy` makes it)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.settings import PREFECT_API_URL
+
+    from huntflow.flows.generation import hunt_generation
+
+    monkeypatch.setenv("HUNTFLOW_OPERATOR", "pool")
+    monkeypatch.setenv("PREFECT_API_URL", PREFECT_API_URL.value())  # control.cancel asks the API only when set
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(POOL)
+        except Exception:
+            client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+        flow_id = client.create_flow(hunt_generation)
+        client.create_deployment(flow_id=flow_id, name="gpu", work_pool_name=POOL,
+                                 entrypoint="huntflow/flows/generation.py:hunt_generation")
+    yield
+
+
+def _runs_named(prefix: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=prefix)))
+
+
+def test_a_pool_campaign_runs_to_completion_in_one_warm_process(db, make_spec, pool_deployment):
+    from huntflow.flows import generation
+    from huntflow.flows.tick import hunt_tick
+    from huntflow.flows.warm import LocalTicks, WarmWorker
+
+    spec = make_spec(slug="warm-sphere", budget={"evaluations": 8}, review={"spot_check_top": 0},
+                     optimizer={"name": "ngopt", "population": 4, "options": {"max_in_flight": 2}})
+    cid = campaigns.insert_campaign(db, spec)
+    hunt_tick()  # plans two generations (max_in_flight 2); the next tick launches them
+    hunt_tick()
+    launched = generations.by_status(db, cid, [GS.DISPATCHED])
+    assert len(launched) == 2 and all(len(g["dispatch_ref"]) == 36 for g in launched)
+
+    local = LocalTicks()
+    generation.use_local_ticks(local.request)
+    try:
+        import anyio
+
+        deadline = time.monotonic() + 120
+        while campaigns.get_campaign(db, cid)["status"] == "active" and time.monotonic() < deadline:
+            worker = WarmWorker(work_pool_name=POOL, limit=1, create_pool_if_not_found=False)
+            anyio.run(lambda: worker.start(run_once=True, printer=lambda *a: None))
+            time.sleep(0.2)  # the local tick that follows a generation runs in its own thread
+    finally:
+        generation.use_local_ticks(None)
+        local.stop()
+    row = campaigns.get_campaign(db, cid)
+    assert (row["status"], row["completion_reason"]) == ("completed", "budget_spent")
+    gens = db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
+    assert all(g["operator"] == "pool" and g["status"] == "told" for g in gens)
+    assert local.ticks >= 1  # finished generations ticked their campaign here, not on a tick deployment
+    runs = {r.name: r for r in _runs_named("warm-sphere/gen-")}
+    for g in gens:
+        run = runs[f"warm-sphere/gen-{g['generation_index']} ({g['fidelity_name']})"]
+        assert str(run.id) == g["dispatch_ref"] and run.state.is_completed()
+        assert run.infrastructure_pid == str(os.getpid())  # it ran in this process, not a new one
+
+
+def test_pool_dispatch_is_idempotent_per_attempt(db, make_spec, pool_deployment):
+    from huntflow.tasks.dispatch import launch_pool
+
+    gid = UUID(int=7)
+    one = launch_pool({"generation_id": gid, "attempt": 0})
+    assert launch_pool({"generation_id": gid, "attempt": 0}) == one  # a repeated dispatch finds the same run
+    assert launch_pool({"generation_id": gid, "attempt": 1}) != one  # the next attempt is a new run
+
+
+def _running_generation(db, make_spec):
+    from huntflow.flows.tick import hunt_tick
+
+    cid = campaigns.insert_campaign(db, make_spec(slug="beating", review={"spot_check_top": 0}))
+    os.environ["HUNTFLOW_OPERATOR"] = "manual"  # planned, then sent out as a kit: nobody runs it
+    try:
+        hunt_tick()
+    finally:
+        os.environ.pop("HUNTFLOW_OPERATOR")
+    g = generations.by_status(db, cid, [GS.PLANNED])[0]
+    assert generations.transition(db, g["generation_id"], [GS.PLANNED], GS.RUNNING, attempt=1,
+                                  started_at="now()")
+    db.execute("update hunt.generations set heartbeat_at = now() - interval '1 hour' where generation_id = %s",
+               (g["generation_id"],))
+    return cid, g["generation_id"]
+
+
+def test_a_running_generation_beats_until_it_stops_running(db, make_spec):
+    from huntflow.flows.generation import Heartbeat
+
+    _, gid = _running_generation(db, make_spec)
+    with Heartbeat(str(gid), every=0.05) as beat:
+        deadline = time.monotonic() + 10
+        while beat.beats < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert beat.beats >= 2
+    fresh = db.execute("select heartbeat_at > now() - interval '1 minute' as fresh from hunt.generations"
+                       " where generation_id = %s", (gid,)).fetchone()["fresh"]
+    assert fresh  # parse's lost-run check sees a live worker
+    assert generations.transition(db, gid, [GS.RUNNING], GS.SUCCEEDED)
+    assert not generations.heartbeat(db, gid)  # a finished generation is never beaten again
+
+
+def test_a_generation_cancelled_while_it_ran_ends_its_run_cancelled(db, make_spec):
+    from huntflow.flows.generation import hunt_generation
+    from huntflow.tasks import control
+
+    cid, gid = _running_generation(db, make_spec)
+    control.cancel(db, cid)
+    assert generations.get(db, gid)["status"] == "cancelled"
+    state = hunt_generation(str(gid), return_state=True)
+    assert state.is_cancelled(), state
+
+
+def test_local_ticks_coalesce_requests_into_one_tick(db):
+    from huntflow.flows.warm import LocalTicks
+
+    local = LocalTicks()
+    try:
+        for _ in range(5):
+            local.request(str(UUID(int=1)))  # no such campaign: the tick claims nothing
+        deadline = time.monotonic() + 60
+        while local.ticks < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        local.stop()
+    assert 1 <= local.ticks <= 2  # five requests, one (or, if the first came in alone, two) ticks
