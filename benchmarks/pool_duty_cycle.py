@@ -49,6 +49,7 @@ os.environ["HUNTFLOW_DATA_DIR"] = str(DATA / "data")
 os.environ["PREFECT_HOME"] = str(DATA / "prefect-home")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # on a GPU the calibration must leave the workers memory
 
 
 def _log(msg: str) -> None:
@@ -145,6 +146,27 @@ def spec(slug: str, args: argparse.Namespace) -> dict:
     }
 
 
+def calibrate(args: argparse.Namespace, probe_steps: int = 300) -> tuple[int, dict]:
+    """CGL steps for a generation of ``--target-seconds`` here: the population timed at
+    ``probe_steps`` (after a compiling call), scaled linearly (the solver's cost is per step)."""
+    import numpy as np
+
+    from huntflow.engine.evaluate import evaluate_population
+
+    names = ("alpha", "beta", "kappa", "ell")
+    rng = np.random.default_rng(0)
+    params = np.column_stack([rng.uniform(0.5, 3.0, args.population), rng.uniform(-3.0, -0.5, args.population),
+                              rng.uniform(-1.0, 0.5, args.population), rng.uniform(1.0, 4.0, args.population)])
+    fidelity = {"grid": args.grid, "steps": probe_steps, "dt": 0.05}
+    run = lambda: evaluate_population({"name": "cgl", "fixed": {"sigma": 0.0, "L": 80.0}}, names, params,  # noqa: E731
+                                      seed=1, fixed={"sigma": 0.0, "L": 80.0}, fidelity=fidelity)
+    first = run()
+    timed = min(run().wall_seconds for _ in range(2))
+    steps = max(probe_steps, int(round(args.target_seconds / timed * probe_steps / 100.0)) * 100)
+    return steps, {"probe_steps": probe_steps, "probe_seconds": round(timed, 3),
+                   "first_call_compile_seconds": round(first.compile_seconds, 2)}
+
+
 def measure(db, cid) -> dict:
     """Duty cycle, gaps and tell latency of one finished campaign, from its rows."""
     gens = db.execute(
@@ -201,7 +223,9 @@ def main() -> None:
     ap.add_argument("--generations", type=int, default=4)
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--grid", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=6000, help="CGL steps: sets a generation's evaluation time")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="CGL steps (sets a generation's evaluation time; default: calibrated to --target-seconds)")
+    ap.add_argument("--target-seconds", type=float, default=20.0, help="evaluation seconds per generation to size for")
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between worker polls (both modes)")
     ap.add_argument("--modes", default="warm,baseline")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds a campaign may take")
@@ -215,6 +239,9 @@ def main() -> None:
     out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                              "load_start": os.getloadavg()},
                  "settings": {k: v for k, v in vars(args).items()}}
+    if args.steps is None:
+        args.steps, out["calibration"] = calibrate(args)
+        _log(f"calibrated: {args.steps} steps for ~{args.target_seconds:g} s ({out['calibration']})")
     stack = Stack(url, args.poll)
     t_all = time.perf_counter()
     rounds: list[dict] = []

@@ -90,6 +90,13 @@ class WarmWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, WarmWorke
         except Exception as e:  # the engine could not even start: the base class marks it crashed
             self._logger.exception("flow run %s could not run in-process: %s", flow_run.id, e)
             code = 1
+        # free this run's slot and take the next queued run now rather than at the next poll
+        # (the base class releases the slot again after run() returns, which is then a no-op)
+        self._release_limit_slot(flow_run.id)
+        try:
+            await self.get_and_submit_flow_runs()
+        except Exception as e:
+            self._logger.debug("immediate poll after %s failed: %s", flow_run.id, e)
         return WarmWorkerResult(identifier=str(os.getpid()), status_code=code)
 
     async def _entrypoint(self, flow_run: Any) -> str:
@@ -153,16 +160,19 @@ class LocalTicks:
                 deadline = {c: self._wanted.pop(c) for c in ids}
                 for c in ids:
                     self._retry.pop(c, None)
+            busy = [c for c in ids if _leased_elsewhere(c)]  # wait for the lease rather than tick in vain
+            ids = [c for c in ids if c not in busy]
             advanced: set[str] = set()
-            try:
-                with no_heartbeats():
-                    advanced = set((hunt_tick(campaign_ids=ids) or {}).get("campaigns") or {})
-            except Exception as e:  # the schedule is the safety net; the next request tries again
-                logger.warning("local tick of %s failed: %s: %s", ", ".join(ids), type(e).__name__, e)
-            finally:
-                self.ticks += 1
-            self._again([c for c in ids if c not in advanced and deadline[c] > time.monotonic()
-                         and _leased_elsewhere(c)], deadline)
+            if ids:
+                try:
+                    with no_heartbeats():
+                        advanced = set((hunt_tick(campaign_ids=ids) or {}).get("campaigns") or {})
+                except Exception as e:  # the schedule is the safety net; the next request tries again
+                    logger.warning("local tick of %s failed: %s: %s", ", ".join(ids), type(e).__name__, e)
+                finally:
+                    self.ticks += 1
+            again = busy + [c for c in ids if c not in advanced and _leased_elsewhere(c)]
+            self._again([c for c in again if deadline[c] > time.monotonic()], deadline)
 
     def _again(self, ids: list[str], deadline: dict[str, float]) -> None:
         with self._cv:

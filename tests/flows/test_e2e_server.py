@@ -117,7 +117,7 @@ def prefect_stack(tmp_path, database_url):
             except OSError:
                 return False
 
-        _wait(healthy, 120, "prefect server health")
+        _wait(healthy, 300, "prefect server health")  # minutes on a loaded machine
         cli("work-pool", "create", "cpu", "--type", "process",
             "--base-job-template", str(REPO / "deployments/cpu-process-pool.json"))
         cli("work-pool", "create", "gpu", "--type", "process",

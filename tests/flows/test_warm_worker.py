@@ -153,3 +153,25 @@ def test_local_ticks_coalesce_requests_into_one_tick(db):
     finally:
         local.stop()
     assert 1 <= local.ticks <= 2  # five requests, one (or, if the first came in alone, two) ticks
+
+
+def test_local_ticks_wait_for_a_lease_held_elsewhere_then_tick(db, make_spec):
+    from huntflow.flows.warm import LocalTicks
+
+    cid = campaigns.insert_campaign(db, make_spec(slug="leased"))
+    db.execute("update hunt.campaigns set lease_owner = 'tick:elsewhere', lease_expires_at = now() + interval '1 hour'"
+               " where campaign_id = %s", (cid,))
+    local = LocalTicks(retry_seconds=0.1)
+    try:
+        local.request(str(cid))
+        time.sleep(1.0)
+        assert local.ticks == 0  # no tick in vain (no empty flow runs) while another tick holds it
+        db.execute("update hunt.campaigns set lease_owner = null, lease_expires_at = null where campaign_id = %s", (cid,))
+        deadline = time.monotonic() + 60
+        while not db.execute("select 1 from hunt.stage_runs where campaign_id = %s", (cid,)).fetchall() \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        local.stop()
+    assert local.ticks == 1
+    assert db.execute("select count(*) as n from hunt.stage_runs where campaign_id = %s", (cid,)).fetchone()["n"] == 6
