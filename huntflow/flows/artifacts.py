@@ -1,14 +1,15 @@
 """The campaign's live artifacts in the Prefect UI (the hunt's control room), one set per campaign:
 
 * ``campaign-<slug>-progress``: a progress artifact, the share of the evaluation budget used,
-  updated in place every tick;
+  updated in place;
 * ``campaign-<slug>``: the dashboard Markdown (:mod:`huntflow.engine.dashboard`), also updated in
   place (one row per campaign however long the hunt runs), with the plots embedded as PNG;
 * ``campaign-<slug>-batch``: each generation's batch table (a new version per generation,
   created by the generation flow).
 
-Plots cost a second of CPU, so they are redrawn at most every ``HUNTFLOW_PLOT_SECONDS`` (default
-60) per campaign, and always when it finishes; in between the dashboard keeps its last plots.
+Both are rebuilt from the campaign's whole history (every evaluation row), so they are refreshed
+at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign, and always when it finishes;
+a tick in between only reads the campaign's status, so its cost does not grow with the history.
 Publishing never fails a tick: errors are logged as warnings.
 """
 
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import os
+import time
 from typing import Any
 from uuid import UUID
 
@@ -25,6 +28,8 @@ from huntflow.engine import report as render
 from huntflow.engine import summary as kpi
 
 _log = logging.getLogger(__name__)
+_PUBLISHED: dict[UUID, float] = {}
+"""Campaign -> when this process last published its artifacts (``time.monotonic()``)."""
 
 
 def keys(slug: str) -> dict[str, str]:
@@ -122,15 +127,24 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
     from huntflow.store.reports import report_inputs
 
     with session() as conn:
-        inputs = report_inputs(conn, UUID(str(campaign_id)))
-    slug = inputs["campaign"]["slug"]
-    k = keys(slug)
+        row = conn.execute("select slug, status::text as status from hunt.campaigns where campaign_id = %s",
+                           (UUID(str(campaign_id)),)).fetchone()
+    if row is None:
+        raise KeyError(f"no campaign {campaign_id}")
+    k = keys(row["slug"])
+    cid = UUID(str(campaign_id))
+    if row["status"] == "active" and time.monotonic() - _PUBLISHED.get(cid, -math.inf) < plot_seconds():
+        return {"keys": k, "progress": None, "plots": False, "fresh": True}  # published by this process
     with get_client(sync_client=True) as client:
         latest = _latest(client, [k["markdown"], k["progress"]])
         old = latest.get(k["markdown"])
-        finished = inputs["campaign"]["status"] != "active"
         fresh = old is not None and old.updated is not None and (
             dt.datetime.now(dt.timezone.utc) - old.updated).total_seconds() < plot_seconds()
+        if fresh and row["status"] == "active":  # the whole history is read at most every plot_seconds()
+            return {"keys": k, "progress": None, "plots": False, "fresh": True}
+        with session() as conn:
+            inputs = report_inputs(conn, UUID(str(campaign_id)))
+        finished = inputs["campaign"]["status"] != "active"
         keep = _old_plots(old.data) if old is not None and fresh and not finished else None
         report, md, _ = render_dashboard(inputs, plots=keep is None)
         if keep is not None:
@@ -146,4 +160,5 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             create_progress_artifact(progress=pct, key=k["progress"], description=line)
         else:
             client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct, description=line))
+    _PUBLISHED[cid] = time.monotonic()
     return {"keys": k, "progress": pct, "plots": keep is None}

@@ -24,7 +24,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from huntflow.errors import StaleTransition
-from huntflow.store import summaries
+from huntflow.store import folds, summaries
 from huntflow.store.columns import light
 from huntflow.store.states import GenerationStatus as GS
 
@@ -176,6 +176,7 @@ def commit_evolve(
     planned: list[PlannedGeneration],
     already_final: frozenset[UUID] = frozenset(),
     targets: list[summaries.Target] | None = None,
+    fold: tuple[dict[str, Any], dict[str, Any] | None] | None = None,
 ) -> list[UUID]:
     """Evolve's write-ahead commit, all in one transaction.
 
@@ -184,7 +185,8 @@ def commit_evolve(
     evaluation's annotation, inserts
     the ``planned`` generations and their pending evaluations (each carrying the checkpoint),
     and stores the checkpoint on the campaign with a compare-and-set on ``optimizer_seq``.
-    Also writes the told generations' ``hunt.generation_summaries`` rows and drops the
+    Also writes the told generations' ``hunt.generation_summaries`` rows, the campaign's
+    ``fold`` (``(state, previous)``, :mod:`~huntflow.store.folds`) when given, and drops the
     checkpoint copies of all but the newest :data:`CHECKPOINTS_KEPT` generations.
 
     Returns:
@@ -252,6 +254,8 @@ def commit_evolve(
             ))
             new_ids.append(gid)
         summaries.record(conn, told, targets or [])
+        if fold is not None:
+            folds.put(conn, campaign_id, fold[0], fold[1])
         if planned:
             conn.execute(  # the newest CHECKPOINTS_KEPT copies stay (verification runs carry none)
                 "update hunt.generations set optimizer_checkpoint = null where campaign_id = %(c)s"

@@ -66,18 +66,22 @@ def record(conn: psycopg.Connection, generation_ids: Iterable[UUID], targets: li
     )
 
 
-def for_campaign(conn: psycopg.Connection, campaign_id: UUID, targets: list[Target]) -> list[dict[str, Any]]:
+def for_campaign(conn: psycopg.Connection, campaign_id: UUID, targets: list[Target],
+                 after: int | None = None) -> list[dict[str, Any]]:
     """One dict per generation of the campaign (review's verification re-runs left out: they
-    are neither search results nor budget), in ask order: ``generation_id, ask_id,
-    generation_index, kind, fidelity, fidelity_name, status, evaluations, used, feasible,
-    best_min, best_max, target_hits``."""
+    are neither search results nor budget), in ask order, only those with ``ask_id > after``
+    when given: ``generation_id, ask_id, generation_index, kind, fidelity, fidelity_name,
+    status, evaluations, used, feasible, best_min, best_max, target_hits, summarized`` (whether
+    the numbers come from its stored row)."""
     cols = ("g.generation_id, g.ask_id, g.generation_index, g.kind, g.fidelity, g.fidelity_name,"
             " g.status::text as status")
     stored = conn.execute(
-        f"select {cols}, s.evaluations, s.used, s.feasible, s.best_min, s.best_max, s.target_hits"
+        f"select {cols}, s.evaluations, s.used, s.feasible, s.best_min, s.best_max, s.target_hits,"
+        " s.generation_id is not null as summarized"
         " from hunt.generations g left join hunt.generation_summaries s using (generation_id)"
-        " where g.campaign_id = %s and g.kind <> 'verification' order by g.ask_id",
-        (campaign_id,),
+        " where g.campaign_id = %s and g.kind <> 'verification'"
+        + ("" if after is None else " and g.ask_id > %s") + " order by g.ask_id",
+        (campaign_id,) if after is None else (campaign_id, int(after)),
     ).fetchall()
     missing = [r["generation_id"] for r in stored if r["evaluations"] is None]
     if missing:

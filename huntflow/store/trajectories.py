@@ -32,9 +32,12 @@ def for_campaign(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, 
     ).fetchall()
 
 
-def recorded_generations(conn: psycopg.Connection, campaign_id: UUID) -> set[UUID]:
-    """Ids of the campaign's generations that have a trajectory row."""
-    rows = conn.execute("select generation_id from hunt.trajectories where campaign_id = %s", (campaign_id,)).fetchall()
+def recorded_among(conn: psycopg.Connection, generation_ids: list[UUID]) -> set[UUID]:
+    """Which of these generations have a trajectory row."""
+    if not generation_ids:
+        return set()
+    rows = conn.execute("select generation_id from hunt.trajectories where generation_id = any(%s)",
+                        (list(generation_ids),)).fetchall()
     return {r["generation_id"] for r in rows}
 
 

@@ -12,9 +12,9 @@ whether the previous tick's learn ran.
 While a completion gate is pending (``spec.gates.completion``) evolve still tells but asks
 nothing: the campaign waits for the decision instead of spending budget.
 
-Cost per tick stays flat as the campaign grows: the mode is replayed from one summary row per
-generation (``hunt.generation_summaries``, written with each tell) instead of every evaluation,
-and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
+Cost per tick stays flat as the campaign grows: the mode replay continues from the campaign's
+fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`, written in the same commit) over the
+summary rows of the generations after it (``hunt.generation_summaries``), and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
 of the same campaign in this process skips loading the checkpoint when ``optimizer_seq`` shows
 nobody else committed since. The checkpoint is still written with every commit (write-ahead);
 reading it back is only for another process or after a crash.
@@ -38,11 +38,11 @@ from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
 from huntflow.errors import StaleTransition
-from huntflow.store import campaigns, gates, generations, summaries
+from huntflow.store import campaigns, folds, gates, generations, summaries
 from huntflow.store.generations import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
-from huntflow.tasks import learn
+from huntflow.tasks import fold, learn
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
 
@@ -100,15 +100,31 @@ def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> N
             _LIVE.popitem(last=False)
 
 
-def _told_summary(gen: dict[str, Any], rows: list[dict[str, Any]],
-                  annotations: list[dict[str, Any]]) -> dict[str, Any]:
-    """A told generation's summary row as it will read after the commit (for the mode replay)."""
-    ok = [a.get("objective") for e, a in zip(rows, annotations, strict=True)
+def _told_summary(gen: dict[str, Any], rows: list[dict[str, Any]], annotations: list[dict[str, Any]],
+                  targets: list[summaries.Target]) -> dict[str, Any]:
+    """A told generation's summary row as it will read after the commit (for the mode replay and
+    the fold: the numbers :func:`huntflow.store.summaries.record` computes)."""
+    pairs = list(zip(rows, annotations, strict=True))
+    ok = [a.get("objective") for e, a in pairs
           if e["status"] == "succeeded" and a.get("feasible") and a.get("objective") is not None]
+
+    def hit(metrics: dict[str, Any]) -> bool:
+        vals = [metrics.get(m) for m, _, _ in targets]
+        return all(v is not None and (float(v) <= t if goal == "minimize" else float(v) >= t)
+                   for v, (_, goal, t) in zip(vals, targets))
+
+    hits = sum(1 for e, a in pairs if e["status"] == "succeeded" and a.get("feasible") and e["metrics"] is not None
+               and hit(e["metrics"])) if targets else 0
     return {"ask_id": gen["ask_id"], "fidelity": gen["fidelity"], "evaluations": len(rows),
             "used": sum(1 for e in rows if e["status"] != "pending"),
             "feasible": sum(1 for a in annotations if a.get("feasible")),
-            "best_min": min(ok) if ok else None, "best_max": max(ok) if ok else None}
+            "best_min": min(ok) if ok else None, "best_max": max(ok) if ok else None,
+            "target_hits": hits, "summarized": True}
+
+
+def _settled(g: dict[str, Any]) -> bool:
+    """A generation whose summary can no longer change (see :mod:`huntflow.tasks.fold`)."""
+    return g["summarized"] and g["status"] in (GS.TOLD.value, GS.FAILED.value)
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
@@ -133,7 +149,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
         clock["optimizer"] += time.perf_counter() - t0
         told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
-        fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations)
+        fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations, learn.objective_targets(spec))
     # a generation that failed for good is told as failures once, so the optimizer moves on
     failed = set()
     for gen in generations.by_status(conn, cid, [GS.FAILED]):
@@ -141,7 +157,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             rows = generations.evaluations(conn, gen["generation_id"])
             annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
             told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
-            fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations)
+            fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations, learn.objective_targets(spec))
             failed.add(gen["generation_id"])
 
     operator = ctx.operator
@@ -152,13 +168,18 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     planned: list[PlannedGeneration] = []
     index = generations.next_index(conn, cid)
     mode = None
+    stored_fold = folds.get(conn, cid)
+    new_fold = None
     if room > 0:
-        # one summary per generation, as they will read after this commit
+        # one summary per generation after the stored fold, as they will read after this commit
+        start = None if stored_fold is None else stored_fold["state"]
+        after = None if start is None else start["ask_id"]
         gens = [{**g, **fresh[g["generation_id"]]} if g["generation_id"] in fresh else g
-                for g in summaries.for_campaign(conn, cid, learn.objective_targets(spec))]
+                for g in summaries.for_campaign(conn, cid, learn.objective_targets(spec), after=after)]
         told_ids = {g["ask_id"] for g in gens if g["status"] == GS.TOLD.value} | {
             g["ask_id"] for g in reviewed if g["generation_id"] in told}
-        mode = learn.mode_of_generations(spec, gens, told_ids, campaign["evaluations_budget"])
+        mode, new_fold = fold.replay(spec, start, gens, told_ids, campaign["evaluations_budget"],
+                                     lambda g: g["generation_id"] in fresh or _settled(g))
     while len(planned) < room:
         t0 = time.perf_counter()
         ask = hunt.ask(mode.value)
@@ -185,6 +206,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=checkpoint,
         summary=summary, finished=hunt.is_finished(), told=told, planned=planned,
         already_final=frozenset(failed), targets=learn.objective_targets(spec),
+        fold=None if new_fold is None else (new_fold, None if stored_fold is None else stored_fold["state"]),
     )
     _keep_live(cid, campaign["optimizer_seq"] + 1, _digest(checkpoint), hunt)
     return {

@@ -18,10 +18,11 @@ flight), ``wall_time`` (older than ``budget.wall_time_hours``), ``stagnated`` (`
 generations without improvement). The tick then emits the Prefect event
 ``huntflow.campaign.completed`` (:mod:`huntflow.flows.events`) and writes its report once
 learn's stage row is closed (:func:`huntflow.flows.tick.completion_report`).
-Everything is read from one ``hunt.generation_summaries`` row per generation (evolve writes it
-with the tell) and a few indexed lookups, never the whole evaluation history, so learn's cost
-stays flat as a campaign grows; only the hypervolume with several objectives reads evaluation
-rows (the feasible ones).
+Everything is read from the campaign's fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`:
+its settled generations folded into one row by evolve) and the ``hunt.generation_summaries`` rows
+of the generations after it, plus a few indexed lookups, never the whole history, so learn's
+cost stays flat as a campaign grows; only the hypervolume with several objectives reads
+evaluation rows (the feasible ones).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
 :func:`completion_gate`): the campaign completes once the gate is approved and keeps running
 when it is rejected.
@@ -43,11 +44,12 @@ from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
 from huntflow.engine.summary import front
 from huntflow.engine.summary import better as _better
-from huntflow.store import campaigns, gates, generations, summaries, trajectories
+from huntflow.store import campaigns, folds, gates, generations, summaries, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
+from huntflow.tasks import fold
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 
-IMPROVEMENT_TOL = 1e-12
+IMPROVEMENT_TOL = fold.IMPROVEMENT_TOL
 
 
 def target_met(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -85,14 +87,7 @@ def choose_mode(stagnant: int, patience: int | None, used_fraction: float) -> Mo
     return Mode(modes.choose_mode(stagnant, patience, used_fraction))
 
 
-def _progress(spec: CampaignSpec, prev_best: float | None, best_value: float | None,
-              stagnant: int) -> tuple[float | None, int]:
-    """(improvement over ``prev_best``, generations without improvement) after one generation."""
-    improvement = None
-    if best_value is not None and prev_best is not None:
-        improvement = abs(best_value - prev_best) if _better(spec, best_value, prev_best) else 0.0
-    improved = (improvement is None and best_value is not None) or (improvement or 0) > IMPROVEMENT_TOL
-    return improvement, 0 if improved else stagnant + 1
+_progress = fold.progress
 
 
 def objective_targets(spec: CampaignSpec) -> list[summaries.Target]:
@@ -100,52 +95,12 @@ def objective_targets(spec: CampaignSpec) -> list[summaries.Target]:
     return [(o.metric, o.goal, float(o.target)) for o in spec.objectives if o.target is not None]
 
 
-def _gen_best(spec: CampaignSpec, g: dict[str, Any]) -> float | None:
-    return g["best_min"] if spec.objectives[0].goal == "minimize" else g["best_max"]
-
-
-class _Bests:
-    """Best feasible objective so far, at the top fidelity and at any, folded generation by
-    generation (what :func:`~huntflow.engine.summary.best_of` finds over their evaluations)."""
-
-    def __init__(self, spec: CampaignSpec) -> None:
-        self.spec, self.top = spec, len(spec.fidelities) - 1
-        self.best_top: float | None = None
-        self.best_any: float | None = None
-        self.used = 0
-
-    def add(self, g: dict[str, Any]) -> None:
-        self.used += int(g["used"] or 0)
-        b = _gen_best(self.spec, g)
-        if b is not None:
-            if _better(self.spec, b, self.best_any):
-                self.best_any = b
-            if g["fidelity"] == self.top and _better(self.spec, b, self.best_top):
-                self.best_top = b
-
-    @property
-    def value(self) -> float | None:
-        return self.best_top if self.best_top is not None else self.best_any
-
-
 def mode_of_generations(spec: CampaignSpec, gens: list[dict[str, Any]], told_ask_ids: set[int],
                         evaluations_budget: int) -> Mode:
     """:func:`current_mode` from one summary per generation (``summaries.for_campaign``, in ask
-    order) instead of every evaluation: the same sweep, a generation at a time."""
-    bests = _Bests(spec)
-    prev_best: float | None = None
-    stagnant, i = 0, 0
-    mode = Mode.EXPLORE
-    for ask_id in sorted(told_ask_ids):
-        while i < len(gens) and gens[i]["ask_id"] <= ask_id:
-            bests.add(gens[i])
-            i += 1
-        best_value = bests.value
-        _, stagnant = _progress(spec, prev_best, best_value, stagnant)
-        mode = choose_mode(stagnant, spec.budget.patience, bests.used / max(1, evaluations_budget))
-        if best_value is not None:
-            prev_best = best_value
-    return mode
+    order) instead of every evaluation: the same sweep, a generation at a time
+    (:func:`huntflow.tasks.fold.replay` from the start)."""
+    return fold.replay(spec, None, gens, told_ask_ids, evaluations_budget, lambda g: False)[0]
 
 
 def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: set[int],
@@ -184,12 +139,28 @@ def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: 
     return mode
 
 
+def _continue_from(conn: psycopg.Connection, spec: CampaignSpec, cid: UUID,
+                   count: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]], set[UUID]]:
+    """Where learn continues: a stored fold every told generation of which has its trajectory
+    row (``count`` rows in all), the generation summaries after it and which of those have a
+    row. Falls back to no fold (every generation) when neither stored state qualifies."""
+    stored = folds.get(conn, cid)
+    targets = objective_targets(spec)
+    bases = [] if stored is None else [b for b in (stored["state"], stored["previous"]) if b is not None]
+    for base in bases:
+        gens = summaries.for_campaign(conn, cid, targets, after=base["ask_id"])
+        recorded = trajectories.recorded_among(conn, [g["generation_id"] for g in gens if g["status"] == "told"])
+        if count == base["told"] + len(recorded):
+            return base, gens, recorded
+    gens = summaries.for_campaign(conn, cid, targets)
+    return None, gens, trajectories.recorded_among(conn, [g["generation_id"] for g in gens if g["status"] == "told"])
+
+
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
-    gens = summaries.for_campaign(conn, cid, objective_targets(spec))
-    recorded_ids = trajectories.recorded_generations(conn, cid)
     state = trajectories.latest_state(conn, cid, IMPROVEMENT_TOL)
+    base, gens, recorded_ids = _continue_from(conn, spec, cid, state["count"])
     new_gens = [g for g in gens if g["status"] == "told" and g["generation_id"] not in recorded_ids]
     prev_best = state["best_objective"]
     stagnant = state["stagnant"]
@@ -199,13 +170,13 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         feasible_rows = summaries.feasible_evaluations(conn, cid)
     recorded = []
     for gen in new_gens:
-        upto = _Bests(spec)
+        upto = fold.Sweep(spec, base, campaign["evaluations_budget"])
         for g in gens:
             if g["ask_id"] <= gen["ask_id"]:
                 upto.add(g)
         best_value = upto.value
         improvement, stagnant = _progress(spec, prev_best, best_value, stagnant)
-        used = upto.used
+        used = upto.s["used"]
         mode = choose_mode(stagnant, spec.budget.patience, used / max(1, campaign["evaluations_budget"]))
         feasible_fraction = (gen["feasible"] / gen["evaluations"]) if gen["evaluations"] else 0.0
         reward = 0.1 * feasible_fraction
@@ -225,13 +196,18 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         recorded.append({k: row[k] for k in ("generation_index", "best_objective", "improvement", "mode")})
         if best_value is not None:
             prev_best = best_value
-    best = best_evaluation(conn, spec, gens)
+    everything = fold.Sweep(spec, base, campaign["evaluations_budget"])
+    for g in gens:
+        everything.add(g)
+    best = None
+    if everything.best_gen is not None:
+        best = summaries.best_evaluation(conn, UUID(str(everything.best_gen)), everything.value)
     if best is not None:
         campaigns.set_best(conn, cid, best["objective"], best["evaluation_id"])
     if mode.value != campaign["mode"]:
         campaigns.set_mode(conn, cid, mode)
 
-    facts = {"hits": target_hits(spec, gens), "used": sum(int(g["used"] or 0) for g in gens)}
+    facts = {"hits": everything.s["hits"] if objective_targets(spec) else 0, "used": everything.s["used"]}
     reason = completion_reason(conn, spec, campaign, facts, stagnant)
     gate = None
     if reason is not None and spec.gates.completion:
@@ -251,19 +227,6 @@ def target_hits(spec: CampaignSpec, gens: list[dict[str, Any]]) -> int:
     if not objective_targets(spec):
         return 0
     return sum(int(g["target_hits"] or 0) for g in gens if g["fidelity"] == top)
-
-
-def best_evaluation(conn: psycopg.Connection, spec: CampaignSpec, gens: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The campaign's best (:func:`~huntflow.engine.summary.best_of`: top fidelity first, the
-    first of equals in ask and candidate order), found from the summaries with one lookup."""
-    top = len(spec.fidelities) - 1
-    pool = [g for g in gens if _gen_best(spec, g) is not None]
-    pool = [g for g in pool if g["fidelity"] == top] or pool
-    best = None
-    for g in pool:
-        if best is None or _better(spec, _gen_best(spec, g), _gen_best(spec, best)):
-            best = g
-    return None if best is None else summaries.best_evaluation(conn, best["generation_id"], _gen_best(spec, best))
 
 
 def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from huntflow.engine.summary import best_of
-from huntflow.store import campaigns, generations, summaries, trajectories
+from huntflow.store import campaigns, folds, generations, summaries, trajectories
 from huntflow.store.states import Stage
-from huntflow.tasks import dispatch, evolve, learn, parse, review
+from huntflow.tasks import dispatch, evolve, fold, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
 
 STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIEW, review.run),
@@ -63,6 +63,18 @@ def _check_against_history(db, spec) -> None:
     best = best_of(spec, evals)
     row = campaigns.get_campaign(db, cid)
     assert (row["best_evaluation_id"], row["best_objective"]) == (best["evaluation_id"], best["objective"])
+    # the stored fold is the full replay's state at its ask id, and continuing from it gives the
+    # mode the whole evaluation history gives
+    stored_fold = folds.get(db, cid)["state"]
+    every = summaries.for_campaign(db, cid, targets)
+    told_ids = {g["ask_id"] for g in every if g["status"] == "told"}
+    budget = row["evaluations_budget"]
+    upto = [g for g in every if g["ask_id"] <= stored_fold["ask_id"]]
+    assert fold.replay(spec, None, upto, {a for a in told_ids if a <= stored_fold["ask_id"]}, budget,
+                       lambda g: True)[1] == stored_fold
+    tail = [g for g in every if g["ask_id"] > stored_fold["ask_id"]]
+    assert fold.replay(spec, stored_fold, tail, told_ids, budget, lambda g: True)[0] \
+        == learn.mode_of_generations(spec, every, told_ids, budget) == learn.current_mode(spec, evals, told_ids, budget)
     # every told generation has its summary row, with the numbers its evaluations give
     gens = {g["generation_id"]: g for g in summaries.for_campaign(db, cid, learn.objective_targets(spec))}
     stored = db.execute("select * from hunt.generation_summaries where campaign_id = %s", (cid,)).fetchall()
