@@ -158,8 +158,11 @@ def told_ask_ids(conn: psycopg.Connection, campaign_id: UUID) -> set[int]:
 
 
 def next_index(conn: psycopg.Connection, campaign_id: UUID) -> int:
+    """The next optimizer ask's ``generation_index`` (verification re-runs carry their checked
+    generation's number, so they leave no holes)."""
     return conn.execute(
-        "select coalesce(max(generation_index) + 1, 0) as n from hunt.generations where campaign_id = %s",
+        "select coalesce(max(generation_index) + 1, 0) as n from hunt.generations"
+        " where campaign_id = %s and kind <> 'verification'",
         (campaign_id,),
     ).fetchone()["n"]
 

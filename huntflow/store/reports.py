@@ -8,7 +8,7 @@ from uuid import UUID
 
 import psycopg
 
-from huntflow.store import campaigns, findings, generations, trajectories
+from huntflow.store import campaigns, findings, generations, trajectories, verifications
 
 # generation columns the report shows (not the optimizer checkpoint nor the result document itself)
 _GENERATION_COLUMNS = (
@@ -38,7 +38,7 @@ def report_inputs(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
 
     Returns:
         ``{"campaign", "spec", "evaluations", "generations", "trajectories", "findings",
-        "stage_runs"}`` (``evaluations`` as :func:`~huntflow.store.generations.campaign_evaluations`
+        "stage_runs", "verification"}`` (``evaluations`` as :func:`~huntflow.store.generations.campaign_evaluations`
         returns them).
     Raises:
         KeyError: no such campaign.
@@ -53,4 +53,5 @@ def report_inputs(conn: psycopg.Connection, ref: UUID | str) -> dict[str, Any]:
         "trajectories": trajectories.for_campaign(conn, cid),
         "findings": findings.for_campaign(conn, cid),
         "stage_runs": stage_run_rows(conn, cid),
+        "verification": verifications.share(conn, cid),
     }

@@ -52,13 +52,12 @@ def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, p
             insert into hunt.generations
               (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed, operator,
                max_attempts, meta)
-            select %(cid)s, coalesce(max(generation_index) + 1, 0), %(ask)s, 'verification', %(fid)s, %(fname)s,
-                   %(seed)s, %(op)s, %(attempts)s, %(meta)s
-            from hunt.generations where campaign_id = %(cid)s
+            values (%(cid)s, %(index)s, %(ask)s, 'verification', %(fid)s, %(fname)s,
+                    %(seed)s, %(op)s, %(attempts)s, %(meta)s)
             on conflict (campaign_id, ask_id) do nothing
             returning generation_id
             """,
-            {"cid": parent["campaign_id"], "ask": ask_id(parent["ask_id"], position), "fid": parent["fidelity"],
+            {"cid": parent["campaign_id"], "index": parent["generation_index"], "ask": ask_id(parent["ask_id"], position), "fid": parent["fidelity"],
              "fname": parent["fidelity_name"], "seed": int(seed), "op": parent["operator"],
              "attempts": parent["max_attempts"],
              "meta": Jsonb({"verification": {"verifies": str(parent["generation_id"]), "perturbation": perturbation,
@@ -96,9 +95,11 @@ def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids:
 
 
 def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
-    """Verification against search evaluations of a campaign (counts and result wall seconds)."""
+    """Verification against search evaluations of a campaign: generations, evaluations (padding
+    included) and their wall seconds, not counting pending ones."""
     rows = conn.execute(
-        "select (g.kind = 'verification') as verification, count(e.*) as evaluations,"
+        "select (g.kind = 'verification') as verification, count(distinct g.generation_id) as generations,"
+        " count(e.*) as evaluations,"
         " coalesce(sum(e.wall_seconds), 0) as wall_seconds"
         " from hunt.generations g join hunt.evaluations e using (generation_id)"
         " where g.campaign_id = %s and e.status <> 'pending' group by 1",
@@ -106,7 +107,8 @@ def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
     ).fetchall()
     by = {bool(r["verification"]): r for r in rows}
     search, verify = by.get(False), by.get(True)
-    return {"search_evaluations": int(search["evaluations"]) if search else 0,
+    return {"verification_generations": int(verify["generations"]) if verify else 0,
+            "search_evaluations": int(search["evaluations"]) if search else 0,
             "verification_evaluations": int(verify["evaluations"]) if verify else 0,
             "search_wall_seconds": float(search["wall_seconds"]) if search else 0.0,
             "verification_wall_seconds": float(verify["wall_seconds"]) if verify else 0.0}

@@ -124,6 +124,12 @@ def test_completed_campaign_report_names_the_certified_best(hunted, tmp_path):
     assert all(ch["from"] != ch["to"] for ch in traj["mode_changes"])
     assert rep["findings"]["total"] == 2 and rep["findings"]["by_severity"]["high"] == 1
     assert rep["findings"]["most_severe"][0]["kind"] == "reproducibility"
+    v = rep["verification"]  # review's cost against the search it checked, from the rows
+    n_checks = conn.execute("select count(*) as n from hunt.evaluations e join hunt.generations g using (generation_id)"
+                            " where e.campaign_id = %s and e.status <> 'pending' and g.kind = 'verification'",
+                            (cid,)).fetchone()["n"]
+    assert v["evaluations"] == n_checks > 0 and v["search_evaluations"] == n_evals
+    assert v["evaluation_share"] == pytest.approx(n_checks / n_evals)
     stages = {s["stage"]: s for s in rep["stages"]}
     assert set(stages) == {"discover", "dispatch", "parse", "review", "evolve", "learn"}
     assert stages["learn"]["runs"] == rep["campaign"]["ticks"] and stages["learn"]["failed"] == 0
@@ -136,6 +142,7 @@ def test_completed_campaign_report_names_the_certified_best(hunted, tmp_path):
     for name, value in best["params"].items():
         assert f"| `{name}` | {value:.6g} |" in md
     assert b["provenance"]["git_commit"] in md and b["artifact_path"] in md
+    assert f"Verification: {n_checks} re-run evaluation(s)" in md
     assert "took \\| long \\<b\\>" in md  # free text cannot break the table or inject HTML
     assert (tmp_path / "evaluations.csv").is_file() and rep["files"]["plots"]
     assert all(Path(p).is_file() for p in rep["files"]["plots"])

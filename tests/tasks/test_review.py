@@ -73,6 +73,23 @@ def test_an_honest_step_size_region_has_no_false_rejection(db, make_spec):
     cid, evals, best, found = _campaign(db, make_spec(slug="decay-honest", **HONEST))
     assert found == [] and all(e["status"] == "succeeded" for e in evals)
     assert verifications.share(db, cid)["verification_evaluations"] == 3  # it did verify: one per generation
+    _numbering_and_progress_leave_verification_out(db, cid, 24)
+
+
+def _numbering_and_progress_leave_verification_out(db, cid, search_evaluations: int) -> None:
+    """gen-0, gen-1, ... without holes; a verification batch carries its checked generation's
+    number; hunt.campaign_progress counts the search and the re-runs apart."""
+    gens = db.execute("select kind, generation_index, meta from hunt.generations where campaign_id = %s",
+                      (cid,)).fetchall()
+    asked = sorted(g["generation_index"] for g in gens if g["kind"] != "verification")
+    assert asked == list(range(len(asked)))
+    checks = [g for g in gens if g["kind"] == "verification"]
+    assert checks and {g["generation_index"] for g in checks} <= set(asked)
+    (progress,) = db.execute("select * from hunt.campaign_progress where campaign_id = %s", (cid,)).fetchall()
+    share = verifications.share(db, cid)
+    assert progress["generations"] == len(asked) and progress["evaluations"] == search_evaluations
+    assert progress["verification_generations"] == len(checks) == share["verification_generations"]
+    assert progress["verification_evaluations"] == share["verification_evaluations"] > 0
 
 
 def test_a_noise_lucky_candidate_is_rejected_and_honest_noise_is_not(db, make_spec):
