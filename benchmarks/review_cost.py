@@ -3,7 +3,8 @@
 Runs the CGL example (``examples/cgl_log_prime.yaml``) and the demo
 (``examples/rosenbrock_4d.yaml``) to completion inline on an embedded Postgres in a temporary
 data dir, then reads from the rows:
-  * ``evaluation_share``: verification evaluations (padding included) / search evaluations;
+  * ``evaluation_share``: verification evaluations (padding included) / search evaluations
+    (``verification_by_purpose``: contenders for the best vs promoted candidates' checks);
   * ``cost_share``: the same weighted by each perturbation's declared cost (half_dt: ×2) and by
     the rung's cost relative to the first (steps × grid², a model-agnostic proxy for CGL);
   * ``wall_share``: compiled-call seconds of the verification batches / of the search batches
@@ -69,6 +70,7 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
     base = _rung_cost(dict(spec.fidelities[0].settings))
     search = {"n": 0, "cost": 0.0, "wall": 0.0}
     verify_ = {"n": 0, "cost": 0.0, "wall": 0.0}
+    purpose = {"contenders": 0, "promoted": 0}  # verification evaluations by what they check
     for g in gens:
         n = len(generations.evaluations(conn, g["generation_id"]))
         doc = g["result_document"] or {}
@@ -76,8 +78,10 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
         settings = check["settings"] if check else dict(spec.fidelities[g["fidelity"]].settings)
         side = verify_ if check else search
         side["n"] += n
-        side["cost"] += n * _rung_cost(settings) / base
+        side["cost"] += n * _rung_cost(settings) / base  # half_dt's doubled steps are in its settings
         side["wall"] += float(doc.get("wall_seconds") or 0.0)
+        if check:
+            purpose["promoted" if "promotion" in check else "contenders"] += n
     # the old check, timed interleaved with the generation it re-ran
     names = spec.param_names
     old, again = 0.0, 0.0
@@ -100,6 +104,8 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
         "wall_share": round(verify_["wall"] / max(1e-12, search["wall"]), 4),
         "old_wall_share": round(old / max(1e-12, again), 4) if searched else None,
         "old_sampled_generations": len(searched),
+        "verification_batches": sum(1 for g in gens if (g["meta"] or {}).get("verification")),
+        "verification_by_purpose": purpose,
         "findings": [dict(r) for r in conn.execute(
             "select severity, kind, count(*) as n from hunt.findings where campaign_id = %s group by 1, 2"
             " order by 1, 2", (cid,)).fetchall()],

@@ -4,14 +4,15 @@ Pure (no database, no Prefect): :mod:`huntflow.tasks.review` plans a verificatio
 perturbation from :func:`plan`, the operators evaluate it like any generation, and
 :func:`compare` turns the claimed and the perturbed results into findings.
 
-* Which candidates: the best ``review.spot_check_top`` succeeded, not already flagged
-  candidates of a generation — search, promotion or certification alike — ranked feasible
-  first, then by the first objective, then by candidate index (a function of the generation's
-  own rows, so a crash never changes the choice). If a round rejects the best, the next ones
-  are verified in another round (at most :data:`MAX_ROUNDS`), so the best candidate a
-  generation keeps — the only one that can become the campaign's best at its rung — has
-  survived its perturbations. The batch is padded to ``spot_check_top`` rows by repeating its
-  last row, so every verification batch of a campaign has one compiled shape.
+* Which candidates: what a claim rests on. :func:`contenders` — the feasible rows of a
+  generation (search, promotion or certification alike) that would beat the rung's incumbent
+  (the best feasible objective of earlier asks), best first, then by candidate index (a function
+  of stored rows, so a crash never changes the choice); :func:`next_round` takes the best
+  ``spot_check_top`` of them, and the next ones while a round rejects the best left (at most
+  :func:`max_rounds`), so the rung's best has always survived. :func:`plan_parents` checks a
+  promotion's candidates that were not verified yet, per generation. Every batch is padded to
+  ``spot_check_top`` rows by repeating its last row, so a campaign's verification batches have one
+  compiled shape.
 * Under what: the model's declared perturbations (:class:`~huntflow.engine.models.base.Perturbation`)
   marked ``default``, or those named in ``review.perturbations``; a model that declares none
   gets ``repeat``. A ``reseed`` perturbation draws every row from another noise key (seed
@@ -97,12 +98,23 @@ def verification_seed(seed: int, position: int) -> int:
     return (int(seed) * 2_654_435_761 + 97 * (int(position) + 1) + 13) % (2**31 - 1)
 
 
-MAX_ROUNDS = 4
-"""Verification rounds per generation: while the best candidate not yet rejected is unverified
-(the previous round rejected those above it), the next ``spot_check_top`` are verified."""
+PARENT_BASE = 32
+"""A generation's ask id numbers 64 positions of verification batches: ``0 .. PARENT_BASE - 1``
+its own rounds (``round * perturbations + i``), ``PARENT_BASE ..`` (a promotion's) the checks of
+the candidates it promotes."""
+PARENT_SLOTS = 64 - PARENT_BASE
 
 
-def _rank(spec: Any, e: Mapping[str, Any]) -> tuple:
+def max_rounds(spec: Any, fidelity: int) -> int:
+    """Verification rounds a generation may take: while the best contender not yet rejected is
+    unverified (the previous round rejected those above it), the next ``spot_check_top`` are
+    verified. A contender still unverified after the last round is rejected
+    (``verification_exhausted``): it cannot be believed unverified."""
+    return PARENT_BASE // max(1, len(chosen(spec, fidelity)))
+
+
+def rank_key(spec: Any, e: Mapping[str, Any]) -> tuple:
+    """``(0 feasible | 1 infeasible | 2 unusable, first objective minimized, candidate index)``."""
     try:
         metrics = e["metrics"] or {}
         feasible = all(g <= 0 for g in spec.constraint_values(metrics))
@@ -113,41 +125,94 @@ def _rank(spec: Any, e: Mapping[str, Any]) -> tuple:
 
 def ranked(spec: Any, rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
     """``rows`` best first: feasible before infeasible, then the first objective, then index."""
-    return sorted(rows, key=lambda e: _rank(spec, e))
+    return sorted(rows, key=lambda e: rank_key(spec, e))
 
 
-def next_round(spec: Any, kind: str, rows: list[Mapping[str, Any]], verified: set, rejected: set
-               ) -> list[Mapping[str, Any]]:
+def contenders(spec: Any, rows: list[Mapping[str, Any]], incumbent: float | None) -> list[Mapping[str, Any]]:
+    """The rows that could become the campaign's best at their rung, best first.
+
+    ``incumbent``: the best feasible objective (minimized, as ``spec.objective_values``) told at
+    this rung by earlier asks, None when there is none. With one objective a row contends when it
+    is feasible and strictly better (a tie keeps the earlier, already verified best); with
+    several objectives every feasible row does (any may join the front).
+    """
+    out = []
+    for e in ranked(spec, rows):
+        key = rank_key(spec, e)
+        if key[0] != 0:
+            break
+        if len(spec.objectives) == 1 and incumbent is not None and not key[1] < incumbent:
+            break
+        out.append(e)
+    return out
+
+
+def next_round(spec: Any, kind: str, rows: list[Mapping[str, Any]], verified: set, rejected: set,
+               incumbent: float | None = None) -> list[Mapping[str, Any]]:
     """The rows to verify next (empty: done). ``rows``: the succeeded, unflagged ones.
 
-    Done once the best row not rejected has been verified; each round takes the next
-    ``spot_check_top`` rows (of any kind of generation: search, promotion, certification).
+    Done once the best contender not rejected has been verified (or none is left); each round
+    takes the next ``spot_check_top`` contenders (of any kind of generation: search, promotion,
+    certification). Verification is spent where a claim is made: a row that cannot become the
+    best is never re-run here (the promotion checks its parents: :func:`plan_parents`).
     """
     if kind not in VERIFIED_KINDS or spec.review.spot_check_top <= 0:
         return []
-    alive = [e for e in ranked(spec, rows) if e["evaluation_id"] not in rejected]
+    alive = [e for e in contenders(spec, rows, incumbent) if e["evaluation_id"] not in rejected]
     if not alive or alive[0]["evaluation_id"] in verified:
         return []
     return [e for e in alive if e["evaluation_id"] not in verified][: spec.review.spot_check_top]
+
+
+def _checks(spec: Any, generation: Mapping[str, Any], sources: list[Mapping[str, Any]], position0: int,
+            stride: int) -> list[Check]:
+    fidelity = int(generation["fidelity"])
+    settings = dict(spec.fidelities[fidelity].settings)
+    out = []
+    for i, p in enumerate(chosen(spec, fidelity)):
+        position = position0 + i * stride
+        seed = verification_seed(generation["seed"], position) if p.reseed else int(generation["seed"])
+        out.append(Check(
+            perturbation=p, position=position, seed=seed,
+            fixed={**dict(spec.model.fixed), **dict(p.fixed)}, settings={**settings, **dict(p.fidelity)},
+            sources=list(sources), key_indices=[int(e["candidate_index"]) for e in sources],
+        ))
+    return out
+
+
+def _padded(picked: list[Mapping[str, Any]], shape: int) -> list[Mapping[str, Any]]:
+    return [picked[min(i, len(picked) - 1)] for i in range(max(len(picked), shape))]
 
 
 def plan(spec: Any, generation: Mapping[str, Any], picked: list[Mapping[str, Any]], round_: int = 0) -> list[Check]:
     """The verification batches (one per perturbation) of ``picked`` rows of a generation."""
     if not picked:
         return []
-    shape = max(len(picked), spec.review.spot_check_top)  # one compiled shape for every batch
-    sources = [picked[min(i, len(picked) - 1)] for i in range(shape)]
-    fidelity = int(generation["fidelity"])
-    settings = dict(spec.fidelities[fidelity].settings)
-    out = []
-    for i, p in enumerate(chosen(spec, fidelity)):
-        position = round_ * 8 + i
-        seed = verification_seed(generation["seed"], position) if p.reseed else int(generation["seed"])
-        out.append(Check(
-            perturbation=p, position=position, seed=seed,
-            fixed={**dict(spec.model.fixed), **dict(p.fixed)}, settings={**settings, **dict(p.fidelity)},
-            sources=sources, key_indices=[int(e["candidate_index"]) for e in sources],
-        ))
+    n_perts = max(1, len(chosen(spec, int(generation["fidelity"]))))
+    return _checks(spec, generation, _padded(picked, spec.review.spot_check_top), round_ * n_perts, 1)
+
+
+def plan_parents(spec: Any, parents: list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]) -> list[tuple[Mapping[str, Any], Check]]:
+    """The checks of a promotion's unverified parents: ``parents`` is ``[(parent generation,
+    its rows to verify)]`` in ask order; returns ``[(parent generation, check)]``.
+
+    Each batch holds at most ``spot_check_top`` rows of one generation (each row keeps its own
+    key: same seed, same candidate index), padded to that fixed shape; positions are
+    ``PARENT_BASE + j``. Should the checks need more than :data:`PARENT_SLOTS` positions, the
+    batches grow (the smallest shape that fits) instead.
+    """
+    n_perts = len(chosen(spec, int(parents[0][0]["fidelity"]))) if parents else 0
+    if not n_perts:
+        return []
+    shape = max(1, spec.review.spot_check_top)
+    while sum(math.ceil(len(rows) / shape) for _, rows in parents) * n_perts > PARENT_SLOTS:
+        shape += 1
+    out, j = [], 0
+    for gen, rows in parents:
+        for k in range(0, len(rows), shape):
+            chunk = _padded(list(rows[k:k + shape]), shape)
+            out += [(gen, c) for c in _checks(spec, gen, chunk, PARENT_BASE + j, 1)]
+            j += n_perts
     return out
 
 

@@ -23,6 +23,13 @@ from huntflow.store.findings import Finding
 from huntflow.store.states import GenerationStatus as GS
 
 KIND = "verification"
+PROMOTED = ("promotion", "certification")
+"""Kinds of generation whose candidates' lower-rung results review verifies before launch."""
+
+
+def cleared(generation: dict[str, Any]) -> bool:
+    """Whether review has verified a promotion's parents (dispatch holds it until then)."""
+    return "review" in (generation.get("meta") or {})
 
 
 def ask_id(parent_ask_id: int, position: int) -> int:
@@ -41,11 +48,18 @@ def of(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
 
 def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, perturbation: str, seed: int,
            fixed: dict[str, Any], settings: dict[str, Any], sources: list[dict[str, Any]],
-           key_indices: list[int]) -> UUID:
+           key_indices: list[int], promotion: dict[str, Any] | None = None) -> UUID:
     """Plan one verification generation of ``parent`` (status ``planned``), with its rows.
 
-    Idempotent: a second call for the same parent and position returns the existing row's id.
+    ``promotion``: the planned promotion whose parents (rows of ``parent``) this batch checks;
+    its ask id then numbers the batch (``meta.verification.promotion`` names it).
+    Idempotent: a second call for the same numbering and position returns the existing row's id.
     """
+    owner = promotion or parent
+    meta = {"verifies": str(parent["generation_id"]), "perturbation": perturbation,
+            "position": position, "fixed": fixed, "settings": settings}
+    if promotion is not None:
+        meta["promotion"] = str(promotion["generation_id"])
     with conn.transaction():
         row = conn.execute(
             """
@@ -57,16 +71,16 @@ def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, p
             on conflict (campaign_id, ask_id) do nothing
             returning generation_id
             """,
-            {"cid": parent["campaign_id"], "index": parent["generation_index"], "ask": ask_id(parent["ask_id"], position), "fid": parent["fidelity"],
+            {"cid": parent["campaign_id"], "index": parent["generation_index"], "ask": ask_id(owner["ask_id"], position),
+             "fid": parent["fidelity"],
              "fname": parent["fidelity_name"], "seed": int(seed), "op": parent["operator"],
              "attempts": parent["max_attempts"],
-             "meta": Jsonb({"verification": {"verifies": str(parent["generation_id"]), "perturbation": perturbation,
-                                             "position": position, "fixed": fixed, "settings": settings}})},
+             "meta": Jsonb({"verification": meta})},
         ).fetchone()
         if row is None:
             return conn.execute(
                 "select generation_id from hunt.generations where campaign_id = %s and ask_id = %s",
-                (parent["campaign_id"], ask_id(parent["ask_id"], position)),
+                (parent["campaign_id"], ask_id(owner["ask_id"], position)),
             ).fetchone()["generation_id"]
         gid = row["generation_id"]
         with conn.cursor() as c:
@@ -79,6 +93,90 @@ def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, p
                  for i, (e, k) in enumerate(zip(sources, key_indices, strict=True))],
             )
     return gid
+
+
+def of_promotion(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
+    """The checks of a planned promotion's parents, by position."""
+    return conn.execute(
+        "select * from hunt.generations where kind = 'verification'"
+        " and meta -> 'verification' ->> 'promotion' = %s order by ask_id desc",
+        (str(generation_id),),
+    ).fetchall()
+
+
+def parents(conn: psycopg.Connection, promotion: dict[str, Any]) -> list[dict[str, Any]]:
+    """The lower-rung evaluation each candidate of a promotion was promoted from, with
+    ``candidate_index`` of the promotion row (``promoted``) and whether it has survived a
+    verification already (``verified``: a reviewed check of it, and it is not rejected)."""
+    return conn.execute(
+        """
+        select p.candidate_index as promoted, e.*, g.ask_id, g.generation_index,
+               exists (select 1 from hunt.evaluations v join hunt.generations vg on vg.generation_id = v.generation_id
+                       where vg.campaign_id = e.campaign_id and vg.kind = 'verification' and vg.status = 'reviewed'
+                         and v.decision ->> 'verifies' = e.evaluation_id::text) and e.status = 'succeeded' as verified
+        from hunt.evaluations p
+        join hunt.generations g on g.campaign_id = p.campaign_id and g.ask_id = (p.decision ->> 'parent_ask_id')::int
+        join lateral (select * from hunt.evaluations x where x.generation_id = g.generation_id
+                      and x.param_hash = p.decision ->> 'parent_hash' order by x.candidate_index limit 1) e on true
+        where p.generation_id = %s order by p.candidate_index
+        """,
+        (promotion["generation_id"],),
+    ).fetchall()
+
+
+def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[str, Any] | None:
+    """What earlier asks at ``generation``'s rung established, for review's incumbent.
+
+    Returns None while one of them is not reviewed yet (its rejections are not known), else
+    ``{"best_min", "best_max"}`` (the feasible objective told) and ``"untold"``: the succeeded
+    rows of reviewed generations not told yet (their objective is not stored yet).
+    """
+    gens = conn.execute(
+        "select generation_id, status::text as status from hunt.generations where campaign_id = %s"
+        " and fidelity = %s and ask_id < %s and kind <> 'verification'",
+        (generation["campaign_id"], generation["fidelity"], generation["ask_id"]),
+    ).fetchall()
+    if any(g["status"] not in (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value) for g in gens):
+        return None
+    told = [g["generation_id"] for g in gens if g["status"] == GS.TOLD.value]
+    best = conn.execute(
+        "select min(objective) as best_min, max(objective) as best_max from hunt.evaluations"
+        " where generation_id = any(%s) and status = 'succeeded' and feasible and objective is not null",
+        (told,),
+    ).fetchone()
+    untold = conn.execute(
+        "select * from hunt.evaluations where generation_id = any(%s) and status = 'succeeded'",
+        ([g["generation_id"] for g in gens if g["status"] == GS.REVIEWED.value],),
+    ).fetchall()
+    return {"best_min": best["best_min"], "best_max": best["best_max"], "untold": untold}
+
+
+def clear_promotion(conn: psycopg.Connection, promotion: dict[str, Any], check_ids: list[UUID],
+                    found: dict[UUID, list[Finding]], rejected: list[UUID], checked: int) -> bool:
+    """Record that a planned promotion's parents were verified, in one transaction: the findings
+    (``found``: by parent generation), the rejected parents marked ``rejected``, the checks
+    ``reviewed``, and ``meta.review`` on the promotion (what dispatch waits for).
+    ``False``: it had already moved on."""
+    note = {"parents_checked": checked, "parents_rejected": [str(r) for r in rejected]}
+    with conn.transaction():
+        row = conn.execute(
+            "update hunt.generations set meta = meta || jsonb_build_object('review', %s::jsonb), updated_at = now()"
+            " where generation_id = %s and status = 'planned' and not meta ? 'review' returning generation_id",
+            (Jsonb(note), promotion["generation_id"]),
+        ).fetchone()
+        if row is None:
+            return False
+        for gid in check_ids:
+            generations.transition(conn, gid, [GS.PARSED], GS.REVIEWED)
+        for gid, fs in found.items():
+            findings_store.insert_findings(conn, promotion["campaign_id"], gid, fs)
+        if rejected:
+            conn.execute(
+                "update hunt.evaluations set status = 'rejected', failure_category = coalesce(failure_category, 'review'),"
+                " updated_at = now() where evaluation_id = any(%s) and status = 'succeeded'",
+                (rejected,),
+            )
+    return True
 
 
 def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids: list[UUID],

@@ -21,6 +21,9 @@ Operators:
 Idempotent: launching is a guarded ``planned -> dispatched`` transition, so a generation is
 launched once per attempt however often dispatch runs.
 
+Review first: a promotion or certification is held until review has verified the candidates it
+promotes (``meta.review``, :func:`huntflow.tasks.review.review_promotion`).
+
 Promotion gates (``spec.gates.promotion``): a promotion or certification generation is held
 while its ``hunt.gates`` row is pending (the row is requested here, with the candidates and
 their lower-rung results as its subject). Approved, it launches like any other; rejected, it
@@ -40,7 +43,7 @@ from prefect.cache_policies import NO_CACHE
 
 from huntflow.config import get_settings
 
-from huntflow.store import campaigns, gates, generations
+from huntflow.store import campaigns, gates, generations, verifications
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks import kit, slurm
@@ -101,6 +104,9 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
                                     f" {gate['decided_by']}{note}", category="gate_rejected"):
                     rejected.append({"generation_id": str(gid), "gate_id": str(gate["gate_id"])})
                 continue
+        if g["kind"] in verifications.PROMOTED and not verifications.cleared(g):
+            held.append({"generation_id": str(gid), "waiting_for": "review of its parents"})
+            continue  # review verifies what it promotes first (beside a gate's decision)
         attempt = g["attempt"] + 1
         if g["operator"] == "inline":
             if not _mark_dispatched(conn, g, mine):

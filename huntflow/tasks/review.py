@@ -5,29 +5,36 @@ Checks, and what each can and cannot catch:
     evaluation reported as ok. Catches a broken result document or model; nothing subtler.
   * ``metric_out_of_bounds`` (high) — ``|metric|`` above ``review.metric_abs_max``. Catches
     gross blow-ups the model did not flag; a plausible-looking wrong value passes.
-  * ``verification`` — the best ``review.spot_check_top`` candidates of a generation (more
-    rounds while the best left is rejected) are re-evaluated under the perturbations
-    their model declares (:mod:`huntflow.engine.verify`): another noise key (catches a
-    noise-lucky draw: a value far outside the model's declared noise), a halved time step and,
-    opt-in, a finer grid (catch step-size and resolution artefacts: a value that moves more
-    than the model's declared discretisation error), a repeat run (catches non-determinism, of
-    an external program say; for a JAX model it shows little more than that XLA is
-    deterministic). Each metric the spec uses is compared with its tolerance
-    (``review.tolerances`` > the model's > ``review.spot_check_rtol``). An objective that does
-    not survive, a feasible candidate that turns infeasible, or a perturbed run that fails is
-    ``high``; a constraint metric that moves without changing feasibility is ``medium``.
-    It cannot catch an artefact the declared perturbations do not move (an error shared by
-    both step sizes, a bias of the model itself), a candidate it does not re-run (below the
-    top of its generation), or a wrong model: it tests robustness, not truth.
-A critical or high finding rejects the evaluation: the optimizer is told it is infeasible, so
-it never becomes the campaign's best nor is promoted.
+  * ``verification`` — a re-evaluation under the perturbations the model declares
+    (:mod:`huntflow.engine.verify`): another noise key (catches a noise-lucky draw: a value far
+    outside the model's declared noise), a halved time step and, opt-in, a finer grid (catch
+    step-size and resolution artefacts: a value that moves more than the model's declared
+    discretisation error), a repeat run (catches non-determinism, of an external program say;
+    for a JAX model it shows little more than that XLA is deterministic). Each metric the spec
+    uses is compared with its tolerance (``review.tolerances`` > the model's >
+    ``review.spot_check_rtol``). An objective that does not survive, a feasible candidate that
+    turns infeasible, a perturbed run that fails, or a batch that failed for good is ``high``; a
+    constraint metric that moves without changing feasibility is ``medium``. It cannot catch an
+    artefact the declared perturbations do not move (an error shared by both step sizes, a bias
+    of the model itself) or a wrong model: it tests robustness, not truth.
+A critical or high finding rejects the evaluation: the optimizer is told it is infeasible.
+
+What is re-run is what a claim rests on, and nothing else (the cost stays a small share of the
+search): in each parsed generation, the *contenders* — rows that would become the best at their
+rung against what earlier asks there established — round by round until the best one left has
+survived (:func:`review_generation`); and before a promotion or certification is launched, every
+candidate it promotes that was not verified yet (:func:`review_promotion`; dispatch holds it
+until then, and the promotion's rows of rejected parents are rejected). So no candidate becomes
+the campaign's best, is certified, or has a promotion believed without having survived. A
+candidate that is neither (below its generation's best, never promoted) is told unverified.
 
 The re-runs are verification generations (:mod:`huntflow.store.verifications`) on the checked
 generation's own operator: inline ones run here at once (in-process, as dispatch runs inline
 generations); pool, Slurm and kit ones are launched by the next dispatch, and the checked
 generation stays ``parsed`` until they are parsed — other generations stay in flight
-meanwhile. What is verified, and under which seeds, is a function of the generation's rows
-and seed, so a crash anywhere changes nothing the optimizer is told.
+meanwhile. What is verified, and under which seeds, is a function of stored rows (a generation
+waits while an earlier ask at its rung is not reviewed) and seeds, so a crash anywhere changes
+nothing the optimizer is told.
 """
 
 from __future__ import annotations
@@ -93,9 +100,12 @@ def _verdicts(spec: CampaignSpec, v: dict[str, Any], vrows: list[dict[str, Any]]
               claimed: dict[UUID, dict[str, Any]], perturbation: str) -> list[Finding]:
     """Findings from one settled verification generation (``vrows``: its evaluations)."""
     if v["status"] not in (GS.PARSED.value, GS.REVIEWED.value):
-        return [Finding(Severity.MEDIUM, "verification_unavailable",
+        ids = dict.fromkeys(UUID(str(r["decision"]["verifies"])) for r in vrows)
+        return [Finding(Severity.HIGH, "verification_unavailable",
                         f"the {perturbation} verification batch {v['status']} ({v['error'] or 'no error'}):"
-                        " its candidates are not verified", None, {"perturbation": perturbation})]
+                        " the candidate is not verified, so it is not believed", source,
+                        {"perturbation": perturbation, "verification_generation_id": str(v["generation_id"])})
+                for source in ids if source in claimed]
     out, seen = [], set()
     for r in vrows:
         source = UUID(str(r["decision"]["verifies"]))
@@ -109,45 +119,96 @@ def _verdicts(spec: CampaignSpec, v: dict[str, Any], vrows: list[dict[str, Any]]
     return out
 
 
+def _settle(conn: psycopg.Connection, spec: CampaignSpec, owner: dict[str, Any], checks: list[tuple[dict, verify.Check]],
+            existing: dict[int, UUID], claimed: dict[UUID, dict[str, Any]], ctx: TickContext | None,
+            round_: int | None) -> tuple[bool, list[UUID], list[Finding], list[dict[str, Any]]]:
+    """Plan (or find) ``checks`` (``(checked generation, check)``), run inline ones, and judge
+    those that are back: ``(all settled, their ids, findings, what ran)``."""
+    settled, vids, found, runs = True, [], [], []
+    for gen, c in checks:
+        vid = existing.get(c.position)
+        if vid is None:
+            vid = verifications.insert(conn, gen, position=c.position, perturbation=c.perturbation.name,
+                                       seed=c.seed, fixed=c.fixed, settings=c.settings, sources=c.sources,
+                                       key_indices=c.key_indices, promotion=None if owner is gen else owner)
+        if gen["operator"] == "inline" and ctx is not None:
+            _run_inline(conn, spec, vid, ctx)
+        v = generations.get(conn, vid)
+        vids.append(vid)
+        runs.append({"generation_id": str(vid), "perturbation": c.perturbation.name, "round": round_,
+                     "candidates": len({e["evaluation_id"] for e in c.sources}), "status": v["status"]})
+        if v["status"] not in _SETTLED:
+            settled = False
+            continue
+        found.extend(_verdicts(spec, v, generations.evaluations(conn, vid), claimed, c.perturbation.name))
+    return settled, vids, found, runs
+
+
+def _incumbent(spec: CampaignSpec, before: dict[str, Any]) -> float | None:
+    """The best feasible objective (minimized) earlier asks at the rung established."""
+    minimize = spec.objectives[0].goal == "minimize"
+    told = before["best_min"] if minimize else before["best_max"]
+    values = [] if told is None else [float(told) if minimize else -float(told)]
+    values += [verify.rank_key(spec, e)[1] for e in before["untold"] if verify.rank_key(spec, e)[0] == 0]
+    return min(values, default=None)
+
+
+def _parent_findings(gen: dict[str, Any], rows: list[dict[str, Any]], parent_of: dict[int, UUID]) -> list[Finding]:
+    """A promotion's candidates whose lower-rung result did not survive review are rejected
+    (``parent_of``: promoted candidate index -> the evaluation it was promoted from)."""
+    bad = set(((gen["meta"] or {}).get("review") or {}).get("parents_rejected") or [])
+    return [Finding(Severity.HIGH, "verification",
+                    f"promoted from rung {e['decision'].get('from_fidelity')!r} although its result there did not"
+                    " survive review (see that finding): its promotion result is not believed", e["evaluation_id"],
+                    {"parent_rejected": str(parent_of[e["candidate_index"]])})
+            for e in rows if str(parent_of.get(e["candidate_index"])) in bad]
+
+
 def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[str, Any],
                       ctx: TickContext | None = None) -> dict[str, Any]:
     """Review one parsed generation: plan (or find) its verification batches round by round,
-    run inline ones, and once all are back store the findings and flip it to ``reviewed``."""
+    run inline ones, and once all are back store the findings and flip it to ``reviewed``.
+
+    Only contenders are re-run: rows that would become the best at their rung against what
+    earlier asks there established (so it waits while one of those is not reviewed yet)."""
     gid = gen["generation_id"]
     rows = [e for e in generations.evaluations(conn, gid) if e["status"] == "succeeded"]
     found: list[Finding] = []
     for e in rows:
         found.extend(check_metrics(spec, e))
+    if gen["kind"] in ("promotion", "certification"):
+        parent_of = {p["promoted"]: p["evaluation_id"] for p in verifications.parents(conn, gen)}
+        found.extend(_parent_findings(gen, rows, parent_of))
     bad = {f.evaluation_id for f in found}
     clean = [e for e in rows if e["evaluation_id"] not in bad]
     claimed = {e["evaluation_id"]: e for e in clean}
-    existing = {int(v["meta"]["verification"]["position"]): v["generation_id"] for v in verifications.of(conn, gid)}
+    before = verifications.rung_before(conn, gen)
+    if before is None:
+        return {"generation_id": str(gid), "checked": len(rows), "waiting": "an earlier ask at this rung"}
+    incumbent = _incumbent(spec, before)
+    existing = {int(v["meta"]["verification"]["position"]): v["generation_id"] for v in verifications.of(conn, gid)
+                if "promotion" not in v["meta"]["verification"]}
     verified: set[UUID] = set()
     vids: list[UUID] = []
     runs: list[dict[str, Any]] = []
-    for round_ in range(verify.MAX_ROUNDS):
-        picked = verify.next_round(spec, gen["kind"], clean, verified, {f.evaluation_id for f in found
-                                                                         if f.severity.rejects()})
+    rounds = verify.max_rounds(spec, int(gen["fidelity"]))
+    for round_ in range(rounds + 1):
+        rejected_now = {f.evaluation_id for f in found if f.severity.rejects()}
+        picked = verify.next_round(spec, gen["kind"], clean, verified, rejected_now, incumbent)
         if not picked:
             break
-        checks = verify.plan(spec, gen, picked, round_)
-        settled = True
-        for c in checks:
-            vid = existing.get(c.position)
-            if vid is None:
-                vid = verifications.insert(conn, gen, position=c.position, perturbation=c.perturbation.name,
-                                           seed=c.seed, fixed=c.fixed, settings=c.settings, sources=c.sources,
-                                           key_indices=c.key_indices)
-            if gen["operator"] == "inline" and ctx is not None:
-                _run_inline(conn, spec, vid, ctx)
-            v = generations.get(conn, vid)
-            vids.append(vid)
-            runs.append({"generation_id": str(vid), "perturbation": c.perturbation.name, "round": round_,
-                         "candidates": len({e["evaluation_id"] for e in c.sources}), "status": v["status"]})
-            if v["status"] not in _SETTLED:
-                settled = False
-                continue
-            found.extend(_verdicts(spec, v, generations.evaluations(conn, vid), claimed, c.perturbation.name))
+        if round_ == rounds:  # still an unverified contender on top: not believed
+            found.extend(Finding(Severity.HIGH, "verification_exhausted",
+                                 f"{rounds} verification rounds rejected every better candidate of this"
+                                 " generation; this one is not verified, so it is not believed", e["evaluation_id"])
+                         for e in verify.contenders(spec, clean, incumbent)
+                         if e["evaluation_id"] not in verified and e["evaluation_id"] not in rejected_now)
+            break
+        checks = [(gen, c) for c in verify.plan(spec, gen, picked, round_)]
+        settled, ids, more, ran = _settle(conn, spec, gen, checks, existing, claimed, ctx, round_)
+        vids += ids
+        runs += ran
+        found += more
         verified |= {e["evaluation_id"] for e in picked}
         if not settled:
             return {"generation_id": str(gid), "checked": len(rows), "verification": runs, "waiting": True}
@@ -157,11 +218,49 @@ def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[st
             "verification": runs, "findings": len(found), "rejected": len(rejected)}
 
 
+def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[str, Any],
+                     ctx: TickContext | None = None) -> dict[str, Any]:
+    """Before a planned promotion or certification is launched, verify every candidate it
+    promotes that has not survived a verification yet (at its own rung, on its generation's
+    operator); dispatch holds the promotion until this is recorded (``meta.review``)."""
+    pid = promo["generation_id"]
+    parents = verifications.parents(conn, promo)
+    todo = [p for p in parents if not p["verified"] and p["status"] == "succeeded"] \
+        if spec.review.spot_check_top > 0 else []
+    rejected = [p["evaluation_id"] for p in parents if p["status"] == "rejected"]
+    by_gen: dict[UUID, list[dict[str, Any]]] = {}
+    for p in todo:
+        by_gen.setdefault(p["generation_id"], []).append(p)
+    gens = {g: generations.get(conn, g) for g in by_gen}
+    plan = verify.plan_parents(spec, [(gens[g], verify.ranked(spec, rows)) for g, rows in
+                                      sorted(by_gen.items(), key=lambda kv: gens[kv[0]]["ask_id"])])
+    existing = {int(v["meta"]["verification"]["position"]): v["generation_id"]
+                for v in verifications.of_promotion(conn, pid)}
+    claimed = {p["evaluation_id"]: p for p in todo}
+    settled, vids, found, runs = _settle(conn, spec, promo, plan, existing, claimed, ctx, None)
+    if not settled:
+        return {"generation_id": str(pid), "parents": len(parents), "verification": runs, "waiting": True}
+    owner = {p["evaluation_id"]: p["generation_id"] for p in todo}
+    by_parent_gen: dict[UUID, list[Finding]] = {}
+    for f in found:
+        by_parent_gen.setdefault(owner[f.evaluation_id], []).append(f)
+    rejected += sorted({f.evaluation_id for f in found if f.severity.rejects()}, key=str)
+    verifications.clear_promotion(conn, promo, vids, by_parent_gen, rejected, len(todo))
+    return {"generation_id": str(pid), "parents": len(parents), "parents_verified": len(todo),
+            "verification": runs, "findings": len(found), "parents_rejected": len(rejected)}
+
+
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
-    return {"reviewed": [review_generation(conn, spec, g, ctx)
-                         for g in generations.by_status(conn, campaign["campaign_id"], [GS.PARSED])
-                         if g["kind"] != verifications.KIND]}
+    cid = campaign["campaign_id"]
+    promotions = [review_promotion(conn, spec, g, ctx) for g in generations.by_status(conn, cid, [GS.PLANNED])
+                  if g["kind"] in verifications.PROMOTED and not verifications.cleared(g)]
+    out = {"reviewed": [review_generation(conn, spec, g, ctx)
+                        for g in generations.by_status(conn, cid, [GS.PARSED])
+                        if g["kind"] != verifications.KIND]}
+    if promotions:
+        out["promotions"] = promotions
+    return out
 
 
 @task(cache_policy=NO_CACHE, name="review", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,

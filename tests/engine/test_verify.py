@@ -150,7 +150,37 @@ def test_rounds_take_the_best_few_padded_to_a_fixed_shape_until_the_best_survivo
     assert ids(check.sources) == [0, 0]  # padded by repeating the last
     assert ids(verify.next_round(spec, "certification", rows, set(), set())) == [3, 1]
     (check,) = verify.plan(spec, {"kind": "certification", "fidelity": 0, "seed": 1}, rows[:1], 1)
-    assert len(check.sources) == 2 and check.position == 8
+    assert len(check.sources) == 2 and check.position == 1  # round 1 of one perturbation
     assert verify.next_round(spec, "verification", rows, set(), set()) == []
     none = parse_spec({**DECAY, "review": {"spot_check_top": 0}})
     assert verify.next_round(none, "search", rows, set(), set()) == []
+
+
+def test_only_contenders_for_the_best_are_verified():
+    spec = parse_spec({**DECAY, "constraints": [{"metric": "y_end", "max": 0.5}]})
+    rows = [_row(spec, {"rate": 1.0, "shift": 0.0}, i, {"f": f, "y_end": y})
+            for i, (f, y) in enumerate([(3.0, 0.0), (1.0, 0.0), (0.2, 0.9), (0.5, 0.0)])]
+    ids = lambda picked: [e["candidate_index"] for e in picked]  # noqa: E731
+    assert ids(verify.contenders(spec, rows, None)) == [3, 1, 0]  # feasible ones, best first (2 is infeasible)
+    assert ids(verify.contenders(spec, rows, 1.0)) == [3]  # only what beats the rung's best so far
+    assert verify.contenders(spec, rows, 0.5) == []  # a tie keeps the earlier (verified) best
+    assert verify.next_round(spec, "search", rows, set(), set(), 0.5) == []
+    assert ids(verify.next_round(spec, "search", rows, set(), set(), 1.0)) == [3]
+    assert ids(verify.next_round(spec, "search", rows, set(), {"e3"}, 1.0)) == []  # rejected: nothing left to believe
+
+
+def test_a_promotions_parents_are_checked_per_generation_in_a_fixed_shape():
+    spec = parse_spec({**DECAY, "review": {"spot_check_top": 2}})
+    a = {"generation_id": "ga", "fidelity": 0, "seed": 11}
+    b = {"generation_id": "gb", "fidelity": 0, "seed": 22}
+    rows_a = [_row(spec, {"rate": 1.0, "shift": 0.0}, i, {"f": 0.0, "y_end": 0.0}) for i in (4, 1, 6)]
+    rows_b = [_row(spec, {"rate": 1.0, "shift": 0.0}, 2, {"f": 0.0, "y_end": 0.0})]
+    planned = verify.plan_parents(spec, [(a, rows_a), (b, rows_b)])
+    assert [(g["generation_id"], c.position) for g, c in planned] == [("ga", 32), ("ga", 33), ("gb", 34)]
+    assert all(len(c.sources) == 2 for _, c in planned)  # padded to spot_check_top
+    assert [c.key_indices for _, c in planned] == [[4, 1], [6, 6], [2, 2]]  # each row keeps its own key
+    assert [c.seed for _, c in planned] == [11, 11, 22]  # half_dt: the parent generation's own seed
+    many = [(dict(a, generation_id=f"g{i}"), rows_a) for i in range(20)]  # 40 batches of 2 would not fit
+    planned = verify.plan_parents(spec, many)
+    assert len(planned) <= verify.PARENT_SLOTS and len({len(c.sources) for _, c in planned}) == 1
+    assert max(c.position for _, c in planned) < 64
