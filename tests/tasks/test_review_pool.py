@@ -11,6 +11,7 @@ import pytest
 from huntflow.engine.summary import best_of
 from huntflow.flows.generation import hunt_generation
 from huntflow.store import campaigns, findings, generations
+from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks import dispatch, evolve, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
@@ -44,7 +45,7 @@ def _tick(cid) -> None:
 
 def _work_the_pool(db, cid) -> int:
     """The pool worker's part: run every dispatched pool generation's flow (in this process)."""
-    gens = generations.by_status(db, cid, ["dispatched"])
+    gens = generations.by_status(db, cid, [GS.DISPATCHED])
     for g in gens:
         assert g["operator"] == "pool" and uuid.UUID(g["dispatch_ref"])  # a flow run id, not an inline run
         hunt_generation(generation_id=str(g["generation_id"]))
