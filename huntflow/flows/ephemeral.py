@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 WATCHDOG = """
 import os, signal, sys, time
@@ -40,9 +41,21 @@ if alive(child):
 _started: dict[str, int] = {}
 
 
+def _watch(server_pid: int) -> int:
+    return subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server_pid)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True).pid
+
+
 def start_guarded() -> int | None:
     """Start the ephemeral Prefect API now, watched; returns the watchdog's pid, or None when
-    an API is configured (``PREFECT_API_URL``) or ephemeral mode is off."""
+    an API is configured (``PREFECT_API_URL``) or ephemeral mode is off.
+
+    The watchdog starts as soon as the server's process exists, not once it answers: under
+    load the server takes a minute to come up, and a kill in that minute left it orphaned. A
+    thread polls ``server.server_process`` while ``start()`` waits for the health check (Prefect
+    sets it right after spawning, and again when it retries on another port).
+    """
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
@@ -53,11 +66,28 @@ def start_guarded() -> int | None:
     from prefect.server.api.server import SubprocessASGIServer
 
     server = SubprocessASGIServer()
-    server.start()
+    watched: dict[int, int] = {}  # server pid -> watchdog pid
+    done = threading.Event()
+
+    def guard() -> None:
+        proc = server.server_process
+        if proc is not None and proc.pid not in watched:
+            watched[proc.pid] = _watch(proc.pid)
+
+    def poll() -> None:
+        while not done.is_set():
+            guard()
+            done.wait(0.005)
+
+    thread = threading.Thread(target=poll, name="ephemeral-api-guard", daemon=True)
+    thread.start()
+    try:
+        server.start()
+    finally:
+        done.set()
+        thread.join()
+        guard()
     if server.server_process is None:
         return None
-    dog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(os.getpid()), str(server.server_process.pid)],
-                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                           start_new_session=True)
-    _started["watchdog"], _started["server"] = dog.pid, server.server_process.pid
-    return dog.pid
+    _started["watchdog"], _started["server"] = watched[server.server_process.pid], server.server_process.pid
+    return _started["watchdog"]

@@ -1,11 +1,17 @@
 """A planted database password never shows: not in CLI output, logs, rows, files under the data
 dir, nor in Prefect's flow/task-run states and logs, across a whole run with failures (a tampered
-checkpoint failing evolve, an unreachable and a malformed URL, a refused kit import)."""
+checkpoint failing evolve, an unreachable and a malformed URL, a refused kit import) — and, in
+the slow variant, across pool generations run by a served ``hunt-generation/gpu`` deployment in
+another process (one of them failing in that process), whose output is searched too."""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
@@ -37,12 +43,27 @@ def _prefect_texts() -> list[str]:
         flows = client.read_flow_runs(limit=200)
         tasks = client.read_task_runs(limit=200)
         logs = client.read_logs(limit=200)
-    return [r.model_dump_json() for r in [*flows, *tasks, *logs]]
+        deployments = client.read_deployments(limit=200)
+    return [r.model_dump_json() for r in [*flows, *tasks, *logs, *deployments]]
+
+
+def _stored_texts(url: str) -> tuple[list[str], list[str]]:
+    """Every row of every ``hunt`` table as JSON, and every file under the data dir (pgdata aside)."""
+    from huntflow.config import get_settings
+    from huntflow.store.connection import connect
+
+    with connect(url) as conn:
+        tables = [r["table_name"] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'hunt'")]
+        rows = [json.dumps(r, default=str) for t in tables
+                for r in conn.execute(f'select row_to_json(x)::text as j from hunt."{t}" x')]
+    files = [path.read_bytes().decode("latin-1") for path in get_settings().data_dir.rglob("*")
+             if path.is_file() and "pgdata" not in path.parts and path.stat().st_size < 50 * 2**20]
+    return rows, files
 
 
 def test_a_planted_password_appears_nowhere(password_url, db, prefect_harness, tmp_path, caplog, capfd):
     from huntflow.flows.tick import hunt_tick
-    from huntflow.store.connection import connect
 
     caplog.set_level(logging.DEBUG)
     spec = tmp_path / "spec.yaml"
@@ -64,20 +85,78 @@ def test_a_planted_password_appears_nowhere(password_url, db, prefect_harness, t
     outputs.append(runner.invoke(app, ["kit", "import", str(tmp_path)]).output)
     outputs.append(runner.invoke(app, ["status"]).output)
 
-    conn = connect(password_url)
-    tables = [r["table_name"] for r in conn.execute(
-        "select table_name from information_schema.tables where table_schema = 'hunt'")]
-    rows = [json.dumps(r, default=str) for t in tables
-            for r in conn.execute(f'select row_to_json(x)::text as j from hunt."{t}" x')]
+    rows, files = _stored_texts(password_url)
     assert rows  # there is something to look at
-    files = []
-    from huntflow.config import get_settings
-
-    for path in get_settings().data_dir.rglob("*"):
-        if path.is_file() and "pgdata" not in path.parts and path.stat().st_size < 50 * 2**20:
-            files.append(path.read_bytes().decode("latin-1"))
     out, err = capfd.readouterr()
     haystacks = {"cli": outputs, "logs": [caplog.text, out, err], "rows": rows, "files": files,
                  "prefect": _prefect_texts()}
+    leaks = {where: sum(PW in h for h in texts) for where, texts in haystacks.items()}
+    assert leaks == dict.fromkeys(haystacks, 0)
+
+
+SERVE = "from huntflow.flows.generation import hunt_generation; hunt_generation.serve(name='gpu')"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_a_planted_password_appears_nowhere_after_served_pool_generations(password_url, db, prefect_harness,
+                                                                          make_spec, monkeypatch, tmp_path, capfd):
+    """Pool generations run by another process serving ``hunt-generation/gpu`` (it holds the
+    password in its environment), then two runs that fail there (an unknown generation, a
+    malformed id). The served process' output (debug logging), Prefect's runs, logs and
+    deployments, the rows and the data dir are searched."""
+    from prefect.settings import get_current_settings
+
+    from huntflow.flows.tick import hunt_tick
+    from huntflow.store import campaigns
+
+    monkeypatch.setenv("HUNTFLOW_OPERATOR", "pool")
+    monkeypatch.setenv("HUNTFLOW_CHAIN_TICKS", "false")
+    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "SUPABASE_DB_URL": password_url,
+           "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "DEBUG"}
+    log = tmp_path / "served.log"
+    with open(log, "w") as out:
+        served = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+    try:
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+
+        def served_up() -> bool:
+            assert served.poll() is None, log.read_text(errors="replace")[-2000:]
+            with get_client(sync_client=True) as client:
+                return "gpu" in [d.name for d in client.read_deployments(limit=50)]
+
+        deadline = time.monotonic() + 600
+        while not served_up():  # the served process registers its deployment, then polls for runs
+            assert time.monotonic() < deadline, "hunt-generation/gpu was never served"
+            time.sleep(1.0)
+        cid = campaigns.insert_campaign(db, make_spec(slug="secret-pool", budget={"evaluations": 16}))
+        deadline = time.monotonic() + 1500
+        while campaigns.get_campaign(db, cid)["status"] == "active" and time.monotonic() < deadline:
+            hunt_tick([str(cid)])
+            time.sleep(1.0)
+        row = campaigns.get_campaign(db, cid)
+        assert row["status"] == "completed", row
+        pool = db.execute("select count(*) as n from hunt.generations where campaign_id = %s and operator = 'pool'"
+                          " and status = 'parsed'", (cid,)).fetchone()["n"]
+        assert pool >= 2
+        # runs that fail in the served process: a generation that does not exist, an id that is no UUID
+        bad = [run_deployment("hunt-generation/gpu", parameters={"generation_id": g}, timeout=600, as_subflow=False)
+               for g in (str(uuid.uuid4()), "not-a-uuid")]
+        assert [r.state.type.value for r in bad] == ["FAILED", "FAILED"], [r.state for r in bad]
+    finally:
+        served.terminate()
+        try:
+            served.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(served.pid, 9)
+            served.wait()
+    served_out = log.read_text(errors="replace")
+    assert "hunt-generation" in served_out or "secret-pool" in served_out, served_out[-2000:]
+    prefect = _prefect_texts()
+    rows, files = _stored_texts(password_url)
+    out, err = capfd.readouterr()
+    haystacks = {"served": [served_out], "logs": [out, err], "rows": rows, "files": files, "prefect": prefect}
     leaks = {where: sum(PW in h for h in texts) for where, texts in haystacks.items()}
     assert leaks == dict.fromkeys(haystacks, 0)
