@@ -216,7 +216,7 @@ def kills(rig: Rig, ref: list[tuple], n: int, seed: int = 0, slug: str = "chaos-
     last completed) until ``n`` kills happened; each must end exactly as :func:`reference`.
 
     ``spares`` more ``tick --until-done`` processes than the one working run beside it, waiting
-    (their start-up done, connected) for the lease: ``resumed_s`` is the time from a kill until
+    for the lease (a kill waits until one of them is connected, its start-up done): ``resumed_s`` is the time from a kill until
     one of them works the campaign — recovery, not process start-up, which is ``startup_s``
     (start to first connection) per process. Half the kills wait for an inline generation to
     run (``several`` land in one generation when the next tick re-runs it and is killed again;
@@ -253,9 +253,11 @@ def kills(rig: Rig, ref: list[tuple], n: int, seed: int = 0, slug: str = "chaos-
                 procs.pop(name).wait()
             while len(procs) < 1 + spares:
                 spawn(current)
-            # wait until a spare is connected and someone works the campaign (or it ended)
+            # wait until someone works the campaign and a spare is connected (or the campaign ended);
+            # further spares go on starting meanwhile
             state = rig.wait(lambda: (lambda r, up: r if r["status"] != "active" or (
-                r["alive"] and r["app"] in up and len(up) > spares) else None)(_holder(rig, cid), ready()), timeout=600, step=0.05)
+                r["alive"] and r["app"] in up and len(up) >= min(2, 1 + spares)) else None)(_holder(rig, cid), ready()),
+                timeout=600, step=0.05)
             if state is None or state["status"] != "active":
                 for p in procs.values():
                     p.wait(timeout=600)
@@ -481,6 +483,7 @@ def main() -> None:  # pragma: no cover - the long run
     parser.add_argument("--ticks", type=int, default=8)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--spares", type=int, default=3, help="ticks waiting beside the working one in the kills")
     parser.add_argument("--scenarios", default="kills,pause,crowd,outage", help="comma-separated, in this order")
     parser.add_argument("--kill-model", choices=("slow", "sphere"), default="slow",
                         help="slow: chaos_model.slow_sphere, ~1-2 s generations (kills land inside them)")
@@ -516,7 +519,8 @@ def main() -> None:  # pragma: no cover - the long run
             out["slow_reference"] = {"rows": len(ref_kills), "wall_s": round(time.monotonic() - t1, 1)}
         else:
             ref_kills, over = ref, None
-        scenarios = {"kills": lambda: kills(rig, ref_kills, n, seed=args.seed, overrides=over, log=sys.stderr),
+        scenarios = {"kills": lambda: kills(rig, ref_kills, n, seed=args.seed, overrides=over, spares=args.spares,
+                                            log=sys.stderr),
                      "pause": lambda: pause(rig, ref), "crowd": lambda: crowd(rig, ref, ticks=args.ticks),
                      "outage": lambda: outage(env, ref)}
         for name, run in ((w, scenarios[w]) for w in wanted):
