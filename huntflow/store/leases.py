@@ -128,6 +128,10 @@ class Heartbeat:
         conn = connect(self.url)  # its own connection (never a pooled one): it holds a session lock
         try:
             pid = conn.execute("select pg_backend_pid() as pid").fetchone()["pid"]
+            if conn.info.server_version >= 140000:
+                # a backend notices its client died only when it next talks to it: one busy in a
+                # renewal waiting on a row lock would hold the lock (the lease) on for a dead tick
+                conn.execute("set client_connection_check_interval = 1000")
             conn.execute("select pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, pid))
             if self.lease_seconds is None:
                 row = conn.execute("select value from hunt.settings where key = 'lease_seconds'").fetchone()
