@@ -14,6 +14,7 @@ tiled to the whole population; for up to ``--sample`` search generations that ca
 right after re-timing the generation itself (interleaved), giving ``old_wall_share``.
 
     .venv/bin/python benchmarks/review_cost.py [--demo-budget N] [--cgl-budget N] [--sample K]
+        [--review '{"verify_promoted": false}'] [--only cgl|demo]
 
 The last stdout line is one JSON object.
 """
@@ -38,7 +39,7 @@ def _rung_cost(settings: dict) -> float:
     return float(settings.get("steps", 1)) * float(settings.get("grid", 1)) ** 2
 
 
-def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
+def _campaign(conn, path: Path, budget: int | None, sample: int, review: dict | None = None) -> dict:
     import yaml
 
     from huntflow.engine.evaluate import evaluate_population
@@ -52,6 +53,8 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
     data["slug"] = f"{data['slug']}-{uuid.uuid4().hex[:6]}"
     if budget:
         data["budget"] = {**data["budget"], "evaluations": budget}
+    if review:
+        data["review"] = {**data.get("review", {}), **review}
     spec = parse_spec(data)
     cid = campaigns.insert_campaign(conn, spec)
     t0 = time.perf_counter()
@@ -71,6 +74,7 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
     search = {"n": 0, "cost": 0.0, "wall": 0.0}
     verify_ = {"n": 0, "cost": 0.0, "wall": 0.0}
     purpose = {"contenders": 0, "promoted": 0}  # verification evaluations by what they check
+    purpose_cost = {"contenders": 0.0, "promoted": 0.0}
     for g in gens:
         n = len(generations.evaluations(conn, g["generation_id"]))
         doc = g["result_document"] or {}
@@ -81,7 +85,9 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
         side["cost"] += n * _rung_cost(settings) / base  # half_dt's doubled steps are in its settings
         side["wall"] += float(doc.get("wall_seconds") or 0.0)
         if check:
-            purpose["promoted" if "promotion" in check else "contenders"] += n
+            what = "promoted" if "promotion" in check else "contenders"
+            purpose[what] += n
+            purpose_cost[what] += n * _rung_cost(settings) / base
     # the old check, timed interleaved with the generation it re-ran
     names = spec.param_names
     old, again = 0.0, 0.0
@@ -106,6 +112,7 @@ def _campaign(conn, path: Path, budget: int | None, sample: int) -> dict:
         "old_sampled_generations": len(searched),
         "verification_batches": sum(1 for g in gens if (g["meta"] or {}).get("verification")),
         "verification_by_purpose": purpose,
+        "cost_share_by_purpose": {k: round(v / max(1e-12, search["cost"]), 4) for k, v in purpose_cost.items()},
         "findings": [dict(r) for r in conn.execute(
             "select severity, kind, count(*) as n from hunt.findings where campaign_id = %s group by 1, 2"
             " order by 1, 2", (cid,)).fetchall()],
@@ -118,6 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--demo-budget", type=int, default=None, help="override the demo's budget (default: its own)")
     ap.add_argument("--cgl-budget", type=int, default=None, help="override the CGL example's budget")
     ap.add_argument("--sample", type=int, default=4, help="search generations timed with the old check")
+    ap.add_argument("--review", type=json.loads, default=None, help="review settings to override (JSON)")
+    ap.add_argument("--only", choices=["cgl", "demo"], default=None, help="run one of the two campaigns")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="huntflow-review-cost-") as tmp:
@@ -134,8 +143,13 @@ def main(argv: list[str] | None = None) -> dict:
             with prefect_test_harness(server_startup_timeout=300):
                 conn = connect(server.get_uri())
                 try:
-                    runs = [_campaign(conn, ROOT / "examples/cgl_log_prime.yaml", args.cgl_budget, args.sample),
-                            _campaign(conn, ROOT / "examples/rosenbrock_4d.yaml", args.demo_budget, args.sample)]
+                    runs = []
+                    if args.only in (None, "cgl"):
+                        runs.append(_campaign(conn, ROOT / "examples/cgl_log_prime.yaml", args.cgl_budget, args.sample,
+                                              args.review))
+                    if args.only in (None, "demo"):
+                        runs.append(_campaign(conn, ROOT / "examples/rosenbrock_4d.yaml", args.demo_budget, args.sample,
+                                              args.review))
                 finally:
                     conn.close()
         finally:
@@ -144,6 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     out = {
         "benchmark": "review_cost",
+        "review": args.review,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "backend": jax.default_backend(),
                     "loadavg_start": load0, "loadavg_end": os.getloadavg()},
         "campaigns": runs,

@@ -259,6 +259,9 @@ class ReviewSpec(_Strict):
     spot_check_rtol: the relative tolerance of a metric neither the spec nor the model sets.
     tolerances:      per metric, overriding the model's declared tolerance.
     perturbations:   the model's perturbations to verify under (default: those it marks default).
+    verify_promoted: verify every candidate a promotion or certification promotes before it is
+                     launched (False: only contenders for the best are verified; cheaper, but a
+                     promotion may then spend its slots on artefacts: benchmarks/RESULTS.md).
     """
 
     metric_abs_max: float = Field(default=1e12, gt=0)
@@ -266,6 +269,7 @@ class ReviewSpec(_Strict):
     spot_check_rtol: float = Field(default=1e-3, gt=0)
     tolerances: dict[str, ToleranceSpec] = Field(default_factory=dict)
     perturbations: list[str] | None = Field(default=None, max_length=8)
+    verify_promoted: bool = True
 
 
 class GatesSpec(_Strict):

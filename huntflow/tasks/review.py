@@ -226,7 +226,7 @@ def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[s
     pid = promo["generation_id"]
     parents = verifications.parents(conn, promo)
     todo = [p for p in parents if not p["verified"] and p["status"] == "succeeded"] \
-        if spec.review.spot_check_top > 0 else []
+        if spec.review.spot_check_top > 0 and spec.review.verify_promoted else []
     rejected = [p["evaluation_id"] for p in parents if p["status"] == "rejected"]
     by_gen: dict[UUID, list[dict[str, Any]]] = {}
     for p in todo:

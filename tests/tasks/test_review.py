@@ -176,6 +176,12 @@ def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(d
     cid, evals, best, found = _campaign(db, make_spec(slug="decay-ladder-on", **LADDER))
     assert best["metrics"]["f"] > -0.1
     _the_best_survived_a_check(db, cid, best)
+    # review.verify_promoted: false checks contenders only (the promotion is not held for its parents)
+    cid, _, best, _ = _campaign(db, make_spec(slug="decay-ladder-trust", **LADDER, review={"verify_promoted": False}))
+    (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
+                         (cid,)).fetchall()
+    assert cert["meta"]["review"]["parents_checked"] == 0 and verifications.of_promotion(db, cert["generation_id"]) == []
+    assert best["metrics"]["f"] > -0.1 and _verified(db, best["evaluation_id"])
 
 
 def test_a_kit_generation_is_verified_by_a_kit_while_the_search_goes_on(db, make_spec, tmp_path):
