@@ -39,7 +39,7 @@ def _rung_cost(settings: dict) -> float:
     return float(settings.get("steps", 1)) * float(settings.get("grid", 1)) ** 2
 
 
-def _campaign(conn, path: Path, budget: int | None, sample: int, review: dict | None = None) -> dict:
+def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict | None = None) -> dict:
     import yaml
 
     from huntflow.engine.evaluate import evaluate_population
@@ -53,8 +53,8 @@ def _campaign(conn, path: Path, budget: int | None, sample: int, review: dict | 
     data["slug"] = f"{data['slug']}-{uuid.uuid4().hex[:6]}"
     if budget:
         data["budget"] = {**data["budget"], "evaluations": budget}
-    if review:
-        data["review"] = {**data.get("review", {}), **review}
+    if overrides:  # review settings
+        data["review"] = {**data.get("review", {}), **overrides}
     spec = parse_spec(data)
     cid = campaigns.insert_campaign(conn, spec)
     t0 = time.perf_counter()
