@@ -19,7 +19,8 @@ is a search generation.
 Per round, from the generation rows (database clock): the window runs from the first
 generation's start to the last one's finish; ``gpu_duty_cycle`` = evaluation seconds (the
 result documents' ``wall_seconds``: the batched call, compilation excluded) over the window;
-``busy_fraction`` the same with each run's whole start→finish; ``gaps`` = the idle time between
+``steady_duty_cycle`` the same from the first generation's end (back to back, the worker's
+first compilation behind it); ``busy_fraction`` with each run's whole start→finish; ``gaps`` = the idle time between
 one generation's finish and the next one's start; ``tell_seconds`` = a generation's finish to
 the end of the parse stage that read it. The last stdout line is one JSON object (medians over
 the rounds of each mode, every round, the machine and its load at start and end).
@@ -188,7 +189,11 @@ def measure(db, cid) -> dict:
         if later:
             tells.append((min(later) - g["finished_at"]).total_seconds())
     evaluating = sum(g["eval"] or 0.0 for g in gens)
+    # back to back: from the first generation's end (the worker's first compile is behind it)
+    steady = (t1 - gens[0]["finished_at"]).total_seconds()
+    steady_eval = sum(g["eval"] or 0.0 for g in gens[1:])
     return {"generations": len(gens), "window_seconds": round(window, 2),
+            "steady_duty_cycle": round(steady_eval / steady, 3) if len(gens) > 1 and steady > 0 else None,
             "evaluation_seconds": round(evaluating, 2), "compile_seconds": round(sum(g["compile"] or 0 for g in gens), 2),
             "gpu_duty_cycle": round(evaluating / window, 3) if window > 0 else None,
             "busy_fraction": round(min(1.0, sum(runs) / window), 3) if window > 0 else None,
@@ -261,7 +266,7 @@ def main() -> None:
     for mode in modes:
         mine = [r for r in rounds if r["mode"] == mode and r.get("generations")]
         key = "" if mode == "warm" else f"{mode}_"
-        for metric in ("gpu_duty_cycle", "median_gap_seconds", "median_tell_seconds", "busy_fraction",
+        for metric in ("gpu_duty_cycle", "steady_duty_cycle", "median_gap_seconds", "median_tell_seconds", "busy_fraction",
                        "campaign_wall_seconds"):
             out[f"{key}{metric}"] = _med([r[metric] for r in mine if r.get(metric) is not None])
     out["rounds"] = rounds

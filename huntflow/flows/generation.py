@@ -1,7 +1,8 @@
 """The ``hunt-generation`` flow: evaluate one generation (deployment ``hunt-generation/gpu``).
 
-On a GPU work pool a worker runs it from the deployment (inline, dispatch calls the same body
-directly). The body is :func:`huntflow.tasks.execute.execute_generation`: one
+On a GPU work pool a worker runs it from the deployment: the warm worker of
+:mod:`huntflow.flows.warm` in its own long-lived process, or Prefect's process worker in a new
+one (inline, dispatch calls the same body directly). The body is :func:`huntflow.tasks.execute.execute_generation`: one
 batched JAX call, one HDF5 artifact, the result document and the ``succeeded`` mark in one
 transaction. Re-running a succeeded generation is a no-op. Its run is named ``SLUG/gen-N (rung)``,
 it leaves the batch table ``campaign-<slug>-batch``, and a generation it fails for good emits

@@ -10,7 +10,9 @@ Operators:
                the old run, should it still be alive, can write nothing (its writes are fenced
                by its dispatch reference).
   ``pool``   — ``run_deployment`` of the ``hunt-generation/gpu`` deployment with the generation
-               id as idempotency key; returns at once, a later tick's parse collects the result.
+               id and attempt as idempotency key (:func:`launch_pool`); returns at once, a later
+               tick's parse collects the result. A warm worker (``huntflow worker``) runs it
+               in its long-lived process; Prefect's process worker in a new one.
   ``slurm``  — one ``sbatch`` job per attempt (:mod:`huntflow.tasks.slurm`); the generation is
                marked ``dispatched`` first, so a job never starts for a generation that is not;
                if ``sbatch`` refuses, the attempt is given back (``retry_or_fail``) and the error

@@ -1,7 +1,9 @@
 """End to end on a real `prefect server`, process work pools, workers and `prefect deploy`.
 
 The operators' path from prefect.yaml: two process pools (cpu for ticks, gpu for generations),
-`prefect deploy --all`, one worker per pool, then a researcher's path: `prefect deployment run
+`prefect deploy --all`, one worker per pool (on gpu the warm `huntflow worker`, which runs the
+generations and their campaigns' next ticks in one process; `HUNTFLOW_E2E_GPU_WORKER=process`
+runs Prefect's process worker there instead), then a researcher's path: `prefect deployment run
 'hunt-campaign/add' --params '{"spec": ...}'` (an invalid spec fails its run naming the field
 and stores nothing; a valid one triggers its first tick). Pool generations chain the next tick
 themselves, so the campaign must run to completion with no further push; its completion event

@@ -175,3 +175,16 @@ def test_local_ticks_wait_for_a_lease_held_elsewhere_then_tick(db, make_spec):
         local.stop()
     assert local.ticks == 1
     assert db.execute("select count(*) as n from hunt.stage_runs where campaign_id = %s", (cid,)).fetchone()["n"] == 6
+
+
+def test_worker_command_refuses_bad_input_in_one_line(monkeypatch):
+    from typer.testing import CliRunner
+
+    from huntflow.flows.cli import app
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    runner = CliRunner()
+    no_api = runner.invoke(app, ["worker", "--pool", "gpu"])
+    assert no_api.exit_code == 2 and "PREFECT_API_URL" in no_api.output and "Traceback" not in no_api.output
+    bad = runner.invoke(app, ["worker", "--ticks", "sometimes"])
+    assert bad.exit_code == 2 and "--ticks" in bad.output
