@@ -11,10 +11,10 @@ the cpu pool (the first tick, and the baseline's chained ticks), and then, inter
   chained ticks on the cpu pool's process worker (a Python process per tick), as before.
 
 Both poll every ``--poll`` seconds. The campaign is the CGL model at one rung of
-``--grid``/``--steps`` (the step count sets a generation's evaluation time, ~20 s by default on
-this 2-core machine), ``--population`` candidates, ``--generations`` generations,
-``max_in_flight`` 2, no verification batches (``review.spot_check_top: 0``), so every pool run
-is a search generation.
+``--grid``/``--steps`` (the step count sets a generation's evaluation time; by default it is
+calibrated here to ``--target-seconds``, 20), ``--population`` candidates, ``--generations``
+generations, ``max_in_flight`` 2 (``--in-flight``), NGOpt (``--optimizer``), no verification
+batches (``review.spot_check_top: 0``), so every pool run is a search generation.
 
 Per round, from the generation rows (database clock): the window runs from the first
 generation's start to the last one's finish; ``gpu_duty_cycle`` = evaluation seconds (the
@@ -142,7 +142,8 @@ def spec(slug: str, args: argparse.Namespace) -> dict:
         "objectives": [{"metric": "log_prime_sse", "goal": "minimize"}],
         "fidelities": [{"name": "bench", "settings": {"grid": args.grid, "steps": args.steps, "dt": 0.05}}],
         "budget": {"evaluations": args.population * args.generations},
-        "optimizer": {"name": "ngopt", "population": args.population, "options": {"max_in_flight": 2}},
+        "optimizer": {"name": args.optimizer, "population": args.population,
+                      "options": {"max_in_flight": args.in_flight}},
         "review": {"spot_check_top": 0}, "seed": 5,
     }
 
@@ -233,6 +234,8 @@ def main() -> None:
     ap.add_argument("--target-seconds", type=float, default=20.0, help="evaluation seconds per generation to size for")
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between worker polls (both modes)")
     ap.add_argument("--modes", default="warm,baseline")
+    ap.add_argument("--optimizer", default="ngopt", help="the campaign's optimizer (its ask is part of every tick)")
+    ap.add_argument("--in-flight", type=int, default=2, help="optimizer.options.max_in_flight")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds a campaign may take")
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
