@@ -263,7 +263,7 @@ def main() -> None:
                 rounds.append(one_round(stack, db, mode, n, args))
     finally:
         stack.down()
-        if os.environ.get("HUNTFLOW_BENCH_KEEP_LOGS"):
+        if os.environ.get("HUNTFLOW_BENCH_KEEP_LOGS") and stack.logs.exists():
             shutil.copytree(stack.logs, os.environ["HUNTFLOW_BENCH_KEEP_LOGS"], dirs_exist_ok=True)
         stop_embedded()
     for mode in modes:
