@@ -61,9 +61,14 @@ def run_in_process(flow_run: Any, entrypoint: str) -> int:
 
     from huntflow.flows.tick import no_heartbeats
 
+    from prefect.exceptions import Abort
+
     flow = flow_of(entrypoint)
-    with no_heartbeats():  # huntflow's heartbeat_at detects lost generations; Prefect's thread only costs a join
-        run_flow(flow, flow_run=flow_run, return_type="state")
+    try:
+        with no_heartbeats():  # huntflow's heartbeat_at detects lost generations; Prefect's thread only costs a join
+            run_flow(flow, flow_run=flow_run, return_type="state")
+    except Abort as e:  # the orchestrator refused to start it (e.g. cancelled while queued): nothing ran
+        logger.info("flow run %s not started: %s", flow_run.id, e)
     return 0
 
 
