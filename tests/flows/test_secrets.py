@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -96,37 +95,16 @@ def test_a_planted_password_appears_nowhere(password_url, db, prefect_harness, t
 
 
 SERVE = "from huntflow.flows.generation import hunt_generation; hunt_generation.serve(name='gpu')"
-WARM_POOL = "secret-warm"
-
-
-def _pool_deployment() -> None:
-    """The generation deployment on a process pool (as `prefect deploy` makes it), for `huntflow worker`."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-
-    from huntflow.flows.generation import hunt_generation
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(WARM_POOL)
-        except Exception:
-            client.create_work_pool(WorkPoolCreate(name=WARM_POOL, type="process"))
-        flow_id = client.create_flow(hunt_generation)
-        client.create_deployment(flow_id=flow_id, name="gpu", work_pool_name=WARM_POOL,
-                                 entrypoint="huntflow/flows/generation.py:hunt_generation")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
-@pytest.mark.parametrize("runner", ["served", "warm"])
 def test_a_planted_password_appears_nowhere_after_served_pool_generations(password_url, db, prefect_harness,
-                                                                          make_spec, monkeypatch, tmp_path, capfd,
-                                                                          runner):
-    """Pool generations run by another process holding the password in its environment —
-    ``served``: a process serving ``hunt-generation/gpu`` (``flow.serve``), ``warm``: the warm
-    worker ``huntflow worker`` on a process pool (it also ticks the campaign) — then two runs
-    that fail there (an unknown generation, a malformed id). That process' output (debug
-    logging), Prefect's runs, logs and deployments, the rows and the data dir are searched."""
+                                                                          make_spec, monkeypatch, tmp_path, capfd):
+    """Pool generations run by another process serving ``hunt-generation/gpu`` (it holds the
+    password in its environment), then two runs that fail there (an unknown generation, a
+    malformed id). The served process' output (debug logging), Prefect's runs, logs and
+    deployments, the rows and the data dir are searched."""
     from prefect.settings import get_current_settings
 
     from huntflow.flows.tick import hunt_tick
@@ -136,14 +114,10 @@ def test_a_planted_password_appears_nowhere_after_served_pool_generations(passwo
     monkeypatch.setenv("HUNTFLOW_CHAIN_TICKS", "false")
     env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "SUPABASE_DB_URL": password_url,
            "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PREFECT_LOGGING_LEVEL": "DEBUG"}
-    if runner == "warm":
-        _pool_deployment()
-        argv = [str(Path(sys.executable).with_name("huntflow")), "worker", "--pool", WARM_POOL, "--poll", "0.5"]
-    else:
-        argv = [sys.executable, "-c", SERVE]
     log = tmp_path / "served.log"
     with open(log, "w") as out:
-        served = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        served = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=out, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
     try:
         from prefect.client.orchestration import get_client
         from prefect.deployments import run_deployment
@@ -151,13 +125,11 @@ def test_a_planted_password_appears_nowhere_after_served_pool_generations(passwo
         def served_up() -> bool:
             assert served.poll() is None, log.read_text(errors="replace")[-2000:]
             with get_client(sync_client=True) as client:
-                if runner == "warm":
-                    return bool(client.read_workers_for_work_pool(WARM_POOL))
                 return "gpu" in [d.name for d in client.read_deployments(limit=50)]
 
         deadline = time.monotonic() + 600
-        while not served_up():  # it registers (its deployment / itself as the pool's worker), then polls
-            assert time.monotonic() < deadline, f"the {runner} process never came up"
+        while not served_up():  # the served process registers its deployment, then polls for runs
+            assert time.monotonic() < deadline, "hunt-generation/gpu was never served"
             time.sleep(1.0)
         cid = campaigns.insert_campaign(db, make_spec(slug="secret-pool", budget={"evaluations": 16}))
         deadline = time.monotonic() + 1500
@@ -181,7 +153,7 @@ def test_a_planted_password_appears_nowhere_after_served_pool_generations(passwo
             os.killpg(served.pid, 9)
             served.wait()
     served_out = log.read_text(errors="replace")
-    assert served_out.strip(), "the serving process wrote nothing"
+    assert "hunt-generation" in served_out or "secret-pool" in served_out, served_out[-2000:]
     prefect = _prefect_texts()
     rows, files = _stored_texts(password_url)
     out, err = capfd.readouterr()
