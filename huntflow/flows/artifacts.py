@@ -8,7 +8,8 @@
   created by the generation flow).
 
 Both are rebuilt from the campaign's whole history (every evaluation row), so they are refreshed
-at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign, and always when it finishes;
+at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign — or every :data:`COST_FACTOR`
+times their last rebuild's duration, if longer — and always when it finishes;
 a tick in between only reads the campaign's status, so its cost does not grow with the history.
 Publishing never fails a tick: errors are logged as warnings.
 """
@@ -28,8 +29,12 @@ from huntflow.engine import report as render
 from huntflow.engine import summary as kpi
 
 _log = logging.getLogger(__name__)
-_PUBLISHED: dict[UUID, float] = {}
-"""Campaign -> when this process last published its artifacts (``time.monotonic()``)."""
+_PUBLISHED: dict[UUID, tuple[float, float]] = {}
+"""Campaign -> when this process last published its artifacts (``time.monotonic()``) and how
+long that took."""
+COST_FACTOR = 20
+"""A campaign's artifacts are rebuilt at most once per ``COST_FACTOR`` times their last cost, so
+they take at most ~5 % of a long hunt's time however large its history grows."""
 
 
 def keys(slug: str) -> dict[str, str]:
@@ -133,8 +138,11 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
         raise KeyError(f"no campaign {campaign_id}")
     k = keys(row["slug"])
     cid = UUID(str(campaign_id))
-    if row["status"] == "active" and time.monotonic() - _PUBLISHED.get(cid, -math.inf) < plot_seconds():
+    last, cost = _PUBLISHED.get(cid, (-math.inf, 0.0))
+    every = plot_seconds() and max(plot_seconds(), COST_FACTOR * cost)  # 0: every tick
+    if row["status"] == "active" and time.monotonic() - last < every:
         return {"keys": k, "progress": None, "plots": False, "fresh": True}  # published by this process
+    started = time.monotonic()
     with get_client(sync_client=True) as client:
         latest = _latest(client, [k["markdown"], k["progress"]])
         old = latest.get(k["markdown"])
@@ -160,5 +168,5 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             create_progress_artifact(progress=pct, key=k["progress"], description=line)
         else:
             client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct, description=line))
-    _PUBLISHED[cid] = time.monotonic()
+    _PUBLISHED[cid] = (time.monotonic(), time.monotonic() - started)
     return {"keys": k, "progress": pct, "plots": keep is None}
