@@ -1,4 +1,4 @@
-"""P3's final score over a campaign's certified front, by the package itself.
+"""P3's final score over a campaign's certified front, by the package itself (P3 only: P1/P2 score each design).
 
 The ConStellaration P3 score is a property of a *set* of designs: the hypervolume of the feasible
 ones' ``(-L_gradB, A)`` against ``(1, 20)``, which ``MHDStableQIStellarator.evaluate(boundaries)``
