@@ -25,7 +25,7 @@ problem's own score).
 one with the least total violation ``sum max(0, v - 0.01)`` over the normalized violations.
 The last stdout line is one JSON object.
 
-    nice -n 10 uv run --frozen --extra stellarator python benchmarks/stellarator.py --budget 100
+    nice -n 10 uv run --frozen --extra stellarator python benchmarks/stellarator.py --budget 300 --deadline-minutes 60
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def package_side(args, out: multiprocessing.Queue, stream: str) -> None:
     """The package's runner at the same budget, then its best design certified (own process).
     Each design it reports is appended to ``stream`` as it comes (what a deadline reads)."""
     sys.stdout = sys.stderr  # the runner prints its progress; the benchmark's stdout ends in one JSON line
+    os.setsid()  # its own process group with the runner's forkserver pool: a deadline stops them all
     from constellaration import forward_model, initial_guess, problems
     from constellaration.optimization import augmented_lagrangian as al
     from constellaration.optimization import augmented_lagrangian_runner as runner
@@ -218,9 +219,10 @@ def huntflow_side(args, data_dir: Path, deadline: float) -> dict:
     conn = connect()
     row = campaigns.get_campaign(conn, "bench-stellarator-p1")
     evals = generations.campaign_evaluations(conn, row["campaign_id"])
-    rung = {f: [{"metrics": e["metrics"] if e["status"] == "succeeded" else None} for e in evals if e["fidelity"] == f]
+    done = [e for e in evals if e["status"] in ("succeeded", "failed")]  # VMEC++ runs made (not pending ones)
+    rung = {f: [{"metrics": e["metrics"] if e["status"] == "succeeded" else None} for e in done if e["fidelity"] == f]
             for f in (0, 1)}
-    cert = [e for e in evals if e["fidelity"] == 2]
+    cert = [e for e in done if e["fidelity"] == 2]
     best = _best(rung[1]) or _best(rung[0])
     out = {**_summary(best, rung[0] + rung[1]), "search": _summary(_best(rung[0]), rung[0]),
            "evaluations": len(rung[0]) + len(rung[1]), "by_rung": [len(rung[0]), len(rung[1]), len(cert)],
@@ -293,7 +295,7 @@ def main() -> None:
         package_proc.join()
     except queue_module.Empty:
         package = _package_at_deadline(stream, time.perf_counter() - t0)
-        package_proc.kill()  # the runner, its forkserver pool and a certification in flight
+        os.killpg(package_proc.pid, signal.SIGKILL)  # the runner, its forkserver pool, a certification in flight
         package_proc.join()
     result = {
         "benchmark": "stellarator_p1", "budget": args.budget, "workers_per_side": args.workers, "interleaved": True,
