@@ -7,10 +7,12 @@
 * ``campaign-<slug>-batch``: each generation's batch table (a new version per generation,
   created by the generation flow).
 
-Both are rebuilt from the campaign's whole history (every evaluation row), so they are refreshed
-at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign — or every :data:`COST_FACTOR`
-times their last rebuild's duration, if longer — and always when it finishes;
-a tick in between only reads the campaign's status, so its cost does not grow with the history.
+The dashboard is rebuilt from the campaign's whole history (every evaluation row), so it is
+refreshed at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign — or every
+:data:`COST_FACTOR` times its last rebuild's duration, if longer — and always when it finishes.
+The progress artifact is updated every tick: a tick in between reads only the budget used
+(``summaries.used_evaluations``: the told generations' summaries plus the untold ones' rows), so
+its cost does not grow with the history.
 Publishing never fails a tick: errors are logged as warnings.
 """
 
@@ -128,28 +130,36 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
 
+    from huntflow.store import summaries
     from huntflow.store.connection import session
     from huntflow.store.reports import report_inputs
 
-    with session() as conn:
-        row = conn.execute("select slug, status::text as status from hunt.campaigns where campaign_id = %s",
-                           (UUID(str(campaign_id)),)).fetchone()
-    if row is None:
-        raise KeyError(f"no campaign {campaign_id}")
-    k = keys(row["slug"])
     cid = UUID(str(campaign_id))
+    with session() as conn:
+        row = conn.execute("select slug, status::text as status, evaluations_budget from hunt.campaigns"
+                           " where campaign_id = %s", (cid,)).fetchone()
+        if row is None:
+            raise KeyError(f"no campaign {campaign_id}")
+        used = summaries.used_evaluations(conn, cid)
+    k = keys(row["slug"])
     last, cost = _PUBLISHED.get(cid, (-math.inf, 0.0))
     every = plot_seconds() and max(plot_seconds(), COST_FACTOR * cost)  # 0: every tick
-    if row["status"] == "active" and time.monotonic() - last < every:
-        return {"keys": k, "progress": None, "plots": False, "fresh": True}  # published by this process
+    throttled = row["status"] == "active" and time.monotonic() - last < every  # published by this process
     started = time.monotonic()
     with get_client(sync_client=True) as client:
         latest = _latest(client, [k["markdown"], k["progress"]])
         old = latest.get(k["markdown"])
         fresh = old is not None and old.updated is not None and (
             dt.datetime.now(dt.timezone.utc) - old.updated).total_seconds() < plot_seconds()
-        if fresh and row["status"] == "active":  # the whole history is read at most every plot_seconds()
-            return {"keys": k, "progress": None, "plots": False, "fresh": True}
+        if throttled or (fresh and row["status"] == "active"):  # the history is read at most every plot_seconds()
+            pct = round(100.0 * min(1.0, used / max(1, row["evaluations_budget"] or 1)), 1)
+            prog = latest.get(k["progress"])
+            if prog is None:
+                create_progress_artifact(progress=pct, key=k["progress"],
+                                         description=f"{row['slug']}: {used}/{row['evaluations_budget']} evaluations")
+            elif prog.data != pct:
+                client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct))
+            return {"keys": k, "progress": pct, "plots": False, "fresh": True}
         with session() as conn:
             inputs = report_inputs(conn, UUID(str(campaign_id)))
         finished = inputs["campaign"]["status"] != "active"

@@ -120,3 +120,17 @@ def feasible_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[di
         f" where e.campaign_id = %s and {_OK} order by g.ask_id, e.candidate_index",
         (campaign_id,),
     ).fetchall()
+
+
+def used_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> int:
+    """The campaign's search evaluations that are no longer pending (the budget used, as the report
+    counts it; review's verification re-runs left out): the told generations' summaries plus the
+    rows of the generations not summarised yet, so its cost follows the generation count only."""
+    return conn.execute(
+        "select coalesce((select sum(s.used) from hunt.generation_summaries s where s.campaign_id = %(c)s), 0)::int"
+        " + (select count(*) from hunt.evaluations e join hunt.generations g using (generation_id)"
+        "    where g.campaign_id = %(c)s and g.kind <> 'verification' and e.status <> 'pending'"
+        "      and not exists (select 1 from hunt.generation_summaries s where s.generation_id = g.generation_id)"
+        "   )::int as used",
+        {"c": campaign_id},
+    ).fetchone()["used"]

@@ -92,6 +92,35 @@ def test_ticks_name_runs_publish_artifacts_in_place_and_emit_events(db, make_spe
     assert events.emit("huntflow.campaign.completed", "room-tick", {"reason": "budget_spent"})
 
 
+def test_the_progress_artifact_moves_every_tick_while_the_dashboard_waits_its_turn(db, make_spec, monkeypatch):
+    """The dashboard is rebuilt at most every HUNTFLOW_PLOT_SECONDS; the budget bar is not held back."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from huntflow.flows.tick import hunt_tick
+    from huntflow.store import generations
+
+    monkeypatch.setenv("HUNTFLOW_PLOT_SECONDS", "3600")
+    cid = campaigns.insert_campaign(db, make_spec(slug="room-bar", budget={"evaluations": 32}))
+
+    def artifacts():
+        with get_client(sync_client=True) as client:
+            return [client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+                    for key in ("campaign-room-bar", "campaign-room-bar-progress")]
+
+    def used():
+        return sum(1 for e in generations.campaign_evaluations(db, cid) if e["status"] != "pending")
+
+    hunt_tick([str(cid)])  # plans the first generation, publishes both artifacts
+    first = used()
+    hunt_tick([str(cid)])  # runs and tells it
+    md, prog = artifacts()
+    assert len(md) == 1 and len(prog) == 1
+    assert first == 0 < used() < 32  # the second tick spent budget, the hunt goes on
+    assert prog[0].data == pytest.approx(round(100 * used() / 32, 1))  # this tick's budget used
+    assert f"**{first}/32** evaluations" in md[0].data  # the dashboard of the first tick, not rebuilt
+
+
 def test_a_slurm_generation_failed_for_good_by_generation_run_emits_its_event(db, make_spec, monkeypatch):
     """No tick sees a batch job fail its last attempt: ``huntflow generation run`` reports it."""
     import json as _json

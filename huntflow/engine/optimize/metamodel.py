@@ -9,7 +9,7 @@ each of those evaluations runs scikit-learn's ``PolynomialFeatures.fit_transform
 ``optimization/metamodel.py``, MIT licence) for ``algorithm="quad", degree=2`` with that loss
 evaluated in numpy: the same products in the same order and the same ``row @ coef + intercept``,
 so every value, and so Powell's path and the point asked, is bit for bit upstream's
-(tests/engine/test_metamodel.py compares the two). Other algorithms go to upstream unchanged.
+(tests/engine/test_optimize_metamodel.py compares the two). Other algorithms go to upstream unchanged.
 :func:`install` points nevergrad's optimizer module at it (idempotent).
 """
 
