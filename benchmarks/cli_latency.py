@@ -91,8 +91,9 @@ def main() -> None:
             spec = tmp / "spec.yaml"
             spec.write_text("slug: bench-cli\nmodel: {name: sphere}\nspace: {x0: {low: -1, high: 1}}\n"
                             "objectives: [{metric: f}]\nbudget: {evaluations: 8}\n")
+            # stored by the baseline: this tree reads older specs, the baseline may not know newer fields
             subprocess.run([sys.executable, "-m", "huntflow.flows.cli", "campaign", "add", str(spec)],
-                           env=sides["this"], check=True, capture_output=True, cwd=tmp)
+                           env=sides["baseline"], check=True, capture_output=True, cwd=tmp)
             t0 = time.perf_counter()  # evaluations to summarize and report on (inline generations)
             subprocess.run([sys.executable, "-m", "huntflow.flows.cli", "tick", "--until-done", "--max-ticks", "3"],
                            env=sides["this"], check=True, capture_output=True, timeout=900, cwd=tmp)

@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -43,13 +44,20 @@ def _free_port() -> int:
 
 
 def _api(env: dict, path: str, body: dict | None = None):
-    """A call to the server's REST API (POST when ``body`` is given)."""
+    """A call to the server's REST API (POST when ``body`` is given). A 503 (the server's SQLite
+    was busy; nothing was written) is retried with backoff, as Prefect's own client does."""
     url = env["PREFECT_API_URL"] + path
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
-                                 method="GET" if body is None else "POST")
-    with urllib.request.urlopen(req, timeout=30) as r:
-        return json.loads(r.read())
+    for attempt in range(6):
+        req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                     method="GET" if body is None else "POST")
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            if e.code != 503 or attempt == 5:
+                raise
+            time.sleep(2 ** attempt)
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

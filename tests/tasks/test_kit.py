@@ -65,8 +65,11 @@ def test_a_campaign_runs_to_completion_through_kits(db, make_spec, prefect_harne
     every = _gens(db, cid)
     gens = [g for g in every if g["kind"] != "verification"]
     checks = [g for g in every if g["kind"] == "verification"]  # review's re-runs travel as kits too
-    assert imported == len(every) == 4 and all(g["operator"] == "manual" for g in every)
-    assert [g["status"] for g in gens] == ["told"] * 2 and [g["status"] for g in checks] == ["reviewed"] * 2
+    assert imported == len(every) and all(g["operator"] == "manual" for g in every)
+    # review re-runs a generation's contenders only (rows that would beat their rung's incumbent):
+    # the first generation always has one, a later one only if it improved on the first
+    assert [g["status"] for g in gens] == ["told"] * 2 and 1 <= len(checks) <= 2
+    assert all(g["status"] == "reviewed" for g in checks) and checks[0]["generation_index"] == 0
     # the numbers are the engine's: re-evaluate the first generation here and compare
     g = gens[0]
     evals = [e for e in generations.campaign_evaluations(db, cid) if e["generation_id"] == g["generation_id"]]
