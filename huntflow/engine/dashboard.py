@@ -54,9 +54,14 @@ def last_generation(spec: CampaignSpec, evals: list[dict[str, Any]]) -> dict[str
             "feasible": sum(1 for e in ok if e.get("feasible")), "metrics": metrics}
 
 
+def budget_percent(used: int, budget: int | None) -> float:
+    """The share of the evaluation budget used, in percent (one decimal, at most 100)."""
+    return round(100.0 * min(1.0, used / max(1, budget or 1)), 1)
+
+
 def progress_percent(report: dict[str, Any]) -> float:
     c = report["campaign"]
-    return round(100.0 * min(1.0, c["evaluations_used"] / max(1, c["evaluations_budget"] or 1)), 1)
+    return budget_percent(c["evaluations_used"], c["evaluations_budget"])
 
 
 def summary_line(report: dict[str, Any]) -> str:

@@ -152,7 +152,7 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
         fresh = old is not None and old.updated is not None and (
             dt.datetime.now(dt.timezone.utc) - old.updated).total_seconds() < plot_seconds()
         if throttled or (fresh and row["status"] == "active"):  # the history is read at most every plot_seconds()
-            pct = round(100.0 * min(1.0, used / max(1, row["evaluations_budget"] or 1)), 1)
+            pct = dashboard.budget_percent(used, row["evaluations_budget"])
             prog = latest.get(k["progress"])
             if prog is None:
                 create_progress_artifact(progress=pct, key=k["progress"],

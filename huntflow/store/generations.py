@@ -322,13 +322,18 @@ def record_reviewed(conn: psycopg.Connection, generation_id: UUID, rejected: lis
     with conn.transaction():
         if not transition(conn, generation_id, [GS.PARSED], GS.REVIEWED):
             return False
-        if rejected:
-            conn.execute(
-                "update hunt.evaluations set status = 'rejected', failure_category = coalesce(failure_category, 'review'),"
-                " updated_at = now() where evaluation_id = any(%s) and status = 'succeeded'",
-                (rejected,),
-            )
+        reject(conn, rejected)
     return True
+
+
+def reject(conn: psycopg.Connection, evaluation_ids: list[UUID]) -> None:
+    """Mark succeeded evaluations ``rejected`` by review (critical/high findings)."""
+    if evaluation_ids:
+        conn.execute(
+            "update hunt.evaluations set status = 'rejected', failure_category = coalesce(failure_category, 'review'),"
+            " updated_at = now() where evaluation_id = any(%s) and status = 'succeeded'",
+            (evaluation_ids,),
+        )
 
 
 def retry_or_fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], error: str,

@@ -170,12 +170,7 @@ def clear_promotion(conn: psycopg.Connection, promotion: dict[str, Any], check_i
             generations.transition(conn, gid, [GS.PARSED], GS.REVIEWED)
         for gid, fs in found.items():
             findings_store.insert_findings(conn, promotion["campaign_id"], gid, fs)
-        if rejected:
-            conn.execute(
-                "update hunt.evaluations set status = 'rejected', failure_category = coalesce(failure_category, 'review'),"
-                " updated_at = now() where evaluation_id = any(%s) and status = 'succeeded'",
-                (rejected,),
-            )
+        generations.reject(conn, rejected)
     return True
 
 
