@@ -7,6 +7,9 @@ data dir, then reads from the rows:
     (``verification_by_purpose``: contenders for the best vs promoted candidates' checks);
   * ``cost_share``: the same weighted by each perturbation's declared cost (half_dt: ×2) and by
     the rung's cost relative to the first (steps × grid², a model-agnostic proxy for CGL);
+  * ``promoted_checked_by_ladder``: promoted candidates whose claim was compared with their
+    promotion's own finer-rung result instead of being re-run (free); ``padding_evaluations``:
+    rows that only fill a batch to its fixed shape;
   * ``wall_share``: compiled-call seconds of the verification batches / of the search batches
     (``result_document.wall_seconds``; compilation excluded on both sides).
 Baseline, in the same run: the check it replaced re-ran each search generation's best candidate
@@ -88,6 +91,15 @@ def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict
             what = "promoted" if "promotion" in check else "contenders"
             purpose[what] += n
             purpose_cost[what] += n * _rung_cost(settings) / base
+    # promoted candidates checked by their promotion's own finer-rung result (nothing re-run)
+    ladder_checked = 0
+    for g in gens:
+        if g["kind"] in verifications.PROMOTED and ((g["meta"] or {}).get("review") or {}).get("ladder"):
+            ladder_checked += len(verifications.parents(conn, g))
+    padding = conn.execute(
+        "select count(*) - count(distinct (e.generation_id, e.decision ->> 'verifies')) as n from hunt.evaluations e"
+        " join hunt.generations g using (generation_id) where g.campaign_id = %s and g.kind = 'verification'",
+        (cid,)).fetchone()["n"]
     # the old check, timed interleaved with the generation it re-ran
     names = spec.param_names
     old, again = 0.0, 0.0
@@ -112,6 +124,8 @@ def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict
         "old_sampled_generations": len(searched),
         "verification_batches": sum(1 for g in gens if (g["meta"] or {}).get("verification")),
         "verification_by_purpose": purpose,
+        "padding_evaluations": int(padding),
+        "promoted_checked_by_ladder": ladder_checked,
         "cost_share_by_purpose": {k: round(v / max(1e-12, search["cost"]), 4) for k, v in purpose_cost.items()},
         "findings": [dict(r) for r in conn.execute(
             "select severity, kind, count(*) as n from hunt.findings where campaign_id = %s group by 1, 2"

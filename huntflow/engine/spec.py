@@ -259,9 +259,10 @@ class ReviewSpec(_Strict):
     spot_check_rtol: the relative tolerance of a metric neither the spec nor the model sets.
     tolerances:      per metric, overriding the model's declared tolerance.
     perturbations:   the model's perturbations to verify under (default: those it marks default).
-    verify_promoted: verify every candidate a promotion or certification promotes before it is
-                     launched (False: only contenders for the best are verified; cheaper, but a
-                     promotion may then spend its slots on artefacts: benchmarks/RESULTS.md).
+    verify_promoted: verify every candidate a promotion or certification promotes: by the
+                     promotion's own finer-rung result where its rung performs the perturbation,
+                     else by a check before it is launched (False: only contenders for the best
+                     are verified; promoted candidates are trusted: benchmarks/RESULTS.md).
     """
 
     metric_abs_max: float = Field(default=1e12, gt=0)

@@ -9,8 +9,10 @@ perturbation from :func:`plan`, the operators evaluate it like any generation, a
   (the best feasible objective of earlier asks), best first, then by candidate index (a function
   of stored rows, so a crash never changes the choice); :func:`next_round` takes the best
   ``spot_check_top`` of them, and the next ones while a round rejects the best left (at most
-  :func:`max_rounds`), so the rung's best has always survived. :func:`plan_parents` checks a
-  promotion's candidates that were not verified yet, per generation. Every batch is padded to
+  :func:`max_rounds`), so the rung's best has always survived. A promotion whose rung is its
+  parents' rung refined by declared perturbations (:func:`ladder`) is their check for those;
+  :func:`plan_parents` checks a promotion's candidates that were not verified yet, per
+  generation, under the others (:func:`explicit`). Every batch is padded to
   ``spot_check_top`` rows by repeating its last row, so a campaign's verification batches have one
   compiled shape.
 * Under what: the model's declared perturbations (:class:`~huntflow.engine.models.base.Perturbation`)
@@ -74,13 +76,97 @@ def available(spec: Any, fidelity: int) -> tuple[Perturbation, ...]:
 
 
 def chosen(spec: Any, fidelity: int) -> list[Perturbation]:
-    """The perturbations review runs at rung ``fidelity`` (spec's names, else the model's defaults)."""
+    """The perturbations review runs at rung ``fidelity`` (spec's names, else the model's defaults).
+
+    A perturbation that repeats an earlier one (same name, or same change: settings, options,
+    reseed) is left out: it would re-run the same rows for nothing."""
     offered = available(spec, fidelity)
     names = spec.review.perturbations
     if names is None:
-        return [p for p in offered if p.default]
-    by_name = {p.name: p for p in offered}
-    return [by_name[n] for n in names if n in by_name]
+        picked = [p for p in offered if p.default]
+    else:
+        by_name = {p.name: p for p in offered}
+        picked = [by_name[n] for n in dict.fromkeys(names) if n in by_name]
+    out, seen = [], set()
+    for p in picked:
+        effect = (_frozen(p.fidelity), _frozen(p.fixed), p.reseed)
+        if effect not in seen:
+            seen.add(effect)
+            out.append(p)
+    return out
+
+
+def _frozen(d: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((str(k), repr(v)) for k, v in dict(d).items()))
+
+
+def _same_settings(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    if set(a) != set(b):
+        return False
+    for k, x in a.items():
+        y = b[k]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        if not (math.isclose(float(x), float(y), rel_tol=1e-9, abs_tol=0.0) if numeric else x == y):
+            return False
+    return True
+
+
+LADDER_DEPTH = 8
+"""At most this many declared refinements are composed to reach the next rung (:func:`ladder`)."""
+
+
+def ladder(spec: Any, from_fidelity: int, to_fidelity: int) -> list[Perturbation]:
+    """The perturbations of rung ``from_fidelity`` that a promotion to ``to_fidelity`` performs
+    itself, so that comparing the promotion's result with the parent's claim *is* that check.
+
+    The rung change must be a composition of the model's declared refinements (non-reseeding
+    perturbations that change fidelity settings only: ``half_dt``, ``fine_grid``, each applied
+    at the settings the previous one produced, at most :data:`LADDER_DEPTH` of them) that lands
+    exactly on the next rung's settings; a chosen perturbation is covered when it is one of
+    them. None is covered when a chosen perturbation reseeds: the promotion's rows are drawn
+    from other keys, so the comparison would mix noise into the step-size check, and the model's
+    noise is checked explicitly anyway. ``repeat`` is never covered (it changes nothing)."""
+    picked = chosen(spec, from_fidelity)
+    if to_fidelity <= from_fidelity or any(p.reseed for p in picked):
+        return []
+    model = model_object(spec.model)
+    fixed = dict(spec.model.fixed)
+    target = dict(spec.fidelities[to_fidelity].settings)
+
+    def refinements(settings: dict[str, Any]) -> list[Perturbation]:
+        offered = perturbations_of(model, spec.param_names, fixed, settings)
+        return [p for p in offered if p.fidelity and not p.fixed and not p.reseed]
+
+    used: set[str] = set()
+    frontier = [(dict(spec.fidelities[from_fidelity].settings), frozenset())]
+    for _ in range(LADDER_DEPTH):
+        nxt: dict[tuple, tuple[dict[str, Any], frozenset]] = {}
+        for settings, names in frontier:
+            for p in refinements(settings):
+                moved = {**settings, **dict(p.fidelity)}
+                if _same_settings(moved, settings):
+                    continue
+                if _same_settings(moved, target):
+                    used |= names | {p.name}
+                key = _frozen(moved)
+                nxt[key] = (moved, nxt.get(key, (moved, frozenset()))[1] | names | {p.name})
+        frontier = list(nxt.values())
+    return [p for p in picked if p.name in used and p.fidelity and not p.fixed]
+
+
+def ladder_tolerance(spec: Any, metric: str, from_fidelity: int, to_fidelity: int) -> Tolerance:
+    """The tolerance of ``metric`` between a parent's claim and its promotion's result: the
+    spec's override, else the model's ``ladder_tolerances(param_names, fixed, from, to)`` (a
+    model may widen it for a rung change that composes several refinements), else
+    :func:`tolerance` (what one declared perturbation may move it)."""
+    if spec.review.tolerances.get(metric) is None:
+        declared = getattr(model_object(spec.model), "ladder_tolerances", None)
+        if callable(declared):
+            t = dict(declared(spec.param_names, dict(spec.model.fixed), dict(spec.fidelities[from_fidelity].settings),
+                              dict(spec.fidelities[to_fidelity].settings))).get(metric)
+            if t is not None:
+                return t
+    return tolerance(spec, metric)
 
 
 def tolerance(spec: Any, metric: str) -> Tolerance:
@@ -165,11 +251,13 @@ def next_round(spec: Any, kind: str, rows: list[Mapping[str, Any]], verified: se
 
 
 def _checks(spec: Any, generation: Mapping[str, Any], sources: list[Mapping[str, Any]], position0: int,
-            stride: int) -> list[Check]:
+            stride: int, only: set[str] | None = None) -> list[Check]:
     fidelity = int(generation["fidelity"])
     settings = dict(spec.fidelities[fidelity].settings)
     out = []
     for i, p in enumerate(chosen(spec, fidelity)):
+        if only is not None and p.name not in only:
+            continue  # keeps the others' positions (and so their seeds)
         position = position0 + i * stride
         seed = verification_seed(generation["seed"], position) if p.reseed else int(generation["seed"])
         out.append(Check(
@@ -178,6 +266,13 @@ def _checks(spec: Any, generation: Mapping[str, Any], sources: list[Mapping[str,
             sources=list(sources), key_indices=[int(e["candidate_index"]) for e in sources],
         ))
     return out
+
+
+def explicit(spec: Any, from_fidelity: int, to_fidelity: int) -> list[str]:
+    """The perturbations a promotion's parents still need as verification batches: those of
+    :func:`chosen` the promotion does not perform itself (:func:`ladder`)."""
+    covered = {p.name for p in ladder(spec, from_fidelity, to_fidelity)}
+    return [p.name for p in chosen(spec, from_fidelity) if p.name not in covered]
 
 
 def _padded(picked: list[Mapping[str, Any]], shape: int) -> list[Mapping[str, Any]]:
@@ -192,17 +287,24 @@ def plan(spec: Any, generation: Mapping[str, Any], picked: list[Mapping[str, Any
     return _checks(spec, generation, _padded(picked, spec.review.spot_check_top), round_ * n_perts, 1)
 
 
-def plan_parents(spec: Any, parents: list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]]) -> list[tuple[Mapping[str, Any], Check]]:
+def plan_parents(spec: Any, parents: list[tuple[Mapping[str, Any], list[Mapping[str, Any]]]],
+                 to_fidelity: int | None = None) -> list[tuple[Mapping[str, Any], Check]]:
     """The checks of a promotion's unverified parents: ``parents`` is ``[(parent generation,
-    its rows to verify)]`` in ask order; returns ``[(parent generation, check)]``.
+    its rows to verify)]`` in ask order; returns ``[(parent generation, check)]``. With
+    ``to_fidelity`` (the promotion's rung), the perturbations the promotion performs itself
+    (:func:`ladder`) are left out: its own result is compared with the claim instead.
 
     Each batch holds at most ``spot_check_top`` rows of one generation (each row keeps its own
     key: same seed, same candidate index), padded to that fixed shape; positions are
     ``PARENT_BASE + j``. Should the checks need more than :data:`PARENT_SLOTS` positions, the
     batches grow (the smallest shape that fits) instead.
     """
-    n_perts = len(chosen(spec, int(parents[0][0]["fidelity"]))) if parents else 0
-    if not n_perts:
+    if not parents:
+        return []
+    fidelity = int(parents[0][0]["fidelity"])
+    n_perts = len(chosen(spec, fidelity))
+    only = None if to_fidelity is None else set(explicit(spec, fidelity, to_fidelity))
+    if not n_perts or only == set():
         return []
     shape = max(1, spec.review.spot_check_top)
     while sum(math.ceil(len(rows) / shape) for _, rows in parents) * n_perts > PARENT_SLOTS:
@@ -211,7 +313,7 @@ def plan_parents(spec: Any, parents: list[tuple[Mapping[str, Any], list[Mapping[
     for gen, rows in parents:
         for k in range(0, len(rows), shape):
             chunk = _padded(list(rows[k:k + shape]), shape)
-            out += [(gen, c) for c in _checks(spec, gen, chunk, PARENT_BASE + j, 1)]
+            out += [(gen, c) for c in _checks(spec, gen, chunk, PARENT_BASE + j, 1, only)]
             j += n_perts
     return out
 
@@ -225,8 +327,9 @@ def _num(v: Any) -> float | None:
 
 
 def compare(spec: Any, perturbation: str, claimed: Mapping[str, Any], ok: bool,
-            again: Mapping[str, Any] | None) -> list[Verdict]:
-    """Findings about one candidate: its claimed metrics against a perturbed run of it."""
+            again: Mapping[str, Any] | None, tolerances: Mapping[str, Tolerance] | None = None) -> list[Verdict]:
+    """Findings about one candidate: its claimed metrics against a perturbed run of it
+    (``tolerances``: per metric, instead of :func:`tolerance`)."""
     if not ok or again is None:
         return [Verdict("high", "verification", f"under {perturbation} the evaluation failed "
                         f"(the claimed result does not survive the perturbation)",
@@ -235,7 +338,7 @@ def compare(spec: Any, perturbation: str, claimed: Mapping[str, Any], ok: bool,
     objectives = {o.metric for o in spec.objectives}
     for metric in dict.fromkeys([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]):
         a, b = _num(claimed.get(metric)), _num(again.get(metric))
-        tol = tolerance(spec, metric)
+        tol = (tolerances or {}).get(metric) or tolerance(spec, metric)
         if a is not None and b is not None and tol.close(a, b):
             continue
         out.append(Verdict(

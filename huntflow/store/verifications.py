@@ -152,12 +152,14 @@ def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[st
 
 
 def clear_promotion(conn: psycopg.Connection, promotion: dict[str, Any], check_ids: list[UUID],
-                    found: dict[UUID, list[Finding]], rejected: list[UUID], checked: int) -> bool:
+                    found: dict[UUID, list[Finding]], rejected: list[UUID], checked: int,
+                    ladder: list[str] | None = None) -> bool:
     """Record that a planned promotion's parents were verified, in one transaction: the findings
     (``found``: by parent generation), the rejected parents marked ``rejected``, the checks
-    ``reviewed``, and ``meta.review`` on the promotion (what dispatch waits for).
+    ``reviewed``, and ``meta.review`` on the promotion (what dispatch waits for; ``ladder``: the
+    perturbations the promotion performs itself, checked when its results are reviewed).
     ``False``: it had already moved on."""
-    note = {"parents_checked": checked, "parents_rejected": [str(r) for r in rejected]}
+    note = {"parents_checked": checked, "parents_rejected": [str(r) for r in rejected], "ladder": list(ladder or [])}
     with conn.transaction():
         row = conn.execute(
             "update hunt.generations set meta = meta || jsonb_build_object('review', %s::jsonb), updated_at = now()"
@@ -175,15 +177,21 @@ def clear_promotion(conn: psycopg.Connection, promotion: dict[str, Any], check_i
 
 
 def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids: list[UUID],
-             found: list[Finding], rejected: list[UUID]) -> bool:
+             found: list[Finding], rejected: list[UUID], on_parents: dict[UUID, list[Finding]] | None = None,
+             parents_rejected: list[UUID] | None = None) -> bool:
     """Store review's findings, mark the verification generations and the checked one ``reviewed``
-    (with its rejections), in one transaction. ``False``: another review got there first."""
+    (with its rejections), in one transaction; a promotion's findings on its parents
+    (``on_parents``: by parent generation) and their rejections too. ``False``: another review
+    got there first."""
     with conn.transaction():
         if not generations.record_reviewed(conn, parent["generation_id"], rejected):
             return False
         for gid in verification_ids:
             generations.transition(conn, gid, [GS.PARSED], GS.REVIEWED)
         findings_store.insert_findings(conn, parent["campaign_id"], parent["generation_id"], found)
+        for gid, fs in (on_parents or {}).items():
+            findings_store.insert_findings(conn, parent["campaign_id"], gid, fs)
+        generations.reject(conn, list(parents_rejected or []))
     return True
 
 

@@ -22,11 +22,22 @@ A critical or high finding rejects the evaluation: the optimizer is told it is i
 What is re-run is what a claim rests on, and nothing else (the cost stays a small share of the
 search): in each parsed generation, the *contenders* — rows that would become the best at their
 rung against what earlier asks there established — round by round until the best one left has
-survived (:func:`review_generation`); and before a promotion or certification is launched, every
-candidate it promotes that was not verified yet (:func:`review_promotion`; dispatch holds it
-until then, and the promotion's rows of rejected parents are rejected). So no candidate becomes
-the campaign's best, is certified, or has a promotion believed without having survived. A
-candidate that is neither (below its generation's best, never promoted) is told unverified.
+survived (:func:`review_generation`); and every candidate a promotion or certification promotes.
+Where the promotion's rung refines its parents' rung by the very perturbations review would run
+(the next rung is the halved step, say, and an equal or finer grid: :func:`verify.ladder`), the
+promotion's own result *is* that check: when it is reviewed, each promoted candidate's result is
+compared with its parent's claim under the declared tolerance (:func:`verify.ladder_tolerance`),
+and a claim that does not survive rejects the parent (a ``high`` finding naming the perturbation,
+the rung change and both values) and its promotion row — nothing is re-run for it. Only the
+perturbations the rung change does not perform (another noise key, a repeat, a step the ladder
+does not halve) are verification batches of the parents before launch (:func:`review_promotion`;
+dispatch holds the promotion until then). Either way the promotion's rows of rejected parents
+are rejected, so no candidate becomes the campaign's best, is certified, or is promoted further
+without having survived. The ladder check comes after the promotion ran, so a promotion may spend
+a slot on an artefact (as it did before: its rows were fixed when it was asked), and it compares
+against a finer rung, not the parent rung's half step: it misses an artefact the finer grid
+happens to reproduce and catches a resolution artefact ``half_dt`` alone would not. A candidate
+that is neither a contender nor promoted is told unverified.
 
 The re-runs are verification generations (:mod:`huntflow.store.verifications`) on the checked
 generation's own operator: inline ones run here at once (in-process, as dispatch runs inline
@@ -164,6 +175,44 @@ def _parent_findings(gen: dict[str, Any], rows: list[dict[str, Any]], parent_of:
             for e in rows if str(parent_of.get(e["candidate_index"])) in bad]
 
 
+def _ladder_findings(spec: CampaignSpec, gen: dict[str, Any], rows: list[dict[str, Any]],
+                     parents: list[dict[str, Any]]) -> tuple[list[Finding], dict[UUID, list[Finding]]]:
+    """A promotion whose rung refines its parents' by the perturbations it covers
+    (:func:`verify.ladder`) is itself their check: each promoted candidate's result here is
+    compared with its parent's claim. Returns the findings on this generation's rows and, by
+    parent generation, those on the parents (a ``high`` one rejects both)."""
+    on = spec.review.spot_check_top > 0 and spec.review.verify_promoted
+    if not on or not parents:
+        return [], {}
+    below, here = int(parents[0]["fidelity"]), int(gen["fidelity"])
+    covered = [p.name for p in verify.ladder(spec, below, here)]
+    if not covered:
+        return [], {}
+    names = "+".join(covered)
+    step = f"{spec.fidelities[below].name} -> {spec.fidelities[here].name}"
+    tols = {m: verify.ladder_tolerance(spec, m, below, here)
+            for m in [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]}
+    by_index = {e["candidate_index"]: e for e in rows}
+    own: list[Finding] = []
+    theirs: dict[UUID, list[Finding]] = {}
+    for p in parents:
+        e = by_index.get(p["promoted"])
+        if e is None or p["status"] != "succeeded" or e["status"] not in ("succeeded", "failed"):
+            continue
+        label = f"{names} (the promotion {step})"
+        for v in verify.compare(spec, label, p["metrics"] or {}, e["status"] == "succeeded", e["metrics"], tols):
+            details = {**v.details, "perturbation": names, "ladder": step,
+                       "promoted_evaluation_id": str(e["evaluation_id"])}
+            theirs.setdefault(p["generation_id"], []).append(
+                Finding(Severity(v.severity), v.kind, v.message, p["evaluation_id"], details))
+            if v.severity == Severity.HIGH.value:
+                own.append(Finding(Severity.HIGH, "verification",
+                                   f"its claim at {spec.fidelities[below].name} did not survive this evaluation"
+                                   f" ({v.message}): its promotion result is not believed", e["evaluation_id"],
+                                   {**details, "parent_rejected": str(p["evaluation_id"])}))
+    return own, theirs
+
+
 def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[str, Any],
                       ctx: TickContext | None = None) -> dict[str, Any]:
     """Review one parsed generation: plan (or find) its verification batches round by round,
@@ -176,9 +225,12 @@ def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[st
     found: list[Finding] = []
     for e in rows:
         found.extend(check_metrics(spec, e))
-    if gen["kind"] in ("promotion", "certification"):
-        parent_of = {p["promoted"]: p["evaluation_id"] for p in verifications.parents(conn, gen)}
-        found.extend(_parent_findings(gen, rows, parent_of))
+    on_parents: dict[UUID, list[Finding]] = {}
+    if gen["kind"] in verifications.PROMOTED:
+        parents = verifications.parents(conn, gen)
+        found.extend(_parent_findings(gen, rows, {p["promoted"]: p["evaluation_id"] for p in parents}))
+        own, on_parents = _ladder_findings(spec, gen, generations.evaluations(conn, gid), parents)
+        found.extend(own)
     bad = {f.evaluation_id for f in found}
     clean = [e for e in rows if e["evaluation_id"] not in bad]
     claimed = {e["evaluation_id"]: e for e in clean}
@@ -213,9 +265,14 @@ def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[st
         if not settled:
             return {"generation_id": str(gid), "checked": len(rows), "verification": runs, "waiting": True}
     rejected = sorted({f.evaluation_id for f in found if f.severity.rejects() and f.evaluation_id}, key=str)
-    verifications.complete(conn, gen, vids, found, rejected)
-    return {"generation_id": str(gid), "checked": len(rows), "spot_checked": len(verified),
-            "verification": runs, "findings": len(found), "rejected": len(rejected)}
+    parents_rejected = sorted({f.evaluation_id for fs in on_parents.values() for f in fs if f.severity.rejects()},
+                              key=str)
+    verifications.complete(conn, gen, vids, found, rejected, on_parents, parents_rejected)
+    out = {"generation_id": str(gid), "checked": len(rows), "spot_checked": len(verified),
+           "verification": runs, "findings": len(found), "rejected": len(rejected)}
+    if on_parents or parents_rejected:
+        out["parents_rejected"] = len(parents_rejected)
+    return out
 
 
 def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[str, Any],
@@ -225,15 +282,19 @@ def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[s
     operator); dispatch holds the promotion until this is recorded (``meta.review``)."""
     pid = promo["generation_id"]
     parents = verifications.parents(conn, promo)
+    on = spec.review.spot_check_top > 0 and spec.review.verify_promoted
+    below = int(parents[0]["fidelity"]) if parents else int(promo["fidelity"])
+    covered = [p.name for p in verify.ladder(spec, below, int(promo["fidelity"]))] if on else []
     todo = [p for p in parents if not p["verified"] and p["status"] == "succeeded"] \
-        if spec.review.spot_check_top > 0 and spec.review.verify_promoted else []
+        if on and verify.explicit(spec, below, int(promo["fidelity"])) else []
     rejected = [p["evaluation_id"] for p in parents if p["status"] == "rejected"]
     by_gen: dict[UUID, list[dict[str, Any]]] = {}
     for p in todo:
         by_gen.setdefault(p["generation_id"], []).append(p)
     gens = {g: generations.get(conn, g) for g in by_gen}
     plan = verify.plan_parents(spec, [(gens[g], verify.ranked(spec, rows)) for g, rows in
-                                      sorted(by_gen.items(), key=lambda kv: gens[kv[0]]["ask_id"])])
+                                      sorted(by_gen.items(), key=lambda kv: gens[kv[0]]["ask_id"])],
+                               to_fidelity=int(promo["fidelity"]))
     existing = {int(v["meta"]["verification"]["position"]): v["generation_id"]
                 for v in verifications.of_promotion(conn, pid)}
     claimed = {p["evaluation_id"]: p for p in todo}
@@ -245,8 +306,8 @@ def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[s
     for f in found:
         by_parent_gen.setdefault(owner[f.evaluation_id], []).append(f)
     rejected += sorted({f.evaluation_id for f in found if f.severity.rejects()}, key=str)
-    verifications.clear_promotion(conn, promo, vids, by_parent_gen, rejected, len(todo))
-    return {"generation_id": str(pid), "parents": len(parents), "parents_verified": len(todo),
+    verifications.clear_promotion(conn, promo, vids, by_parent_gen, rejected, len(todo), ladder=covered)
+    return {"generation_id": str(pid), "parents": len(parents), "parents_verified": len(todo), "ladder": covered,
             "verification": runs, "findings": len(found), "parents_rejected": len(rejected)}
 
 

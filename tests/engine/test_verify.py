@@ -184,3 +184,75 @@ def test_a_promotions_parents_are_checked_per_generation_in_a_fixed_shape():
     planned = verify.plan_parents(spec, many)
     assert len(planned) <= verify.PARENT_SLOTS and len({len(c.sources) for _, c in planned}) == 1
     assert max(c.position for _, c in planned) < 64
+
+
+CGL = {"slug": "cgl-ladder", "model": {"name": "cgl", "fixed": {"sigma": 0.0, "L": 80.0}},
+       "space": {"alpha": {"low": 0.5, "high": 3.0}, "beta": {"low": -3.0, "high": -0.5}},
+       "objectives": [{"metric": "log_prime_sse"}], "constraints": [{"metric": "h_norm", "max": 0.05}],
+       "budget": {"evaluations": 64},
+       "fidelities": [{"name": "coarse", "settings": {"grid": 32, "steps": 300, "dt": 0.1}},
+                      {"name": "fine", "settings": {"grid": 64, "steps": 600, "dt": 0.05}}]}
+
+
+def _fine(settings: dict, **more) -> dict:
+    return {**CGL, **more, "fidelities": [CGL["fidelities"][0], {"name": "fine", "settings": settings}]}
+
+
+def test_a_promotion_performs_the_step_halving_when_its_rung_composes_declared_refinements():
+    spec = parse_spec(CGL)  # fine = the coarse rung with fine_grid then half_dt
+    assert [p.name for p in verify.ladder(spec, 0, 1)] == ["half_dt"] and verify.explicit(spec, 0, 1) == []
+    deeper = parse_spec(_fine({"grid": 128, "steps": 2400, "dt": 0.0125}))  # three halvings, two grid doublings
+    assert [p.name for p in verify.ladder(deeper, 0, 1)] == ["half_dt"]
+    assert [p.name for p in verify.ladder(parse_spec(_fine({"grid": 32, "steps": 600, "dt": 0.05})), 0, 1)] == ["half_dt"]
+    for settings in ({"grid": 64, "steps": 300, "dt": 0.05},  # a shorter horizon
+                     {"grid": 64, "steps": 300, "dt": 0.1},  # a finer grid only: half_dt is not performed
+                     {"grid": 16, "steps": 600, "dt": 0.05}):  # a coarser grid
+        other = parse_spec(_fine(settings))
+        assert verify.ladder(other, 0, 1) == [] and verify.explicit(other, 0, 1) == ["half_dt"], settings
+    noisy = parse_spec({**CGL, "model": {"name": "cgl", "fixed": {"sigma": 0.05, "L": 80.0}}})
+    assert [p.name for p in verify.chosen(noisy, 0)] == ["half_dt", "noise_key"]
+    assert verify.ladder(noisy, 0, 1) == []  # the promotion draws other keys: noise is mixed in, check explicitly
+    both = parse_spec({**CGL, "review": {"perturbations": ["half_dt", "repeat"]}})
+    assert verify.explicit(both, 0, 1) == ["repeat"]  # a repeat is never performed by a rung change
+
+
+def test_parent_batches_leave_out_what_the_promotion_performs_and_keep_the_others_positions():
+    spec = parse_spec({**CGL, "review": {"perturbations": ["half_dt", "repeat"]}})
+    gen = {"generation_id": "ga", "fidelity": 0, "seed": 11}
+    rows = [_row(spec, {"alpha": 1.0, "beta": -1.0}, i, {"log_prime_sse": 1.0, "h_norm": 0.0}) for i in (3, 5)]
+    every = verify.plan_parents(spec, [(gen, rows)])  # one batch of spot_check_top = 1 per row and perturbation
+    assert [(c.perturbation.name, c.position) for _, c in every] == [("half_dt", 32), ("repeat", 33),
+                                                                      ("half_dt", 34), ("repeat", 35)]
+    left = verify.plan_parents(spec, [(gen, rows)], to_fidelity=1)
+    assert [(c.perturbation.name, c.position) for _, c in left] == [(c.perturbation.name, c.position)
+                                                                      for _, c in every if c.perturbation.name == "repeat"]
+    assert verify.plan_parents(parse_spec(CGL), [(gen, rows)], to_fidelity=1) == []
+
+
+def test_a_repeated_perturbation_is_run_once():
+    spec = parse_spec({**DECAY, "review": {"perturbations": ["half_dt", "repeat", "half_dt"]}})
+    assert [p.name for p in verify.chosen(spec, 0)] == ["half_dt", "repeat"]
+
+
+def test_the_ladder_tolerance_is_the_spec_override_then_the_models_rung_change_then_the_declared(tmp_path):
+    (tmp_path / "ladder_tol_model.py").write_text(
+        "from huntflow.engine.models.base import Tolerance\n"
+        "from huntflow.engine.models.cgl import CGLModel\n"
+        "class Wider(CGLModel):\n"
+        "    def ladder_tolerances(self, param_names, fixed, lower, upper):\n"
+        "        return {'log_prime_sse': Tolerance(rtol=2.0 * upper['grid'] / lower['grid'], atol=0.5)}\n"
+        "MODEL = Wider()\n")
+    declared = parse_spec(CGL)
+    assert verify.ladder_tolerance(declared, "log_prime_sse", 0, 1) == verify.tolerance(declared, "log_prime_sse")
+    wider = parse_spec({**CGL, "model": {"entrypoint": "ladder_tol_model:MODEL", "pythonpath": [str(tmp_path)],
+                                         "fixed": CGL["model"]["fixed"]}})
+    assert verify.ladder_tolerance(wider, "log_prime_sse", 0, 1) == Tolerance(rtol=4.0, atol=0.5)
+    assert verify.ladder_tolerance(wider, "h_norm", 0, 1) == verify.tolerance(wider, "h_norm")
+    pinned = parse_spec({**CGL, "review": {"tolerances": {"log_prime_sse": {"rtol": 0.1}}}})
+    assert verify.ladder_tolerance(pinned, "log_prime_sse", 0, 1) == Tolerance(rtol=0.1, atol=0.0)
+    # and compare uses it: a move inside the wider tolerance is no finding
+    assert verify.compare(declared, "half_dt", {"log_prime_sse": 0.7, "h_norm": 0.0}, True,
+                          {"log_prime_sse": 3.0, "h_norm": 0.0})
+    assert verify.compare(wider, "half_dt", {"log_prime_sse": 0.7, "h_norm": 0.0}, True,
+                          {"log_prime_sse": 3.0, "h_norm": 0.0},
+                          {"log_prime_sse": verify.ladder_tolerance(wider, "log_prime_sse", 0, 1)}) == []

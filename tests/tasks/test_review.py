@@ -102,8 +102,9 @@ def _the_best_survived_a_check(db, cid, best) -> None:
     for g in db.execute("select * from hunt.generations where campaign_id = %s and kind in"
                         " ('promotion', 'certification')", (cid,)).fetchall():
         assert "review" in g["meta"]
-        for p in verifications.parents(db, g):
-            assert p["verified"] or p["status"] == "rejected", p
+        compared = bool(g["meta"]["review"].get("ladder")) and g["status"] in ("reviewed", "told")
+        for p in verifications.parents(db, g):  # checked at its rung, or by the promotion itself
+            assert p["verified"] or p["status"] == "rejected" or compared, p
 
 
 def _numbering_and_progress_leave_verification_out(db, cid, search_evaluations: int) -> None:
@@ -136,13 +137,14 @@ def test_a_noise_lucky_candidate_is_rejected_and_honest_noise_is_not(db, make_sp
 LADDER = {**DECAY, "fidelities": [{"name": "coarse", "settings": {"dt": 0.5, "steps": 5}},
                                   {"name": "fine", "settings": {"dt": 0.25, "steps": 10}}],
           "budget": {"evaluations": 27}}
+# a top rung that is not the coarse one's halved step (a longer horizon): no check for free
+LONGER = {**LADDER, "fidelities": [LADDER["fidelities"][0], {"name": "fine", "settings": {"dt": 0.25, "steps": 12}}]}
 
 
-def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(db, make_spec):
-    """Review off during the search (so nothing is verified yet), on when the certification is
-    asked: its parents are checked at their own rung before it is launched; the artefacts among
-    them are rejected there, and their certification results are not believed."""
-    cid = campaigns.insert_campaign(db, make_spec(slug="decay-ladder", **LADDER, review={"spot_check_top": 0}))
+def _certification_asked_unverified(db, make_spec, slug: str, body: dict):
+    """Review off during the search (so nothing is verified yet), on once the certification is
+    asked: returns the campaign, the planned certification and its artefact parents."""
+    cid = campaigns.insert_campaign(db, make_spec(slug=slug, **body, review={"spot_check_top": 0}))
     for _ in range(20):
         _tick(cid)
         promo = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
@@ -156,7 +158,72 @@ def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(d
     parents = verifications.parents(db, promo)
     assert not any(p["verified"] for p in parents)
     artefacts = {p["evaluation_id"] for p in parents if p["metrics"]["f"] < -0.5}
-    assert artefacts  # the coarse rung's best-looking results are the Euler artefact
+    assert artefacts  # the coarse rung's best-looking results are the artefact
+    return cid, promo, artefacts
+
+
+def _promotion_rows_of_rejected_parents_are_rejected(db, promo, artefacts) -> None:
+    for p in verifications.parents(db, promo):
+        assert (p["status"] == "rejected") == (p["evaluation_id"] in artefacts), p
+    rows = {e["candidate_index"]: e for e in generations.evaluations(db, promo["generation_id"])}
+    for p in verifications.parents(db, promo):
+        row = rows[p["promoted"]]
+        assert (row["status"] == "rejected") == (p["evaluation_id"] in artefacts), (row, p)
+
+
+def test_a_promotion_to_the_halved_step_is_its_parents_check(db, make_spec):
+    """The fine rung is the coarse one's halved step: the certification is launched at once (no
+    verification batch) and its own results are compared with its parents' claims; the artefacts
+    among them are rejected with a high finding naming half_dt and both values, their
+    certification results are not believed, the honest parents are not rejected."""
+    assert [p.name for p in verify.ladder(make_spec(slug="ladder-x", **LADDER), 0, 1)] == ["half_dt"]
+    cid, promo, artefacts = _certification_asked_unverified(db, make_spec, "decay-ladder", LADDER)
+    _, evals, best, found = _campaign(db, None, cid=cid)
+    promo = generations.get(db, promo["generation_id"])
+    assert verifications.of_promotion(db, promo["generation_id"]) == []  # nothing re-run for the parents
+    assert promo["meta"]["review"]["ladder"] == ["half_dt"] and promo["meta"]["review"]["parents_checked"] == 0
+    on_parents = [f for f in found if f["details"].get("ladder") and f["evaluation_id"] in artefacts]
+    assert {f["evaluation_id"] for f in on_parents if f["severity"] == "high"} == artefacts
+    for f in on_parents:
+        assert "half_dt" in f["message"] and f["details"]["perturbation"] == "half_dt"
+        if "claimed" in f["details"]:  # both values: the coarse claim (the artefact) and the fine result
+            assert f["details"]["claimed"] < -0.5 < f["details"]["again"]
+    assert {f["details"]["parent_rejected"] for f in found if f["details"].get("parent_rejected")} \
+        == {str(a) for a in artefacts}
+    _promotion_rows_of_rejected_parents_are_rejected(db, promo, artefacts)
+    assert best["evaluation_id"] not in artefacts  # (review was off during the search: its best is unchecked)
+    # with review on from the start, the same ladder believes no artefact at either rung
+    cid, evals, best, found = _campaign(db, make_spec(slug="decay-ladder-on", **LADDER))
+    assert best["metrics"]["f"] > -0.1
+    _the_best_survived_a_check(db, cid, best)
+    (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
+                         (cid,)).fetchall()
+    assert verifications.of_promotion(db, cert["generation_id"]) == []  # contenders' checks only
+    # review.verify_promoted: false trusts the parents: no comparison, no rejection of them
+    cid, _, best, found = _campaign(db, make_spec(slug="decay-ladder-trust", **LADDER, review={"verify_promoted": False}))
+    (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
+                         (cid,)).fetchall()
+    assert cert["meta"]["review"] == {"parents_checked": 0, "parents_rejected": [], "ladder": []}
+    assert not any(f["details"].get("ladder") for f in found)
+    assert best["metrics"]["f"] > -0.1 and _verified(db, best["evaluation_id"])
+
+
+def test_an_honest_ladder_has_no_false_rejection(db, make_spec):
+    honest = {**LADDER, "space": HONEST["space"]}
+    cid, evals, best, found = _campaign(db, make_spec(slug="decay-ladder-honest", **honest))
+    assert found == [] and all(e["status"] == "succeeded" for e in evals)
+    (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
+                         (cid,)).fetchall()
+    assert cert["meta"]["review"]["ladder"] == ["half_dt"] and len(verifications.parents(db, cert)) >= 3
+    _the_best_survived_a_check(db, cid, best)
+
+
+def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(db, make_spec):
+    """Where the next rung does not refine the step (a longer horizon), the certification's
+    parents are checked at their own rung before it is launched; the artefacts among them are
+    rejected there, and their certification results are not believed."""
+    assert verify.ladder(make_spec(slug="longer-x", **LONGER), 0, 1) == []
+    cid, promo, artefacts = _certification_asked_unverified(db, make_spec, "decay-longer", LONGER)
     _, evals, best, found = _campaign(db, None, cid=cid)
     promo = generations.get(db, promo["generation_id"])
     checks = verifications.of_promotion(db, promo["generation_id"])
@@ -164,24 +231,10 @@ def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(d
     assert all(c["generation_index"] != promo["generation_index"] for c in checks)  # numbered like their parents
     assert max(c["finished_at"] or c["updated_at"] for c in checks) <= promo["dispatched_at"]
     assert set(promo["meta"]["review"]["parents_rejected"]) == {str(a) for a in artefacts}
-    for p in verifications.parents(db, promo):
-        assert (p["status"] == "rejected") == (p["evaluation_id"] in artefacts)
-    rows = {e["candidate_index"]: e for e in generations.evaluations(db, promo["generation_id"])}
-    for p in verifications.parents(db, promo):
-        row = rows[p["promoted"]]
-        assert (row["status"] == "rejected") == (p["evaluation_id"] in artefacts), (row, p)
+    assert promo["meta"]["review"]["ladder"] == []
+    _promotion_rows_of_rejected_parents_are_rejected(db, promo, artefacts)
     assert any(f["details"].get("parent_rejected") for f in found)
-    assert best["evaluation_id"] not in artefacts  # (review was off during the search: its best is unchecked)
-    # with review on from the start, the same ladder believes no artefact at either rung
-    cid, evals, best, found = _campaign(db, make_spec(slug="decay-ladder-on", **LADDER))
-    assert best["metrics"]["f"] > -0.1
-    _the_best_survived_a_check(db, cid, best)
-    # review.verify_promoted: false checks contenders only (the promotion is not held for its parents)
-    cid, _, best, _ = _campaign(db, make_spec(slug="decay-ladder-trust", **LADDER, review={"verify_promoted": False}))
-    (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
-                         (cid,)).fetchall()
-    assert cert["meta"]["review"]["parents_checked"] == 0 and verifications.of_promotion(db, cert["generation_id"]) == []
-    assert best["metrics"]["f"] > -0.1 and _verified(db, best["evaluation_id"])
+    assert best["evaluation_id"] not in artefacts
 
 
 def test_a_kit_generation_is_verified_by_a_kit_while_the_search_goes_on(db, make_spec, tmp_path):
