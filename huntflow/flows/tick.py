@@ -31,6 +31,7 @@ import contextlib
 import contextvars
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from typing import Any
@@ -67,8 +68,27 @@ def no_heartbeats() -> Iterator[None]:
 
 
 def _named(stage_task, slug: str):
-    """The stage task with its runs named ``<stage> · <slug>`` in the UI."""
-    return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")
+    """The stage task with its runs named ``<stage> · <slug>`` in the UI.
+
+    In a worker thread (:func:`tick_concurrency` > 1) Prefect's task timeout cannot interrupt a
+    blocking call (it injects its error only once the call returns, after the stage's writes),
+    so there the tick's heartbeat enforces the stage's ``timeout_seconds`` instead
+    (:meth:`~huntflow.store.leases.Heartbeat.limit`: past it the campaign's lease is given up
+    and the stage's next write refused). On the main thread Prefect's own timeout applies.
+    """
+    limit = stage_task.timeout_seconds
+    if limit is None or threading.current_thread() is threading.main_thread():
+        return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")
+    unbounded = stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}", timeout_seconds=0)  # 0: none
+
+    def call(ctx: TickContext, campaign_id: UUID, **kwargs: Any):
+        beat = leases.heartbeat_of(ctx.owner)
+        if beat is None:  # no tick heartbeat to enforce it: Prefect's timeout, as on the main thread
+            return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")(ctx, campaign_id, **kwargs)
+        with beat.limit(campaign_id, limit, stage_task.name):
+            return unbounded(ctx, campaign_id, **kwargs)
+
+    return call
 
 
 def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dict[str, Any]:
@@ -164,13 +184,15 @@ def tick_run_name() -> str:
     return "tick: all active"
 
 
-def _snapshot(campaign_id: UUID) -> dict[str, Any]:
-    """:func:`events.snapshot` (empty when it cannot be read: events are never a reason to fail)."""
+def _snapshots(campaign_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
+    """:func:`events.snapshots` (empty when they cannot be read: events are never a reason to fail)."""
+    if not campaign_ids:
+        return {}
     try:
         with session() as conn:
-            return events.snapshot(conn, campaign_id)
+            return events.snapshots(conn, campaign_ids)
     except Exception as e:
-        logging.getLogger(__name__).warning("events of campaign %s not read: %s", campaign_id, e)
+        logging.getLogger(__name__).warning("events of campaigns %s not read: %s", _names([str(c) for c in campaign_ids]), e)
         return {}
 
 
@@ -223,12 +245,14 @@ def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> d
     slugs = _slugs(claimed)
     if claimed:
         _rename("tick: " + _names([slugs[c] for c in claimed if c in slugs]))
+    before = _snapshots(claimed)  # the whole cohort's "before" in one read
     workers = min(len(claimed), tick_concurrency())
     if workers <= 1:
-        return {str(c): _advance_one(ctx, beat, c, slugs.get(c, str(c))) for c in claimed}
+        return {str(c): _advance_one(ctx, beat, c, slugs.get(c, str(c)), before.get(c, {})) for c in claimed}
     # independent campaigns side by side; each thread sees this flow run's context
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hunt-tick") as pool:
-        futures = {c: pool.submit(contextvars.copy_context().run, _advance_one, ctx, beat, c, slugs.get(c, str(c)))
+        futures = {c: pool.submit(contextvars.copy_context().run, _advance_one, ctx, beat, c, slugs.get(c, str(c)),
+                                  before.get(c, {}))
                    for c in claimed}
     results: dict[str, Any] = {}
     errors = []
@@ -242,10 +266,10 @@ def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> d
     return results
 
 
-def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, slug: str) -> dict[str, Any]:
+def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, slug: str,
+                 before: dict[str, Any]) -> dict[str, Any]:
     """One campaign's stages, its lease released after them, then its report, events, artifacts
-    and follow-up."""
-    before = _snapshot(campaign_id)
+    and follow-up (``before``: its :func:`events.snapshot` from before the tick's stages)."""
     try:
         out = _campaign_stages(ctx, campaign_id, slug)
     finally:
@@ -254,7 +278,7 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     learned = out.get(Stage.LEARN.value)
     if isinstance(learned, dict) and learned.get("completed"):
         out["report"] = completion_report(campaign_id)
-    out["events"] = events.emit_changes(before, _snapshot(campaign_id))
+    out["events"] = events.emit_changes(before, _snapshots([campaign_id]).get(campaign_id, {}))
     batch_tables(slug, out.get(Stage.DISPATCH.value))
     out["artifacts"] = publish_campaign(campaign_id) is not None
     out["follow_up"] = _follow_up(ctx, campaign_id)

@@ -9,17 +9,23 @@ connection is autocommit with dict rows; code that needs atomicity opens
 :func:`session` lends a connection from a per-process pool (psycopg_pool) instead of opening
 one per stage: a connection costs ~10–30 ms and a tick takes dozens. The pool is created on
 first use for a URL (after one direct connection that applies the migrations and turns an
-unreachable database into a clear :class:`StoreError` at once), checked on every loan (a server
-restarted under us costs one reconnect, not an error), and keyed by process id, so a forked
-child never shares its parent's sockets. ``HUNTFLOW_DB_POOL_SIZE`` caps it (default 12).
+unreachable database into a clear :class:`StoreError` at once), checked on a loan when the
+connection sat idle for :data:`CHECK_IDLE_SECONDS` or more (a server restarted under us costs one
+reconnect, not an error; a connection handed back a moment ago is not checked again: a tick's
+stages pass connections back and forth dozens of times a second, and each check is a round
+trip), and keyed by process id, so a forked child never shares its parent's sockets.
+``HUNTFLOW_DB_POOL_SIZE`` caps it (default 12, raised to what ``HUNTFLOW_TICK_CONCURRENCY``
+threads can hold at once).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +41,10 @@ _LOCK = threading.Lock()
 _MIGRATED: set[str] = set()
 _POOLS: dict[tuple[int, str], ConnectionPool] = {}
 _POOL_TIMEOUT_SECONDS = 60.0
+CHECK_IDLE_SECONDS = 2.0
+"""A pooled connection idle this long is checked (one round trip) before it is lent again."""
+_RETURNED: dict[int, float] = {}
+"""``id(connection)`` -> when it was last handed back (``time.monotonic()``)."""
 
 
 def _embedded_url(pgdata: Path) -> str:
@@ -122,6 +132,19 @@ def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connecti
     return conn
 
 
+def _check_if_idle(conn: psycopg.Connection) -> None:
+    """The pool's loan check: a round trip only for a connection that sat idle a while."""
+    if time.monotonic() - _RETURNED.get(id(conn), -math.inf) >= CHECK_IDLE_SECONDS:
+        ConnectionPool.check_connection(conn)
+
+
+def pool_size() -> int:
+    """``HUNTFLOW_DB_POOL_SIZE`` (default 12), at least what a tick's threads hold at once (two
+    connections per concurrently advanced campaign, plus discover's and the tick's own)."""
+    threads = max(1, int(os.environ.get("HUNTFLOW_TICK_CONCURRENCY", "4")))
+    return max(1, int(os.environ.get("HUNTFLOW_DB_POOL_SIZE", "12")), 2 * threads + 2)
+
+
 def _pool(url: str) -> ConnectionPool:
     key = (os.getpid(), url)
     pool = _POOLS.get(key)
@@ -133,8 +156,7 @@ def _pool(url: str) -> ConnectionPool:
             connect(url).close()  # migrations once, and a clear error when unreachable
             pool = ConnectionPool(
                 url, kwargs={"autocommit": True, "row_factory": dict_row},
-                min_size=1, max_size=max(1, int(os.environ.get("HUNTFLOW_DB_POOL_SIZE", "12"))),
-                check=ConnectionPool.check_connection, timeout=_POOL_TIMEOUT_SECONDS,
+                min_size=1, max_size=pool_size(), check=_check_if_idle, timeout=_POOL_TIMEOUT_SECONDS,
                 name="huntflow", open=True,
             )
             _POOLS[key] = pool
@@ -173,4 +195,5 @@ def session(url: str | None = None) -> Iterator[psycopg.Connection]:
     except psycopg.Error as e:
         raise store_error(e, url) from e
     finally:
+        _RETURNED[id(conn)] = time.monotonic()
         pool.putconn(conn)

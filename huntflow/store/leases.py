@@ -13,6 +13,11 @@ hours) and poolers that do not keep sessions.
 A stage's connection is tied to its tick with :func:`guard`: from then on the database refuses
 (:class:`LeaseLost`) any write to a campaign the tick no longer leases, in the writing
 transaction itself (``hunt.guard_lease``).
+
+:meth:`Heartbeat.limit` bounds a stage that runs in a worker thread, where Prefect's task
+timeout cannot interrupt a blocking call: once the stage runs past its limit the heartbeat gives
+the campaign's lease up, so the stage's next write is refused and the campaign's tick ends
+(its row ``skipped``: lease lost); the next tick carries on from the database.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 from uuid import UUID
@@ -99,6 +105,9 @@ class Heartbeat:
         self.pid: int | None = None
         self._held: set[UUID] = set()
         self._lost: set[UUID] = set()
+        self._deadlines: dict[UUID, tuple[float, str]] = {}
+        self.overdue: dict[UUID, str] = {}
+        """Campaigns whose lease was given up because a stage ran past its limit: what ran."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._conn: psycopg.Connection | None = None
@@ -167,16 +176,36 @@ class Heartbeat:
         with self._lock:
             return campaign_id in self._lost
 
+    @contextlib.contextmanager
+    def limit(self, campaign_id: UUID, seconds: float, what: str) -> Iterator[None]:
+        """``with hb.limit(cid, 600, "evolve"):`` — give the campaign's lease up at the first
+        beat after ``seconds`` if the block is still running (see the module's docstring)."""
+        with self._lock:
+            self._deadlines[campaign_id] = (time.monotonic() + float(seconds), f"{what} ({seconds:g} s limit)")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._deadlines.pop(campaign_id, None)
+
     # the thread ------------------------------------------------------------------------
     def beat(self) -> None:
-        """Renew every held lease now (also called by the thread every :attr:`interval`)."""
+        """Renew every held lease now (also called by the thread every :attr:`interval`); give up
+        those whose stage ran past its :meth:`limit`."""
+        now = time.monotonic()
         with self._lock:
-            held = sorted(self._held - self._lost)
-        if not held:
+            overdue = {c: what for c, (at, what) in self._deadlines.items()
+                       if at <= now and c in self._held and c not in self._lost}
+            held = sorted(self._held - self._lost - set(overdue))
+        if not held and not overdue:
             return
         if self._conn is None or self._conn.closed:
             self._close()
             self._connect()
+        if overdue:
+            self._give_up(overdue)
+        if not held:
+            return
         rows = self._conn.execute(
             "update hunt.campaigns set lease_expires_at = now() + make_interval(secs => %s), lease_pid = %s"
             " where campaign_id = any(%s) and lease_owner = %s returning campaign_id",
@@ -186,6 +215,18 @@ class Heartbeat:
         with self._lock:
             self._lost.update(c for c in held if c not in renewed and c in self._held)
         self.beats += 1
+
+    def _give_up(self, overdue: dict[UUID, str]) -> None:
+        self._conn.execute(
+            "update hunt.campaigns set lease_owner = null, lease_expires_at = null, lease_pid = null,"
+            " updated_at = now() where campaign_id = any(%s) and lease_owner = %s",
+            (list(overdue), self.owner))
+        with self._lock:
+            self._lost.update(overdue)
+            self.overdue.update(overdue)
+        for campaign_id, what in overdue.items():
+            _log.warning("campaign %s: %s ran past its limit; lease given up, its next write is refused",
+                         campaign_id, what)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

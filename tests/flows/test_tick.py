@@ -145,3 +145,41 @@ def test_status_json_agrees_with_sql_view(db, make_spec):
         for key in ("status", "stage", "generations", "evaluations", "best_objective"):
             assert shown[slug][key] == row[key], (slug, key)
         assert shown[slug]["generations"] >= 1
+
+
+def test_stages_in_worker_threads_are_bounded_by_the_heartbeat_not_prefects_timeout(db, make_spec, monkeypatch):
+    """Two campaigns advance side by side in threads: Prefect's thread timeout (which cannot
+    interrupt a blocking call) is off for their stages, and each stage runs under the tick
+    heartbeat's limit instead."""
+    import logging
+
+    from huntflow.store import leases
+
+    monkeypatch.setenv("HUNTFLOW_TICK_CONCURRENCY", "2")
+    ids = [campaigns.insert_campaign(db, make_spec()), campaigns.insert_campaign(db, make_spec(slug="side-by-side", seed=5))]
+    limited: list[tuple[str, float]] = []
+    real = leases.Heartbeat.limit
+
+    def spy(self, campaign_id, seconds, what):
+        limited.append((what, seconds))
+        return real(self, campaign_id, seconds, what)
+
+    monkeypatch.setattr(leases.Heartbeat, "limit", spy)
+    seen: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    catch = Catch(logging.WARNING)
+    logging.getLogger("prefect.task_runs").addHandler(catch)
+    try:
+        out = _tick()
+    finally:
+        logging.getLogger("prefect.task_runs").removeHandler(catch)
+    assert not [m for m in seen if "worker thread" in m]
+    assert sorted(out["campaigns"]) == sorted(str(c) for c in ids)
+    assert {w for w, _ in limited} == {"dispatch", "parse", "review", "evolve", "learn"}
+    assert len(limited) == 10 and all(s > 0 for _, s in limited)
+    rows = stage_runs.for_tick(db, uuid.UUID(out["tick_id"]))
+    assert {r["status"] for r in rows} == {"succeeded"} and len(rows) == 12

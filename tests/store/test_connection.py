@@ -80,3 +80,24 @@ def test_store_error_redacts_a_password_inside_any_driver_exception():
     err = store_error(psycopg.ProgrammingError(f"weird: password={PW} in message"),
                       f"postgresql://a:{PW}@h/d")
     assert PW not in str(err)
+
+
+def test_a_pooled_connection_is_checked_only_after_sitting_idle(database_url, monkeypatch):
+    from psycopg_pool import ConnectionPool
+
+    from huntflow.store import connection
+
+    url = database_url + ("&" if "?" in database_url else "?") + "application_name=idle-check"  # a pool of its own
+    checks = []
+    real = ConnectionPool.check_connection
+    monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(lambda c: (checks.append(c), real(c))))
+    with session(url) as conn:  # may be checked: it may have sat idle before this test
+        first = id(conn)
+    checks.clear()
+    with session(url) as conn:  # handed back a moment ago: lent without a round trip
+        assert id(conn) == first
+    assert checks == []
+    monkeypatch.setattr(connection, "CHECK_IDLE_SECONDS", 0.0)
+    with session(url) as conn:
+        assert conn.execute("select 1 as one").fetchone()["one"] == 1
+    assert len(checks) == 1

@@ -100,3 +100,28 @@ def test_orphaned_stage_rows_are_closed_as_crashed(db, make_spec):
     assert rows[dead]["status"] == StageRunStatus.CRASHED.value and rows[dead]["finished_at"] is not None
     assert str(dead) in rows[dead]["error"] and f"tick:{live}" in rows[dead]["error"]
     assert rows[live]["status"] == "running"
+
+
+def test_a_stage_past_its_limit_loses_the_lease_and_its_next_write_is_refused(db, make_spec, database_url):
+    cid = campaigns.insert_campaign(db, make_spec())
+    with leases.Heartbeat(database_url, "tick:slow", lease_seconds=600) as beat:
+        assert campaigns.claim_cohort(db, "tick:slow", 4, beat.lease_seconds, session_pid=beat.pid)
+        beat.hold([cid])
+        conn = connect(database_url)
+        try:
+            with leases.guarded(conn, beat.owner):
+                with beat.limit(cid, 60, "evolve"):
+                    beat.beat()  # within its limit: renewed, still held
+                    assert not beat.lost(cid) and campaigns.get_campaign(db, cid)["lease_owner"] == "tick:slow"
+                    campaigns.set_stage(conn, cid, Stage.EVOLVE)
+                with beat.limit(cid, 0, "evolve"):  # a stage that is over its limit at the next beat
+                    beat.beat()
+                    assert beat.lost(cid) and "evolve" in beat.overdue[cid]
+                    with pytest.raises(psycopg.Error) as caught:
+                        campaigns.set_stage(conn, cid, Stage.LEARN)
+                    assert leases.lease_lost(caught.value) is not None
+        finally:
+            conn.close()
+    row = campaigns.get_campaign(db, cid)
+    assert row["lease_owner"] is None and row["current_stage"] == "evolve"
+    assert [r["campaign_id"] for r in campaigns.claim_cohort(db, "tick:next", 4, 30)] == [cid]  # free at once
