@@ -11,8 +11,8 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
 * ``evaluation_rows_per_second`` — evaluation rows written with COPY
   (``generations.copy_evaluations``), interleaved with ``executemany_rows_per_second``.
 * ``tick_seconds_by_history`` — a tick of a campaign whose history holds 1k / 10k / 100k / 1M
-  evaluation rows (seeded with COPY as told generations with their summary and trajectory
-  rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own state is
+  evaluation rows (seeded inside the database as told generations with their summary and
+  trajectory rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own state is
   fresh in each (its growth is the optimizer's, not the orchestration's).
 * ``tick_seconds_100_campaigns`` — one tick advancing 100 active demo campaigns (random search
   by default, so the number is the orchestration's; ``--campaign-optimizer ngopt`` adds NGOpt's
@@ -260,32 +260,32 @@ def rows_per_second(url: str) -> dict:
 
 def _seed_history(cid: uuid.UUID, n_rows: int, pop: int = 32) -> None:
     """``n_rows`` evaluation rows as told generations before the campaign's first ask (negative
-    ask ids), with the summary and trajectory rows the tick would have written."""
-    from psycopg.types.json import Jsonb
-
+    ask ids), with the summary and trajectory rows the tick would have written. Generated inside
+    the database (``insert ... select`` over ``generate_series``, seeded ``random()``), so a
+    million rows take a minute, not the client's COPY of a million JSON documents."""
     from huntflow.store.connection import session
 
-    rng = random.Random(n_rows)
     n_gens = max(1, n_rows // pop)
+    x = [f"x{j}" for j in range(4)]
+    rosen = " + ".join(f"100 * power({x[j + 1]} - {x[j]} * {x[j]}, 2) + power(1 - {x[j]}, 2)" for j in range(3))
     with session() as conn, conn.transaction():
-        with conn.cursor() as cur, cur.copy(
-            "copy hunt.generations (generation_id, campaign_id, generation_index, ask_id, kind, fidelity,"
-            " fidelity_name, status, seed, attempt) from stdin"
-        ) as copy:
-            gids = [uuid.uuid4() for _ in range(n_gens)]
-            for k, gid in enumerate(gids):
-                copy.write_row((gid, cid, k, k - n_gens, "search", 0, "exact", "told", k, 1))
-        with conn.cursor() as cur, cur.copy(
-            "copy hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,"
-            " status, metrics, objective, feasible, decision, provenance, wall_seconds) from stdin"
-        ) as copy:
-            for k, gid in enumerate(gids):
-                for i in range(pop):
-                    x = [rng.uniform(-2, 2) for _ in range(4)]
-                    f = sum(100 * (x[j + 1] - x[j] ** 2) ** 2 + (1 - x[j]) ** 2 for j in range(3)) + 1.0
-                    copy.write_row((gid, cid, i, Jsonb({f"x{j}": x[j] for j in range(4)}), f"{k}-{i}", 0,
-                                    "succeeded", Jsonb({"f": f}), f, True, Jsonb({"source": "seed"}),
-                                    Jsonb({"seed": k}), 0.001))
+        conn.execute("select setseed(%s)", (1.0 / (1 + n_rows % 997),))
+        conn.execute(
+            "insert into hunt.generations (generation_id, campaign_id, generation_index, ask_id, kind, fidelity,"
+            " fidelity_name, status, seed, attempt)"
+            " select gen_random_uuid(), %(cid)s, k, k - %(n)s, 'search', 0, 'exact', 'told', k, 1"
+            " from generate_series(0, %(n)s - 1) k", {"cid": cid, "n": n_gens})
+        conn.execute(
+            "with pts as materialized (select g.generation_id, g.generation_index as k, i, "
+            + ", ".join(f"random() * 4 - 2 as {v}" for v in x)
+            + " from hunt.generations g cross join generate_series(0, %(pop)s - 1) i where g.campaign_id = %(cid)s)"
+            " insert into hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,"
+            " status, metrics, objective, feasible, decision, provenance, wall_seconds)"
+            " select generation_id, %(cid)s, i, jsonb_build_object(" + ", ".join(f"'{v}', {v}" for v in x) + "),"
+            " k || '-' || i, 0, 'succeeded', jsonb_build_object('f', f), f, true, '{\"source\": \"seed\"}'::jsonb,"
+            " jsonb_build_object('seed', k), 0.001"
+            f" from pts, lateral (select {rosen} + 1.0 as f) r",
+            {"cid": cid, "pop": pop})
         conn.execute(
             "insert into hunt.generation_summaries (generation_id, campaign_id, ask_id, fidelity, evaluations,"
             " used, feasible, best_min, best_max, target_hits)"

@@ -9,10 +9,12 @@
 
 The dashboard is rebuilt from the campaign's whole history (every evaluation row), so it is
 refreshed at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign — or every
-:data:`COST_FACTOR` times its last rebuild's duration, if longer — and always when it finishes.
+:data:`COST_FACTOR` times the last rebuilds of all the process's active campaigns together, if
+longer (:func:`refresh_seconds`) — and always when it finishes.
 The progress artifact is updated every tick: a tick in between reads only the budget used
 (``summaries.used_evaluations``: the told generations' summaries plus the untold ones' rows), so
-its cost does not grow with the history.
+its cost does not grow with the history; it writes the artifact (by the id this process last
+saw, without reading the API) only when the percentage moved.
 Publishing never fails a tick: errors are logged as warnings.
 """
 
@@ -34,6 +36,9 @@ _log = logging.getLogger(__name__)
 _PUBLISHED: dict[UUID, tuple[float, float]] = {}
 """Campaign -> when this process last published its artifacts (``time.monotonic()``) and how
 long that took."""
+_PROGRESS: dict[UUID, tuple[Any, float]] = {}
+"""Campaign -> its progress artifact's id and the percentage it shows (as this process set it):
+a throttled tick updates it without reading the API first, and not at all when unchanged."""
 COST_FACTOR = 20
 """A campaign's artifacts are rebuilt at most once per ``COST_FACTOR`` times their last cost, so
 they take at most ~5 % of a long hunt's time however large its history grows."""
@@ -85,6 +90,16 @@ def batch_tables(slug: str, dispatched: Any) -> None:
 
 def plot_seconds() -> float:
     return float(os.environ.get("HUNTFLOW_PLOT_SECONDS", "60"))
+
+
+def refresh_seconds() -> float:
+    """How often one active campaign's dashboard may be rebuilt in this process: every
+    ``HUNTFLOW_PLOT_SECONDS``, or :data:`COST_FACTOR` times what the last rebuilds of all the
+    active campaigns it publishes cost together, if longer (0: every tick). Summed, because a
+    tick rebuilds every campaign whose turn came: with 100 campaigns of 1 s each, a per-campaign
+    bound would let the rebuilds take the whole tick once a tick outlasts the period."""
+    base = plot_seconds()
+    return base and max(base, COST_FACTOR * sum(cost for _, cost in list(_PUBLISHED.values())))
 
 
 def _latest(client, names: list[str]) -> dict[str, Any]:
@@ -142,10 +157,19 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             raise KeyError(f"no campaign {campaign_id}")
         used = summaries.used_evaluations(conn, cid)
     k = keys(row["slug"])
-    last, cost = _PUBLISHED.get(cid, (-math.inf, 0.0))
-    every = plot_seconds() and max(plot_seconds(), COST_FACTOR * cost)  # 0: every tick
+    last, _ = _PUBLISHED.get(cid, (-math.inf, 0.0))
+    every = refresh_seconds()
     throttled = row["status"] == "active" and time.monotonic() - last < every  # published by this process
     started = time.monotonic()
+    if throttled and cid in _PROGRESS:  # this process set it last: no read of the API, no write if unchanged
+        pct = dashboard.budget_percent(used, row["evaluations_budget"])
+        art, shown = _PROGRESS[cid]
+        if pct != shown:
+            with get_client(sync_client=True) as client:
+                _PROGRESS.pop(cid)  # set again only once the update went through
+                client.update_artifact(art, ArtifactUpdate(data=pct))
+            _PROGRESS[cid] = (art, pct)
+        return {"keys": k, "progress": pct, "plots": False, "fresh": True}
     with get_client(sync_client=True) as client:
         latest = _latest(client, [k["markdown"], k["progress"]])
         old = latest.get(k["markdown"])
@@ -155,10 +179,13 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             pct = dashboard.budget_percent(used, row["evaluations_budget"])
             prog = latest.get(k["progress"])
             if prog is None:
-                create_progress_artifact(progress=pct, key=k["progress"],
-                                         description=f"{row['slug']}: {used}/{row['evaluations_budget']} evaluations")
-            elif prog.data != pct:
-                client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct))
+                art = create_progress_artifact(progress=pct, key=k["progress"],
+                                               description=f"{row['slug']}: {used}/{row['evaluations_budget']} evaluations")
+            else:
+                art = prog.latest_id
+                if prog.data != pct:
+                    client.update_artifact(art, ArtifactUpdate(data=pct))
+            _PROGRESS[cid] = (art, pct)
             return {"keys": k, "progress": pct, "plots": False, "fresh": True}
         with session() as conn:
             inputs = report_inputs(conn, UUID(str(campaign_id)))
@@ -175,8 +202,13 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             client.update_artifact(old.latest_id, ArtifactUpdate(data=md, description=line))
         prog = latest.get(k["progress"])
         if prog is None:
-            create_progress_artifact(progress=pct, key=k["progress"], description=line)
+            art = create_progress_artifact(progress=pct, key=k["progress"], description=line)
         else:
-            client.update_artifact(prog.latest_id, ArtifactUpdate(data=pct, description=line))
-    _PUBLISHED[cid] = (time.monotonic(), time.monotonic() - started)
+            art = prog.latest_id
+            client.update_artifact(art, ArtifactUpdate(data=pct, description=line))
+        _PROGRESS[cid] = (art, pct)
+    if finished:
+        _PUBLISHED.pop(cid, None)  # not refreshed again: its cost no longer counts against the others
+    else:
+        _PUBLISHED[cid] = (time.monotonic(), time.monotonic() - started)
     return {"keys": k, "progress": pct, "plots": keep is None}

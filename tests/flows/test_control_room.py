@@ -159,3 +159,23 @@ def test_a_slurm_generation_failed_for_good_by_generation_run_emits_its_event(db
     assert event.resource.name == f"room-slurm/gen-{g['generation_index']} ({g['fidelity_name']})"
     assert event.related[0].id == "huntflow.campaign.room-slurm" and event.related[0].role == "campaign"
     assert _json.loads(event.model_dump_json())["payload"]["generation_id"] == str(g["generation_id"])
+
+
+def test_dashboard_refreshes_are_paced_by_what_all_campaigns_rebuilds_cost_together(db, make_spec, monkeypatch):
+    """With many campaigns a per-campaign pace would let rebuilds fill a tick that outlasts the
+    period: the pace is COST_FACTOR times all active campaigns' last rebuilds together."""
+    from huntflow.flows.artifacts import publish_campaign, refresh_seconds
+
+    monkeypatch.setenv("HUNTFLOW_PLOT_SECONDS", "0.001")
+    a = campaigns.insert_campaign(db, make_spec(slug="room-pace-a"))
+    b = campaigns.insert_campaign(db, make_spec(slug="room-pace-b", seed=9))
+    assert publish_campaign(a)["plots"] is True
+    one = refresh_seconds()
+    assert publish_campaign(b)["plots"] is True
+    two = refresh_seconds()
+    assert 0.001 < one < two  # b's rebuild counts against a's turn too
+    assert publish_campaign(b)["plots"] is False  # b's turn has not come again
+    db.execute("update hunt.campaigns set status = 'completed', completion_reason = 'budget_spent'"
+               " where campaign_id = %s", (a,))
+    assert publish_campaign(a)["plots"] is True  # finished: always its final dashboard
+    assert refresh_seconds() < two  # and its cost no longer paces the others
