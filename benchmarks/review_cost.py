@@ -17,7 +17,7 @@ tiled to the whole population; for up to ``--sample`` search generations that ca
 right after re-timing the generation itself (interleaved), giving ``old_wall_share``.
 
     .venv/bin/python benchmarks/review_cost.py [--demo-budget N] [--cgl-budget N] [--sample K]
-        [--review '{"verify_promoted": false}'] [--only cgl|demo]
+        [--review '{"verify_promoted": false}'] [--only cgl|demo] [--report-dir DIR]
 
 The last stdout line is one JSON object.
 """
@@ -42,7 +42,8 @@ def _rung_cost(settings: dict) -> float:
     return float(settings.get("steps", 1)) * float(settings.get("grid", 1)) ** 2
 
 
-def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict | None = None) -> dict:
+def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict | None = None,
+              report_dir: Path | None = None) -> dict:
     import yaml
 
     from huntflow.engine.evaluate import evaluate_population
@@ -113,7 +114,14 @@ def _campaign(conn, path: Path, budget: int | None, sample: int, overrides: dict
         tiled = np.repeat(x[:1], len(x), axis=0)
         old += evaluate_population(spec.model.name, names, tiled, candidate_indices=np.zeros(len(x), int),
                                    **kwargs).wall_seconds
+    report = None
+    if report_dir is not None:  # the campaign's report (no plots), to see its findings section
+        from huntflow.tasks.report import write_report
+
+        out = write_report(conn, cid, Path(report_dir) / path.stem, plots=False)
+        report = {"dir": str(Path(report_dir) / path.stem), "findings_total": out["findings"]["total"]}
     return {
+        "report": report,
         "spec": path.name, "ticks": ticks, "wall_seconds": round(wall, 1), "status": row["status"],
         "completion_reason": row["completion_reason"], "best_objective": row["best_objective"],
         "search_evaluations": search["n"], "verification_evaluations": verify_["n"],
@@ -141,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--sample", type=int, default=4, help="search generations timed with the old check")
     ap.add_argument("--review", type=json.loads, default=None, help="review settings to override (JSON)")
     ap.add_argument("--only", choices=["cgl", "demo"], default=None, help="run one of the two campaigns")
+    ap.add_argument("--report-dir", type=Path, default=None, help="write each campaign's report (no plots) here")
     args = ap.parse_args(argv)
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="huntflow-review-cost-") as tmp:
@@ -160,10 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
                     runs = []
                     if args.only in (None, "cgl"):
                         runs.append(_campaign(conn, ROOT / "examples/cgl_log_prime.yaml", args.cgl_budget, args.sample,
-                                              args.review))
+                                              args.review, args.report_dir))
                     if args.only in (None, "demo"):
                         runs.append(_campaign(conn, ROOT / "examples/rosenbrock_4d.yaml", args.demo_budget, args.sample,
-                                              args.review))
+                                              args.review, args.report_dir))
                 finally:
                     conn.close()
         finally:

@@ -197,7 +197,8 @@ def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids:
 
 def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
     """Verification against search evaluations of a campaign: generations, evaluations (padding
-    included) and their wall seconds, not counting pending ones."""
+    included) and their wall seconds, not counting pending ones; ``promoted_checked_by_ladder``:
+    promoted candidates whose claim their reviewed promotion's own result checked (nothing re-run)."""
     rows = conn.execute(
         "select (g.kind = 'verification') as verification, count(distinct g.generation_id) as generations,"
         " count(e.*) as evaluations,"
@@ -208,7 +209,14 @@ def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
     ).fetchall()
     by = {bool(r["verification"]): r for r in rows}
     search, verify = by.get(False), by.get(True)
-    return {"verification_generations": int(verify["generations"]) if verify else 0,
+    ladder = conn.execute(
+        "select count(*) as n from hunt.evaluations e join hunt.generations g using (generation_id)"
+        " where g.campaign_id = %s and g.kind in ('promotion', 'certification') and g.status in ('reviewed', 'told')"
+        " and jsonb_array_length(coalesce(g.meta -> 'review' -> 'ladder', '[]'::jsonb)) > 0",
+        (campaign_id,),
+    ).fetchone()["n"]
+    return {"promoted_checked_by_ladder": int(ladder),
+            "verification_generations": int(verify["generations"]) if verify else 0,
             "search_evaluations": int(search["evaluations"]) if search else 0,
             "verification_evaluations": int(verify["evaluations"]) if verify else 0,
             "search_wall_seconds": float(search["wall_seconds"]) if search else 0.0,

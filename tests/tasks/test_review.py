@@ -12,6 +12,8 @@ import uuid
 import pytest
 
 from huntflow.engine import verify
+from huntflow.engine.report import render as report_render
+from huntflow.engine.report import sections as report_sections
 from huntflow.engine.summary import best_of
 from huntflow.store import campaigns, findings, generations, verifications
 from huntflow.store.states import Stage
@@ -214,8 +216,13 @@ def test_an_honest_ladder_has_no_false_rejection(db, make_spec):
     assert found == [] and all(e["status"] == "succeeded" for e in evals)
     (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
                          (cid,)).fetchall()
-    assert cert["meta"]["review"]["ladder"] == ["half_dt"] and len(verifications.parents(db, cert)) >= 3
+    promoted = len(verifications.parents(db, cert))
+    assert cert["meta"]["review"]["ladder"] == ["half_dt"] and promoted >= 3
     _the_best_survived_a_check(db, cid, best)
+    share = verifications.share(db, cid)
+    assert share["promoted_checked_by_ladder"] == promoted  # the report says so
+    (line, _) = report_render.verification(report_sections.verification(share))
+    assert f"{promoted} promoted candidate(s) were checked by their promotion's own finer-rung result" in line
 
 
 def test_every_promoted_candidate_is_verified_before_its_promotion_is_launched(db, make_spec):

@@ -191,11 +191,13 @@ def verification(v: Row | None) -> list[str]:
     """One line: what review's perturbed re-runs cost against the search they checked."""
     if not v:
         return []
+    ladder = (f" {v['ladder']} promoted candidate(s) were checked by their promotion's own finer-rung"
+              " result (nothing re-run)." if v.get("ladder") else "")
     if not v["evaluations"]:
-        return ["Verification: nothing re-run yet.", ""]
+        return ["Verification: nothing re-run yet." + ladder, ""]
     wall = "" if v["wall_share"] is None else f", {pct(v['wall_share'])} of its evaluation wall time"
     return [f"Verification: {v['evaluations']} re-run evaluation(s) in {v['generations']} batch(es) = "
-            f"{pct(v['evaluation_share'])} of the search's {v['search_evaluations']} evaluations{wall}.", ""]
+            f"{pct(v['evaluation_share'])} of the search's {v['search_evaluations']} evaluations{wall}." + ladder, ""]
 
 
 def stages(r: Row) -> list[str]:

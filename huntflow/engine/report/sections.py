@@ -235,6 +235,7 @@ def verification(share: Row | None) -> Row | None:
         "search_evaluations": search, "evaluation_share": (n / search) if search else None,
         "wall_seconds": wall, "search_wall_seconds": search_wall,
         "wall_share": (wall / search_wall) if wall is not None and search_wall else None,
+        "ladder": int(share.get("promoted_checked_by_ladder") or 0),
     }
 
 
