@@ -169,10 +169,76 @@ def calibrate(args: argparse.Namespace, probe_steps: int = 300) -> tuple[int, di
                    "first_call_compile_seconds": round(first.compile_seconds, 2)}
 
 
-def measure(db, cid) -> dict:
+def _api(api: str, path: str):
+    with urllib.request.urlopen(api + path, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _ts(text: str | None):
+    from datetime import datetime
+
+    return None if not text else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def flow_run_times(api: str, flow_run_id: str) -> dict:
+    """When the generation's flow run was created, claimed (Pending), started (Running) and
+    ended, from the server's state history (the server's clock: the same machine's)."""
+    try:
+        run = _api(api, f"/flow_runs/{flow_run_id}")
+        states = _api(api, f"/flow_run_states/?flow_run_id={flow_run_id}")
+    except Exception:
+        return {}
+    first = {}
+    for s in sorted(states, key=lambda s: s["timestamp"]):
+        first.setdefault(s["type"], _ts(s["timestamp"]))
+    return {"created": _ts(run.get("created")), "pending": first.get("PENDING"), "running": first.get("RUNNING"),
+            "ended": _ts(run.get("end_time"))}
+
+
+def gap_breakdown(db, cid, gens: list[dict], api: str | None) -> list[dict]:
+    """Where each gap goes: for consecutive generations A, B (by start), the seconds from A's
+    finish to each step on the way to B's start (negative: it happened before A finished).
+    ``a_parsed``/``a_told``/``a_learned``: the stages of the tick that parsed A finished;
+    ``a_run_ended``: A's flow run ended (the worker takes B only then); ``b_planned``,
+    ``b_dispatched`` (its flow run created), ``b_claimed`` (Pending: the worker took it),
+    ``b_running`` (the flow engine started it), ``b_started`` (its row ``running``: the gap)."""
+    stages = db.execute("select tick_id, stage, finished_at, summary from hunt.stage_runs where campaign_id = %s"
+                        " and status = 'succeeded'", (cid,)).fetchall()
+    by_tick: dict = {}
+    for s in stages:
+        by_tick.setdefault(s["tick_id"], {})[str(s["stage"])] = s
+
+    def tick_of(gid: str) -> dict:
+        for t in by_tick.values():
+            parsed = ((t.get("parse") or {}).get("summary") or {}).get("parsed") or []
+            if any(p.get("generation_id") == gid and p.get("outcome") == "parsed" for p in parsed):
+                return t
+        return {}
+
+    runs = {str(g["dispatch_ref"]): flow_run_times(api, str(g["dispatch_ref"])) if api and g["dispatch_ref"] else {}
+            for g in gens}
+    out = []
+    for a, b in zip(gens, gens[1:]):
+        t0 = a["finished_at"]
+        rel = lambda t: None if t is None else round((t - t0).total_seconds(), 2)  # noqa: E731
+        tick = tick_of(str(a["generation_id"]))
+        ra, rb = runs.get(str(a["dispatch_ref"]), {}), runs.get(str(b["dispatch_ref"]), {})
+        out.append({"a": a["generation_index"], "b": b["generation_index"],
+                    "a_parsed": rel((tick.get("parse") or {}).get("finished_at")),
+                    "a_told": rel((tick.get("evolve") or {}).get("finished_at")),
+                    "a_learned": rel((tick.get("learn") or {}).get("finished_at")),
+                    "a_run_ended": rel(ra.get("ended")),
+                    "b_planned": rel(b["created_at"]), "b_dispatched": rel(b["dispatched_at"]),
+                    "b_flow_run_created": rel(rb.get("created")), "b_claimed": rel(rb.get("pending")),
+                    "b_running": rel(rb.get("running")), "b_started": rel(b["started_at"])})
+    return out
+
+
+def measure(db, cid, api: str | None = None) -> dict:
     """Duty cycle, gaps and tell latency of one finished campaign, from its rows."""
     gens = db.execute(
-        "select generation_index, started_at, finished_at, (result_document->>'wall_seconds')::float as eval,"
+        "select generation_id, generation_index, created_at, dispatched_at, dispatch_ref, started_at, finished_at,"
+        " (result_document->>'wall_seconds')::float as eval,"
         " (result_document->>'compile_seconds')::float as compile from hunt.generations"
         " where campaign_id = %s and kind <> 'verification' and started_at is not null order by started_at",
         (cid,)).fetchall()
@@ -199,7 +265,8 @@ def measure(db, cid) -> dict:
             "gpu_duty_cycle": round(evaluating / window, 3) if window > 0 else None,
             "busy_fraction": round(min(1.0, sum(runs) / window), 3) if window > 0 else None,
             "median_gap_seconds": _med(gaps), "gaps": [round(x, 2) for x in gaps],
-            "median_tell_seconds": _med(tells), "run_seconds": [round(x, 2) for x in runs]}
+            "median_tell_seconds": _med(tells), "run_seconds": [round(x, 2) for x in runs],
+            "gap_breakdown": gap_breakdown(db, cid, gens, api)}
 
 
 def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> dict:
@@ -218,7 +285,8 @@ def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> 
     row = campaigns.get_campaign(db, cid)
     stack.stop(f"worker-gpu-{mode}")
     got = {"mode": mode, "round": n, "status": row["status"], "completion_reason": row["completion_reason"],
-           "campaign_wall_seconds": round(wall, 1), **measure(db, cid), "load": os.getloadavg()}
+           "campaign_wall_seconds": round(wall, 1), **measure(db, cid, stack.env["PREFECT_API_URL"]),
+           "load": os.getloadavg()}
     _log(json.dumps(got))
     return got
 

@@ -13,14 +13,23 @@ While it evaluates, a :class:`Heartbeat` thread bumps the row's ``heartbeat_at``
 generation. A generation cancelled while it ran (``huntflow campaign cancel``) ends its run
 ``Cancelled``. When it succeeds, :func:`trigger_tick` starts the campaign's next tick: in a warm
 worker (:mod:`huntflow.flows.warm`) in that process at once, else as a run of the tick deployment.
+
+A warm worker claims runs ahead of its device (``--prefetch``) and installs
+:func:`use_device_slots`: a claimed run's flow-run start happens while the previous generation
+evaluates, then the run waits for a device slot (:func:`device_slot`, still ``dispatched`` and
+beating) and is marked ``running`` when it has one, so consecutive generations follow each other
+with no Prefect round trip between them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -83,6 +92,75 @@ def trigger_tick(campaign_id: str) -> bool:
     return True
 
 
+class DeviceSlots:
+    """``slots`` device slots handed out in the order of a key (a run's scheduled start, i.e.
+    dispatch order), so runs claimed together evaluate in the order they were dispatched."""
+
+    def __init__(self, slots: int) -> None:
+        self.free = max(1, int(slots))
+        self._waiting: list[tuple[float, int]] = []
+        self._seq = itertools.count()
+        self._cv = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, key: float) -> Iterator[None]:
+        with self._cv:
+            ticket = (float(key), next(self._seq))
+            heapq.heappush(self._waiting, ticket)
+            while not (self.free > 0 and self._waiting[0] == ticket):
+                self._cv.wait()
+            heapq.heappop(self._waiting)
+            self.free -= 1
+            self._cv.notify_all()  # with a slot left, the next in line may go too
+        try:
+            yield
+        finally:
+            with self._cv:
+                self.free += 1
+                self._cv.notify_all()
+
+
+_device: DeviceSlots | None = None
+
+
+def use_device_slots(slots: int | None) -> None:
+    """Generations run in this process take one of ``slots`` device slots for their evaluation
+    (a warm worker that claims more runs than it has devices), or none with ``None``."""
+    global _device
+    _device = None if slots is None else DeviceSlots(slots)
+
+
+@contextlib.contextmanager
+def device_slot() -> Iterator[None]:
+    """Hold a device slot for the block (waiting for one first, runs in dispatch order) when
+    :func:`use_device_slots` set any; otherwise a no-op."""
+    gate = _device
+    if gate is None:
+        yield
+        return
+    with gate.hold(_scheduled_start()):
+        yield
+
+
+def _flow_run_id() -> str | None:
+    try:
+        from prefect.runtime import flow_run
+
+        return str(flow_run.id) if flow_run.id else None
+    except Exception:
+        return None
+
+
+def _scheduled_start() -> float:
+    """The flow run's scheduled start (its dispatch time), as a POSIX timestamp (0 outside a run)."""
+    try:
+        from prefect.runtime import flow_run
+
+        return float(flow_run.scheduled_start_time.timestamp()) if flow_run.id else 0.0
+    except Exception:
+        return 0.0
+
+
 def _logger():
     """The flow run's logger inside a run, the module's logger outside one (a slurm job)."""
     try:
@@ -97,10 +175,12 @@ def heartbeat_seconds() -> float:
 
 class Heartbeat:
     """While the block runs, bump the generation's ``heartbeat_at`` every ``every`` seconds
-    (only while it is ``running``; a beat that fails is skipped, never raised)."""
+    (while it is ``running``, or ``dispatched`` under ``dispatch_ref``: its run waits for the
+    device; a beat that fails is skipped, never raised)."""
 
-    def __init__(self, generation_id: str, every: float | None = None) -> None:
+    def __init__(self, generation_id: str, every: float | None = None, dispatch_ref: str | None = None) -> None:
         self.generation_id = UUID(str(generation_id))
+        self.dispatch_ref = dispatch_ref
         self.every = heartbeat_seconds() if every is None else every
         self.beats = 0
         self._stop = threading.Event()
@@ -123,7 +203,7 @@ class Heartbeat:
         while not self._stop.wait(self.every):
             try:
                 with session() as conn:
-                    self.beats += generations.heartbeat(conn, self.generation_id)
+                    self.beats += generations.heartbeat(conn, self.generation_id, self.dispatch_ref)
             except Exception as e:
                 _logger().debug("heartbeat of generation %s skipped: %s", self.generation_id, e)
 
@@ -140,7 +220,8 @@ def _cancelled(generation_id: str) -> bool:
 def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> Any:
     """Evaluate one generation's whole population in one batched JAX call."""
     try:
-        with Heartbeat(generation_id):
+        # the run's own flow-run id is the pool generation's dispatch reference
+        with Heartbeat(generation_id, dispatch_ref=dispatch_ref or _flow_run_id()), device_slot():
             summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
     except Exception:
         _report_failure(generation_id)
@@ -150,8 +231,8 @@ def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> Any:
 
         return Cancelled(message="its campaign was cancelled: the result is discarded")
     if summary.get("status") == "succeeded":
-        batch_table(summary)
         # a finished pool generation starts its campaign's next tick now, not at the next schedule
         if summary.get("operator") != "inline" and get_settings().chain_ticks:
             trigger_tick(summary["campaign_id"])
+        batch_table(summary)
     return summary

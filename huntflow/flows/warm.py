@@ -11,12 +11,17 @@ generations. Each generation is still a flow run of ``hunt-generation/gpu`` name
 ``SLUG/gen-N (rung)``, dispatched with its idempotency key; the process worker still serves
 the same pool and deployment, so either may be started.
 
+It claims ``--prefetch`` (default 1) runs beyond its ``--limit`` device slots: a claimed run's
+Prefect start (Pending, Running, its name) happens while the previous generation evaluates, and
+the run then waits for a slot (:func:`huntflow.flows.generation.device_slot`, the row still
+``dispatched`` and beating), so the next generation starts the moment the device is free.
+
 When a generation finishes, its campaign's next tick runs here at once (:class:`LocalTicks`,
 installed as :func:`huntflow.flows.generation.trigger_tick`'s target) instead of waiting for a
 ``hunt-tick/chained`` process on the cpu pool: the tick parses, evolves and dispatches the next
-generation, which this worker picks up at its next poll (``--poll``, default 0.5 s). With
-``optimizer.options.max_in_flight`` ≥ 2 the next generation is already queued. ``--ticks
-deployment`` keeps ticks on the tick deployment. Why a worker and not task workers or served
+generation, which this worker claims at its next poll (``--poll``, default 0.5 s) or as soon as
+a run ends. With ``optimizer.options.max_in_flight`` ≥ 2 the next generation is already queued
+(and claimed). ``--ticks deployment`` keeps ticks on the tick deployment. Why a worker and not task workers or served
 deployments: docs/architecture.md ("Warm workers").
 """
 
@@ -224,8 +229,17 @@ def preload() -> None:
 
     jax.devices()
     import huntflow.flows.generation  # noqa: F401
-    import huntflow.flows.tick  # noqa: F401  (the stages: nevergrad, the store)
+    import huntflow.flows.tick  # noqa: F401  (the stages, the store)
     from huntflow.engine.optimize import backends  # noqa: F401
+
+    for module in PRELOADED:  # what the stages import on first use (nevergrad: ~5 s idle, 14 s loaded)
+        importlib.import_module(module)
+
+
+PRELOADED = ("nevergrad", "nevergrad.optimization.optimizerlib", "nevergrad.optimization.metamodel",
+             "sklearn.linear_model", "scipy.optimize")
+"""Modules the tick's stages import lazily (evolve's optimizers, NGOpt's metamodel), imported by
+:func:`preload` so that the first tick after a generation does not pay for them."""
 
 
 class _ThreadTimeoutNotice(logging.Filter):
@@ -237,9 +251,11 @@ class _ThreadTimeoutNotice(logging.Filter):
 
 
 def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = "local",
-          name: str | None = None, run_once: bool = False) -> None:
+          name: str | None = None, run_once: bool = False, prefetch: int = 1) -> None:
     """Start a warm worker on ``pool`` and run until interrupted (``run_once``: one poll, then
-    wait for what it started and return, as ``prefect worker start --run-once``)."""
+    wait for what it started and return, as ``prefect worker start --run-once``). ``limit``
+    generations evaluate at once (device slots); ``prefetch`` more runs are claimed and started
+    ahead, each waiting for a slot."""
     from prefect.settings import temporary_settings
 
     from huntflow.flows import generation
@@ -252,11 +268,14 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
     local = LocalTicks() if ticks == "local" else None
     if local is not None:
         generation.use_local_ticks(local.request)
+    generation.use_device_slots(limit)
     try:
         with temporary_settings(updates={"worker.query_seconds": poll_seconds}):
-            worker = WarmWorker(work_pool_name=pool, limit=limit, name=name, create_pool_if_not_found=False)
+            worker = WarmWorker(work_pool_name=pool, limit=limit + max(0, prefetch), name=name,
+                                create_pool_if_not_found=False)
             anyio.run(lambda: worker.start(run_once=run_once))
     finally:
+        generation.use_device_slots(None)
         if local is not None:
             generation.use_local_ticks(None)
             local.stop()

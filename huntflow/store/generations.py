@@ -414,11 +414,13 @@ def fail(conn: psycopg.Connection, generation_id: UUID, expected: Iterable[GS], 
     return ok
 
 
-def heartbeat(conn: psycopg.Connection, generation_id: UUID) -> bool:
-    """``heartbeat_at = now()`` for a ``running`` generation (its worker is alive); False when it
-    is not running any more."""
+def heartbeat(conn: psycopg.Connection, generation_id: UUID, dispatch_ref: str | None = None) -> bool:
+    """``heartbeat_at = now()`` for a ``running`` generation (its worker is alive), or a
+    ``dispatched`` one still carrying ``dispatch_ref`` (a warm worker holds its run and waits for
+    the device); False when it is neither any more."""
     cur = conn.execute("update hunt.generations set heartbeat_at = now() where generation_id = %s"
-                       " and status = 'running'", (generation_id,))
+                       " and (status = 'running' or (status = 'dispatched' and dispatch_ref = %s))",
+                       (generation_id, dispatch_ref))
     return cur.rowcount == 1
 
 

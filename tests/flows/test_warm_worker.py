@@ -64,27 +64,79 @@ def test_a_pool_campaign_runs_to_completion_in_one_warm_process(db, make_spec, p
 
     local = LocalTicks()
     generation.use_local_ticks(local.request)
+    generation.use_device_slots(1)  # as `huntflow worker --limit 1 --prefetch 1`: two runs claimed, one evaluates
     try:
         import anyio
 
         deadline = time.monotonic() + 120
         while campaigns.get_campaign(db, cid)["status"] == "active" and time.monotonic() < deadline:
-            worker = WarmWorker(work_pool_name=POOL, limit=1, create_pool_if_not_found=False)
+            worker = WarmWorker(work_pool_name=POOL, limit=2, create_pool_if_not_found=False)
             anyio.run(lambda: worker.start(run_once=True, printer=lambda *a: None))
             time.sleep(0.2)  # the local tick that follows a generation runs in its own thread
     finally:
+        generation.use_device_slots(None)
         generation.use_local_ticks(None)
         local.stop()
     row = campaigns.get_campaign(db, cid)
     assert (row["status"], row["completion_reason"]) == ("completed", "budget_spent")
     gens = db.execute("select * from hunt.generations where campaign_id = %s order by ask_id", (cid,)).fetchall()
     assert all(g["operator"] == "pool" and g["status"] == "told" for g in gens)
+    # both launched runs were claimed by one poll, yet they took the device one after the other,
+    # in dispatch order (the second's row went running only once the first had succeeded)
+    first, second = sorted((g for g in gens if str(g["generation_id"]) in {str(x["generation_id"]) for x in launched}),
+                           key=lambda g: g["started_at"])
+    assert first["ask_id"] < second["ask_id"]  # dispatched first, evaluated first
+    assert first["started_at"] < first["finished_at"] <= second["started_at"]
+    claimed = [_pending_at(g["dispatch_ref"]) for g in (first, second)]
+    assert claimed[1] < first["finished_at"]  # the second run was claimed while the first evaluated
     assert local.ticks >= 1  # finished generations ticked their campaign here, not on a tick deployment
     runs = {r.name: r for r in _runs_named("warm-sphere/gen-")}
     for g in gens:
         run = runs[f"warm-sphere/gen-{g['generation_index']} ({g['fidelity_name']})"]
         assert str(run.id) == g["dispatch_ref"] and run.state.is_completed()
         assert run.infrastructure_pid == str(os.getpid())  # it ran in this process, not a new one
+
+
+def _pending_at(flow_run_id: str):
+    """When the worker claimed the flow run (its first Pending state)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = client.read_flow_run_states(UUID(flow_run_id))
+    return min(s.timestamp for s in states if s.type.value == "PENDING")
+
+
+def test_device_slots_go_in_dispatch_order():
+    import threading
+
+    from huntflow.flows.generation import DeviceSlots
+
+    slots, order = DeviceSlots(1), []
+    holding, release = threading.Event(), threading.Event()
+
+    def first():
+        with slots.hold(0.0):
+            holding.set()
+            release.wait(10)
+            order.append(0)
+
+    def later(key: float):
+        with slots.hold(key):
+            order.append(key)
+
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    assert holding.wait(10)
+    for key in (3.0, 1.0, 2.0):  # claimed in this order while the slot is busy
+        threads.append(threading.Thread(target=later, args=(key,)))
+        threads[-1].start()
+    deadline = time.monotonic() + 10
+    while len(slots._waiting) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1.0, 2.0, 3.0]
 
 
 def test_pool_dispatch_is_idempotent_per_attempt(db, make_spec, pool_deployment):
@@ -127,6 +179,34 @@ def test_a_running_generation_beats_until_it_stops_running(db, make_spec):
     assert fresh  # parse's lost-run check sees a live worker
     assert generations.transition(db, gid, [GS.RUNNING], GS.SUCCEEDED)
     assert not generations.heartbeat(db, gid)  # a finished generation is never beaten again
+
+
+def test_a_claimed_generation_waiting_for_the_device_beats_under_its_own_run(db, make_spec):
+    from huntflow.flows.generation import Heartbeat
+
+    cid, gid = _running_generation(db, make_spec)
+    db.execute("update hunt.generations set status = 'dispatched', dispatch_ref = 'run-b',"
+               " heartbeat_at = now() - interval '1 hour' where generation_id = %s", (gid,))
+    with Heartbeat(str(gid), every=0.05, dispatch_ref="run-a") as stale:  # an older attempt's run
+        time.sleep(0.3)
+    assert stale.beats == 0
+    with Heartbeat(str(gid), every=0.05, dispatch_ref="run-b") as beat:
+        deadline = time.monotonic() + 10
+        while beat.beats < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert beat.beats >= 1
+    assert [g["generation_id"] for g in generations.lost(db, cid, 60)] == []  # not lost while its run waits
+
+
+def test_preload_imports_what_the_first_tick_would():
+    """A warm worker's first tick after a generation must not import nevergrad (5-14 s here)."""
+    import sys
+
+    from huntflow.flows.warm import PRELOADED, preload
+
+    preload()
+    assert "nevergrad" in PRELOADED and "sklearn.linear_model" in PRELOADED
+    assert [m for m in PRELOADED if m not in sys.modules] == []
 
 
 def test_a_generation_cancelled_while_it_ran_ends_its_run_cancelled(db, make_spec):

@@ -11,7 +11,9 @@ from huntflow.flows.cli.common import console
 
 def worker(
     pool: str = typer.Option("gpu", "--pool", "-p", help="the work pool to serve (a process pool, e.g. gpu)"),
-    limit: int = typer.Option(1, "--limit", min=1, help="flow runs at once (1 per device: generations queue)"),
+    limit: int = typer.Option(1, "--limit", min=1, help="generations evaluating at once (1 per device: they queue)"),
+    prefetch: int = typer.Option(1, "--prefetch", min=0, help="runs claimed ahead of the device: started while"
+                                 " the previous generation evaluates, each waits for a free slot"),
     poll: float = typer.Option(0.5, "--poll", min=0.05, help="seconds between polls of the pool"),
     ticks: str = typer.Option("local", "--ticks", help="where a finished generation's next tick runs:"
                               " local (in this process, at once) or deployment (HUNTFLOW_TICK_DEPLOYMENT)"),
@@ -32,8 +34,9 @@ def worker(
         raise InputError("PREFECT_API_URL: a worker serves a Prefect server's work pool; set it")
     from huntflow.flows.warm import serve
 
-    console.print(f"warm worker on pool [bold]{pool}[/] (limit {limit}, poll {poll:g} s, ticks {ticks})")
-    serve(pool, limit=limit, poll_seconds=poll, ticks=ticks, name=name, run_once=run_once)
+    console.print(f"warm worker on pool [bold]{pool}[/] (limit {limit}, prefetch {prefetch}, poll {poll:g} s,"
+                  f" ticks {ticks})")
+    serve(pool, limit=limit, poll_seconds=poll, ticks=ticks, name=name, run_once=run_once, prefetch=prefetch)
 
 
 def register(app: typer.Typer) -> None:
