@@ -93,8 +93,8 @@ def trigger_tick(campaign_id: str) -> bool:
 
 
 class DeviceSlots:
-    """``slots`` device slots handed out in the order of a key (a run's scheduled start, i.e.
-    dispatch order), so runs claimed together evaluate in the order they were dispatched."""
+    """``slots`` device slots; runs waiting for one get it in the order of a key (a run's
+    scheduled start, i.e. dispatch order). A run that finds a slot free takes it at once."""
 
     def __init__(self, slots: int) -> None:
         self.free = max(1, int(slots))
@@ -132,8 +132,8 @@ def use_device_slots(slots: int | None) -> None:
 
 @contextlib.contextmanager
 def device_slot() -> Iterator[None]:
-    """Hold a device slot for the block (waiting for one first, runs in dispatch order) when
-    :func:`use_device_slots` set any; otherwise a no-op."""
+    """Hold a device slot for the block (waiting for one first; waiting runs go in dispatch
+    order) when :func:`use_device_slots` set any; otherwise a no-op."""
     gate = _device
     if gate is None:
         yield

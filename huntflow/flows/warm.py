@@ -234,6 +234,28 @@ def preload() -> None:
 
     for module in PRELOADED:  # what the stages import on first use (nevergrad: ~5 s idle, 14 s loaded)
         importlib.import_module(module)
+    warm_optimizer()
+
+
+def warm_optimizer() -> bool:
+    """One throw-away NGOpt ask, tell and ask on a small search, so that the optimizer's first
+    use in this process (its lazy imports and registries: ~3 s on a loaded machine) is paid here
+    and not by the first evolve after a generation. Never fails the worker's start (False: skipped)."""
+    from huntflow.engine.optimize.hunt import Hunt, Outcome
+    from huntflow.engine.spec import parse_spec
+
+    try:
+        spec = parse_spec({"slug": "warm-up", "model": {"name": "sphere"},
+                           "space": {f"x{i}": {"low": -1.0, "high": 1.0} for i in range(4)},
+                           "objectives": [{"metric": "f", "goal": "minimize"}], "budget": {"evaluations": 32},
+                           "optimizer": {"name": "ngopt", "population": 8}, "review": {"spot_check_top": 0}})
+        hunt = Hunt.start(spec)
+        ask = hunt.ask()
+        hunt.tell(ask.ask_id, [Outcome("ok", {"f": float(i)}) for i, _ in enumerate(ask.candidates)])
+        return hunt.ask() is not None
+    except Exception as e:
+        logger.warning("optimizer warm-up skipped: %s: %s", type(e).__name__, e)
+        return False
 
 
 PRELOADED = ("nevergrad", "nevergrad.optimization.optimizerlib", "nevergrad.optimization.metamodel",
