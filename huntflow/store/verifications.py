@@ -127,7 +127,9 @@ def parents(conn: psycopg.Connection, promotion: dict[str, Any]) -> list[dict[st
 def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[str, Any] | None:
     """What earlier asks at ``generation``'s rung established, for review's incumbent.
 
-    Returns None while one of them is not reviewed yet (its rejections are not known), else
+    Returns None while one of them is not reviewed yet (its rejections are not known), or an
+    earlier promotion from this rung whose own result checks its parents (``meta.review.ladder``;
+    not known yet while it is uncleared) is not, else
     ``{"best_min", "best_max"}`` (the feasible objective told) and ``"untold"``: the succeeded
     rows of reviewed generations not told yet (their objective is not stored yet).
     """
@@ -136,7 +138,15 @@ def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[st
         " and fidelity = %s and ask_id < %s and kind <> 'verification'",
         (generation["campaign_id"], generation["fidelity"], generation["ask_id"]),
     ).fetchall()
-    if any(g["status"] not in (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value) for g in gens):
+    # an earlier promotion from this rung that its own result checks may still reject rows here
+    promotions = conn.execute(
+        "select status::text as status from hunt.generations where campaign_id = %s and fidelity = %s"
+        " and ask_id < %s and kind in ('promotion', 'certification')"
+        " and jsonb_array_length(coalesce(meta -> 'review' -> 'ladder', '[\"?\"]'::jsonb)) > 0",
+        (generation["campaign_id"], int(generation["fidelity"]) + 1, generation["ask_id"]),
+    ).fetchall()
+    settled = (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value)
+    if any(g["status"] not in settled for g in [*gens, *promotions]):
         return None
     told = [g["generation_id"] for g in gens if g["status"] == GS.TOLD.value]
     best = conn.execute(

@@ -274,3 +274,37 @@ def test_a_kit_generation_is_verified_by_a_kit_while_the_search_goes_on(db, make
         "select kind, status from hunt.generations where campaign_id = %s", (cid,)).fetchall()}
     assert {"verification:reviewed", "search:told", "search:planned"} <= statuses
     assert len(generations.campaign_evaluations(db, cid)) == 24  # 2 told + 1 planned; no verification rows
+
+
+def test_a_search_at_the_promoted_rung_waits_for_the_promotion_that_checks_its_parents(db, make_spec):
+    """A promotion whose own result checks its parents may reject its rung's best; a later
+    search generation at that rung (here a kit, asked after a budget extension while the inline
+    certification is pending) is only reviewed, its incumbent read, once that promotion is: the
+    order in which they come back changes nothing."""
+    cid = campaigns.insert_campaign(db, make_spec(slug="decay-ladder-more", **{**LADDER, "space": HONEST["space"]}))
+    for _ in range(20):
+        _tick(cid)
+        (cert,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'certification'",
+                             (cid,)).fetchall() or [None]
+        if cert is not None:
+            break
+    assert cert["status"] == "planned"
+    campaigns.extend_budget(db, cid, 8)  # the hunt searches the coarse rung again after the certification
+    _tick(cid, "manual")  # review clears the certification; evolve asks the coarse search (a kit)
+    (later,) = db.execute("select * from hunt.generations where campaign_id = %s and kind = 'search'"
+                          " and ask_id > %s", (cid, cert["ask_id"])).fetchall()
+    assert later["fidelity"] == 0 and later["operator"] == "manual"
+    tick = uuid.uuid4()
+    ctx = TickContext(tick_id=tick, owner=f"tick:{tick}", operator="manual")
+    run_stage(Stage.DISPATCH, ctx, cid, dispatch.run)  # the certification runs inline; the kit is written
+    for k in kit.waiting(db):
+        kit.run_kit(k["kit"])
+        kit.import_kit(db, k["kit"])
+    run_stage(Stage.PARSE, ctx, cid, parse.run)
+    cert, later = generations.get(db, cert["generation_id"]), generations.get(db, later["generation_id"])
+    assert (cert["status"], later["status"]) == ("parsed", "parsed")
+    assert verifications.rung_before(db, later) is None  # the certification may still reject a coarse row
+    run_stage(Stage.REVIEW, ctx, cid, review.run)
+    cert, later = generations.get(db, cert["generation_id"]), generations.get(db, later["generation_id"])
+    assert (cert["status"], later["status"]) == ("reviewed", "reviewed")
+    assert verifications.rung_before(db, later) is not None
