@@ -176,7 +176,7 @@ def huntflow_spec(args) -> dict:
         "constraints": [{"metric": f"violation_{v}", "max": VIOLATION_TOLERANCE} for v in VIOLATIONS["p1"]],
         "fidelities": rungs,
         "budget": {"evaluations": args.budget + (0 if args.no_certify else 1)},
-        "optimizer": {"name": args.optimizer, "population": args.population},
+        "optimizer": {"name": args.optimizer, "population": args.population, "options": json.loads(args.options)},
         "review": {"spot_check_top": 0},  # VMEC++ single-threaded is deterministic; a re-run costs a simulation
         "seed": args.seed,
     }
@@ -266,13 +266,17 @@ def main() -> None:
     ap.add_argument("--maxit", type=int, default=3, help="the package runner's outer iterations")
     ap.add_argument("--population", type=int, default=4, help="huntflow's batch size")
     ap.add_argument("--optimizer", default="ngopt", help="huntflow's optimizer.name")
+    ap.add_argument("--options", default='{"feasibility_first": true}', help="huntflow's optimizer.options (JSON)")
+    ap.add_argument("--no-package", action="store_true",
+                    help="huntflow's side alone (a loaded machine; the package side then comes from an earlier run)")
     ap.add_argument("--promote", type=int, default=4, help="huntflow: search designs re-run at low_fidelity")
     ap.add_argument("--modes", type=int, nargs=2, default=(2, 2))
     ap.add_argument("--half-width", type=float, default=0.5, help="the runner's bounds_initial = huntflow's box")
-    ap.add_argument("--alpha", type=float, default=0.8, help="infinity_norm_spectrum_scaling")
+    ap.add_argument("--alpha", type=float, default=0.5, help="infinity_norm_spectrum_scaling")
     ap.add_argument("--preset", default="very_low_fidelity", help="huntflow's search rung")
     ap.add_argument("--package-preset", default="low_fidelity", help="the package runner's forward model")
     ap.add_argument("--seed", type=int, default=12)
+    ap.add_argument("--developers", type=int, default=5, help="how many developers share the machine (the note)")
     ap.add_argument("--no-certify", action="store_true")
     ap.add_argument("--deadline-minutes", type=float, default=None,
                     help="stop both sides then and report what each has (a loaded machine)")
@@ -284,26 +288,30 @@ def main() -> None:
     stream = str(Path(tmp) / "package_designs.jsonl")
     ctx = multiprocessing.get_context("spawn")
     queue: multiprocessing.Queue = ctx.Queue()
-    package_proc = ctx.Process(target=package_side, args=(args, queue, stream))
-    package_proc.start()  # both sides run at once: the same machine, the same load
+    package_proc = None if args.no_package else ctx.Process(target=package_side, args=(args, queue, stream))
+    if package_proc is not None:
+        package_proc.start()  # both sides run at once: the same machine, the same load
     t0 = time.perf_counter()
     hunt = huntflow_side(args, Path(tmp), deadline)
     hunt["loadavg_after"] = os.getloadavg()
     print(f"huntflow: {json.dumps(hunt)}", flush=True)
     try:
-        package = queue.get(timeout=max(1.0, deadline - time.monotonic()))
-        package_proc.join()
+        package = {"not_run": "--no-package"} if package_proc is None else \
+            queue.get(timeout=max(1.0, deadline - time.monotonic()))
+        if package_proc is not None:
+            package_proc.join()
     except queue_module.Empty:
         package = _package_at_deadline(stream, time.perf_counter() - t0)
         os.killpg(package_proc.pid, signal.SIGKILL)  # the runner, its forkserver pool, a certification in flight
         package_proc.join()
     result = {
-        "benchmark": "stellarator_p1", "budget": args.budget, "workers_per_side": args.workers, "interleaved": True,
+        "benchmark": "stellarator_p1", "budget": args.budget, "workers_per_side": args.workers,
         "modes": list(args.modes), "box": {"half_width": args.half_width, "alpha": args.alpha},
-        "huntflow": hunt, "package_alm_ngopt": package, "paper_p1_score": 0.969,
+        "interleaved": package_proc is not None, "huntflow": hunt, "package_alm_ngopt": package, "paper_p1_score": 0.969,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-                    "note": "2 cores shared by 6 concurrent developers; run under nice -n 10"},
+                    "nice": os.nice(0), "note": f"{os.cpu_count()} cores shared by {args.developers} concurrent developers; "
+                                                f"run under nice -n {os.nice(0)}"},
     }
     print(json.dumps(result))
 

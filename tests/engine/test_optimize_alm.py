@@ -100,3 +100,43 @@ def test_failed_evaluations_leave_the_alm_state_alone():
     assert all(n["alm_loss"] is None and n["feasible"] is False for n in notes)
     assert all(n["failure_category"] == "blowup" for n in notes)
     assert hunt.summary()["alm"] == {"lambda": [0.0], "rho": 1.0, "outer": 0}
+
+
+def _far_constraint_spec(feasibility_first):
+    data = {"slug": "ff", "model": {"name": "constrained_sphere"},
+            "space": {f"x{i}": {"low": -2.0, "high": 2.0} for i in range(3)},
+            "objectives": [{"metric": "f"}], "constraints": [{"metric": "g", "max": 0.0}],
+            "budget": {"evaluations": 400},
+            "optimizer": {"name": "cma", "population": 8,
+                          "options": {"prefilter": False, "feasibility_first": feasibility_first}},
+            "seed": 5}
+    return parse_spec(data)
+
+
+def test_feasibility_first_tells_the_violation_and_holds_the_alm_until_a_feasible_point():
+    spec = _far_constraint_spec(True)
+    hunt = Hunt.start(spec)
+    phase_told, feasible_seen = [], False
+    for _ in range(50):
+        ask = hunt.ask()
+        x = np.array([[c[n] for n in spec.param_names] for c in ask.candidates])
+        f, g = ((x - 1.0) ** 2).sum(1), 5.0 - x.sum(1)  # feasible only near the corner (2, 2, 2)
+        before = hunt.summary()["alm"]
+        hunt.tell(ask.ask_id, [Outcome("ok", {"f": float(a), "g": float(b)}) for a, b in zip(f, g)])
+        if not feasible_seen:
+            assert hunt.summary()["alm"] == before == {"lambda": [0.0], "rho": 1.0, "outer": 0}
+            phase_told.extend(np.maximum(0.0, g))
+            assert hunt.loss_range == (pytest.approx(min(phase_told)), pytest.approx(max(phase_told)))
+            feasible_seen = bool((g <= 0).any())
+        else:
+            assert hunt.summary()["alm"]["outer"] >= 1  # the ALM runs from the next ask on
+            break
+    assert feasible_seen
+
+
+def test_feasibility_first_must_be_a_boolean():
+    from huntflow.errors import SpecError
+
+    with pytest.raises(SpecError, match="optimizer.options.feasibility_first.*must be true or false"):
+        _far_constraint_spec("yes")
+    assert Hunt.start(_far_constraint_spec(False)).feasibility_first is False

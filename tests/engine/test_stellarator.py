@@ -107,3 +107,15 @@ def test_p3_front_score_is_the_packages_hypervolume_of_the_feasible_members():
     assert out["score"] == pytest.approx(3 * 10 + 2 * 5)
     assert out["feasibility"][2] > 0.01 and max(out["feasibility"][:2]) <= 0.01
     assert score_certified_metrics([infeasible])["score"] == 0.0
+
+
+def test_p1_example_is_the_box_its_header_prints_with_a_feasibility_phase():
+    from pathlib import Path
+
+    from huntflow.engine.spec import load_spec
+
+    spec = load_spec(Path(__file__).parents[2] / "examples" / "stellarator_p1.yaml")
+    fixed, space = sb.fixed_and_space("p1", 2, 2, half_width=0.5, alpha=0.5)
+    assert dict(spec.model.fixed) == fixed
+    assert {n: (b.low, b.high) for n, b in spec.space.items()} == {n: (b["low"], b["high"]) for n, b in space.items()}
+    assert spec.optimizer.options["feasibility_first"] is True

@@ -91,6 +91,7 @@ class Hunt:
         self.duplicates = {"told": 0, "dropped": 0, "fill": 0}  # see dedup: asks of known points
         self.exhausted: list[int] = []  # rungs whose search found no new point to ask
         self.duplicate_policy = _duplicate_policy(spec.optimizer.options)
+        self.feasibility_first = spec.optimizer.options.get("feasibility_first") is True  # see telling
 
     # ---------------------------------------------------------------- lifecycle
     @classmethod
@@ -139,6 +140,7 @@ class Hunt:
         self.__dict__.setdefault("duplicates", {"told": 0, "dropped": 0, "fill": 0})
         self.__dict__.setdefault("exhausted", [])
         self.__dict__.setdefault("duplicate_policy", _duplicate_policy(options))
+        self.__dict__.setdefault("feasibility_first", options.get("feasibility_first") is True)
 
     @property
     def pending(self) -> list[int]:

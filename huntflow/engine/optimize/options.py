@@ -23,6 +23,7 @@ KNOWN: dict[str, str] = {
     "prefilter_min_data": "integer >= 1",
     "prefilter_k": "integer >= 1",
     "duplicates": "'tell' (default: a repeated point is told its stored result) or 'drop'",
+    "feasibility_first": "true/false: tell the total constraint violation until a search rung finds a feasible point",
 }
 SCALARIZATIONS = ("hypervolume", "chebyshev")
 MAX_IN_FLIGHT = 64
@@ -90,8 +91,9 @@ def check(spec) -> list[tuple[str, str]]:
     value = options.get("scalarization", "hypervolume")
     if value not in SCALARIZATIONS:
         errors.append(("optimizer.options.scalarization", f"must be one of {SCALARIZATIONS}, got {value!r}"))
-    if "prefilter" in options and not isinstance(options["prefilter"], bool):
-        errors.append(("optimizer.options.prefilter", f"must be true or false, got {options['prefilter']!r}"))
+    for name in ("prefilter", "feasibility_first"):
+        if name in options and not isinstance(options[name], bool):
+            errors.append((f"optimizer.options.{name}", f"must be true or false, got {options[name]!r}"))
     for name in ("prefilter_min_data", "prefilter_k"):
         if name in options:
             attempt(f"optimizer.options.{name}", lambda n=name: size(options, n, 1, low=1, high=10**6))

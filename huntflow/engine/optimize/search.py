@@ -65,6 +65,7 @@ import numpy as np
 from huntflow.engine.optimize import dedup
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize import steer
+from huntflow.engine.optimize import telling
 from huntflow.engine.optimize.alm import alm_loss
 from huntflow.engine.optimize.batch import FILL, Ask, Pending
 from huntflow.engine.optimize.ladder import Stage, param_hash, rank_for_promotion
@@ -222,7 +223,10 @@ def tell_known(hunt: "Hunt", token: Any, index: int | None, rung: int, mo: list)
     if hunt.n_obj > 1 and not mo:
         mo.append(hunt._mo_context(rung, []))
     obj, g = e["objectives"], e["constraints"]
-    loss = alm_loss(hunt._scalar(obj, None, mo[0] if mo else None), g, hunt.alm.lam, hunt.alm.rho)
+    if telling.in_feasibility_phase(hunt, rung):
+        loss = sum(max(0.0, v) for v in g)  # what the feasibility phase tells (telling.py)
+    else:
+        loss = alm_loss(hunt._scalar(obj, None, mo[0] if mo else None), g, hunt.alm.lam, hunt.alm.rho)
     hunt.backend.tell(token, loss, objectives=obj, violation=sum(max(0.0, v) for v in g))
 
 

@@ -15,6 +15,12 @@ recorded but not told, since the optimizer never asked for them at that rung):
   dominated one). Option ``chebyshev``: an augmented Chebyshev function with random weights drawn
   per candidate from a Dirichlet(1, ..., 1) with an RNG seeded by ``(spec.seed, ask_id)``
   (ParEGO style; the weights are recorded in ``Ask.decisions``).
+* ``optimizer.options.feasibility_first: true``: a feasibility phase first. Until a search ask
+  of a rung has a feasible candidate, that rung's optimizer is told each candidate's total
+  violation ``sum(max(0, g_j))`` (0 for a feasible one) instead of the ALM loss, and the ALM
+  state does not move; from the next ask on it is told the ALM loss, from ``lambda = 0``,
+  ``rho = 1``. A stationary loss while nothing is feasible: the ALM's rising penalty otherwise
+  re-scales the loss every generation, and its multipliers grow from infeasible means.
 * ``rejected`` (review found it untrustworthy) and prefilter rejections: infeasible. They are
   told a penalty derived from the ALM losses observed so far, strictly worse than all of them:
   ``L_max + max(L_max - L_min, 1)``. Before any loss has been observed they are not told.
@@ -49,6 +55,12 @@ def penalty(hunt: "Hunt") -> float | None:
         return None
     lo, hi = hunt.loss_range
     return hi + max(hi - lo, 1.0)
+
+
+def in_feasibility_phase(hunt: "Hunt", rung: int) -> bool:
+    """``feasibility_first`` is on and no search candidate of ``rung`` told so far was feasible."""
+    return getattr(hunt, "feasibility_first", False) and not any(
+        e["feasible"] for e in hunt.evals if e["kind"] == "search" and e["fidelity"] == rung)
 
 
 def parse(hunt: "Hunt", outcome: Outcome) -> tuple[str, list[float] | None, list[float] | None, str | None]:
@@ -121,6 +133,7 @@ def tell(hunt: "Hunt", ask_id: int, outcomes: list[Outcome]) -> list[dict]:
     del hunt.pending_asks[ask_id]
 
     mo = hunt._mo_context(p.fidelity, [obj for st, obj, _, _ in parsed if st == "ok"]) if hunt.n_obj > 1 else None
+    feasibility_phase = p.kind == "search" and in_feasibility_phase(hunt, p.fidelity)
     state = hunt.alm
     notes: list[dict] = []
     losses: list[float | None] = []
@@ -168,18 +181,20 @@ def tell(hunt: "Hunt", ask_id: int, outcomes: list[Outcome]) -> list[dict]:
         notes.append(note)
 
     if p.kind == "search":
+        told = [sum(max(0.0, v) for v in g) if feasibility_phase and g is not None else loss
+                for loss, (_, _, g, _) in zip(losses, parsed)]
         for i, (status, obj, g, _) in enumerate(parsed):
             if status == "ok":
-                lo, hi = hunt.loss_range or (losses[i], losses[i])
-                hunt.loss_range = (min(lo, losses[i]), max(hi, losses[i]))
-                hunt.backend.tell(p.tokens[i], losses[i], objectives=obj, violation=sum(max(0.0, v) for v in g))
+                lo, hi = hunt.loss_range or (told[i], told[i])
+                hunt.loss_range = (min(lo, told[i]), max(hi, told[i]))
+                hunt.backend.tell(p.tokens[i], told[i], objectives=obj, violation=sum(max(0.0, v) for v in g))
         penalty = hunt._penalty()
         if penalty is not None:
             for i, (status, _, _, _) in enumerate(parsed):
                 if status == "rejected":
                     hunt.backend.tell(p.tokens[i], penalty, violation=math.inf)
         gs = [g for status, _, g, _ in parsed if status == "ok"]
-        if gs:
+        if gs and not feasibility_phase:
             hunt.alm = alm_update(hunt.alm, np.mean(np.asarray(gs, dtype=float).reshape(len(gs), -1), axis=0))
 
     if hunt.n_obj > 1:
