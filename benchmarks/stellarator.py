@@ -226,6 +226,8 @@ def huntflow_side(args, data_dir: Path, deadline: float) -> dict:
     best = _best(rung[1]) or _best(rung[0])
     out = {**_summary(best, rung[0] + rung[1]), "search": _summary(_best(rung[0]), rung[0]),
            "evaluations": len(rung[0]) + len(rung[1]), "by_rung": [len(rung[0]), len(rung[1]), len(cert)],
+           "first_feasible_search_evaluation": next((i + 1 for i, d in enumerate(rung[0])
+                                                     if d["metrics"] and d["metrics"]["feasible"] == 1.0), None),
            "presets": [args.preset, "low_fidelity"], "search_wall_seconds": None, "wall_seconds": wall,
            "failures": sorted({e["failure_category"] for e in evals if e["failure_category"]}),
            "status": row["status"], "completion_reason": row["completion_reason"],
