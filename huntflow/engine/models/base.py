@@ -12,7 +12,11 @@ re-evaluations under which its results must survive (:class:`Perturbation`: anot
 a halved time step, a finer grid, a plain repeat), each marked ``default`` or opt-in — and
 ``tolerances(param_names, fixed)`` — ``{metric: Tolerance}``, how far a metric may move under
 them. Neither is required: :func:`perturbations_of` and :func:`tolerances_of` give a model
-without them (an external program, say) a repeat run and the spec's default tolerance.
+without them (an external program, say) a repeat run and the spec's default tolerance. A model
+may also declare ``ladder_tolerances(param_names, fixed, lower, upper)`` — ``{metric: Tolerance}``
+between a claim at fidelity settings ``lower`` and the promotion's result at ``upper``, where the
+next rung composes several of its refinements (default: ``tolerances``;
+:func:`huntflow.engine.verify.ladder_tolerance`).
 
 Failures are data inside the compiled call: each candidate returns a status code
 (:class:`Status`); ``Status.OK`` means every metric is trustworthy. One bad candidate never
