@@ -15,16 +15,24 @@ The progress artifact is updated every tick: a tick in between reads only the bu
 (``summaries.used_evaluations``: the told generations' summaries plus the untold ones' rows), so
 its cost does not grow with the history; it writes the artifact (by the id this process last
 saw, without reading the API) only when the percentage moved.
-Publishing never fails a tick: errors are logged as warnings.
+Publishing never fails a tick: errors are logged as warnings. It also never holds a tick up:
+:func:`publish_later` hands the work to one background thread (:class:`Publisher`; a newer
+request for a campaign's progress/dashboard replaces one still queued, batch tables all go), and
+the flow that ticks waits for it once, at its end (:func:`flush`), so the artifacts of every
+tick are in the UI when its run finishes.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import logging
 import math
 import os
+import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -212,3 +220,79 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
     else:
         _PUBLISHED[cid] = (time.monotonic(), time.monotonic() - started)
     return {"keys": k, "progress": pct, "plots": keep is None}
+
+
+class Publisher:
+    """One daemon thread that publishes artifacts in the order asked, off the tick's path.
+
+    Jobs run in the context (flow run) they were queued from, so the artifacts link to it. A
+    job queued under a key that is still waiting replaces it (the campaign's newest state is all
+    the UI shows); jobs without a key (batch tables: one version per generation) never do.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: OrderedDict[Any, tuple[contextvars.Context, Callable[[], Any]]] = OrderedDict()
+        self._cond = threading.Condition()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    def submit(self, job: Callable[[], Any], key: Any = None) -> None:
+        with self._cond:
+            if key is None:
+                self._seq += 1
+                key = ("job", self._seq)
+            self._jobs.pop(key, None)
+            self._jobs[key] = (contextvars.copy_context(), job)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="huntflow-artifacts", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._jobs:
+                    self._cond.wait()
+                _, (ctx, job) = self._jobs.popitem(last=False)
+                self._busy = True
+            try:
+                ctx.run(job)
+            except Exception as e:  # jobs catch their own errors; this is the last line
+                _log.warning("artifact not published: %s: %s", type(e).__name__, e)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until every queued job ran (False: ``timeout`` passed first)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._jobs or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+
+_PUBLISHER = Publisher()
+
+
+def publish_later(slug: str, campaign_id: UUID | str, dispatched: Any = None) -> bool:
+    """Queue the batch tables of ``dispatched`` and the campaign's progress/dashboard update
+    (:func:`batch_tables`, :func:`publish_campaign`) on the background publisher; True once queued."""
+    if isinstance(dispatched, dict) and dispatched.get("launched"):
+        _PUBLISHER.submit(lambda: batch_tables(slug, dispatched))
+    _PUBLISHER.submit(lambda: publish_campaign(campaign_id), key=("campaign", str(campaign_id)))
+    return True
+
+
+def flush(timeout: float = 60.0) -> bool:
+    """Wait for the queued artifacts (the end of a flow that ticks); never raises."""
+    try:
+        return _PUBLISHER.flush(timeout)
+    except Exception as e:
+        _log.warning("artifacts not flushed: %s: %s", type(e).__name__, e)
+        return False

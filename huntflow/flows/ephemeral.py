@@ -6,6 +6,12 @@ from an ``atexit`` handler — which never runs when the command is killed (SIGK
 server was left running, holding its port and SQLite file. :func:`start_guarded` starts that
 same server up front (Prefect reuses it: it is a per-process singleton) and a tiny watchdog
 process that stops it as soon as the parent is gone.
+
+The server starts without registering Prefect's block types (``server.register_blocks_on_start``
+off): on a fresh ``PREFECT_HOME`` that registration takes most of its start (about 10 s of a
+quiet 2-core machine), and nothing huntflow runs on the ephemeral API uses blocks (its UI is off;
+a ``prefect server`` started later on the same home registers them itself). :func:`start_soon`
+starts it in a thread, so a command overlaps it with its own start (the embedded Postgres, JAX).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ if alive(child):
 """
 
 _started: dict[str, int] = {}
+_LOCK = threading.Lock()
 
 
 def _watch(server_pid: int) -> int:
@@ -56,7 +63,27 @@ def start_guarded() -> int | None:
     thread polls ``server.server_process`` while ``start()`` waits for the health check (Prefect
     sets it right after spawning, and again when it retries on another port).
     """
-    from prefect.settings import get_current_settings
+    with _LOCK:  # one start per process, whichever thread asks first; the others wait for it
+        return _start_guarded()
+
+
+def start_soon() -> threading.Thread:
+    """:func:`start_guarded` in a daemon thread (join it, or call :func:`start_guarded`, which
+    waits for the start under way, before the first flow run)."""
+    thread = threading.Thread(target=_start_quietly, name="ephemeral-api-start", daemon=True)
+    thread.start()
+    return thread
+
+
+def _start_quietly() -> None:
+    try:
+        start_guarded()
+    except Exception:  # the caller's own start_guarded() raises it again, in its thread
+        pass
+
+
+def _start_guarded() -> int | None:
+    from prefect.settings import get_current_settings, temporary_settings
 
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
@@ -82,7 +109,8 @@ def start_guarded() -> int | None:
     thread = threading.Thread(target=poll, name="ephemeral-api-guard", daemon=True)
     thread.start()
     try:
-        server.start()
+        with temporary_settings(updates={"server.register_blocks_on_start": False}):  # exported to the server's env
+            server.start()
     finally:
         done.set()
         thread.join()

@@ -21,8 +21,9 @@ stage order), so a tick of many campaigns takes about as long as its slowest few
 What a person sees in the Prefect UI: the run is named after the campaigns it advanced
 (``tick: slug-a, slug-b``), each stage's task run after its stage and campaign
 (``evolve · slug-a``); after each campaign the tick emits the events its stages caused
-(:mod:`huntflow.flows.events`) and updates the campaign's artifacts
-(:mod:`huntflow.flows.artifacts`), including the batch table of an inline generation.
+(:mod:`huntflow.flows.events`) and queues the update of the campaign's artifacts
+(:mod:`huntflow.flows.artifacts`, published by a background thread; the flow waits for them at its
+end), including the batch table of an inline generation.
 """
 
 from __future__ import annotations
@@ -40,8 +41,7 @@ from uuid import UUID, uuid4
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
-from huntflow.flows import events
-from huntflow.flows.artifacts import batch_tables, publish_campaign
+from huntflow.flows import artifacts, events
 from huntflow.flows.generation import trigger_tick
 from huntflow.store import campaigns, leases
 from huntflow.store.connection import database_url, session
@@ -208,15 +208,22 @@ def _snapshots(campaign_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
         return {}
 
 
+_NAMED: dict[str, str] = {}
+"""Flow run id -> the name this process gave it (a loop of ticks renames its run once)."""
+
+
 def _rename(name: str) -> None:
-    """Rename the flow run this tick runs in (``tick --until-done``: its one run)."""
+    """Rename the flow run this tick runs in (``tick --until-done``: its one run), unless this
+    process already gave it that name."""
     try:
         from prefect.client.orchestration import get_client
         from prefect.runtime import flow_run
 
-        if flow_run.id:
+        run_id = flow_run.id
+        if run_id and _NAMED.get(run_id) != name:
             with get_client(sync_client=True) as client:
-                client.update_flow_run(flow_run.id, name=name)
+                client.update_flow_run(run_id, name=name)
+            _NAMED[run_id] = name
     except Exception as e:
         logging.getLogger(__name__).debug("tick run not renamed: %s", e)
 
@@ -244,6 +251,7 @@ def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
             out.setdefault("chained", []).append(again["tick_id"])
     finally:
         _CHAIN.reset(token)
+        artifacts.flush()  # the run ends with its artifacts published
     for campaign_id in sorted(wanted):
         trigger_tick(campaign_id)
     return {**out, "campaigns": advanced}
@@ -313,8 +321,7 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     if isinstance(learned, dict) and learned.get("completed"):
         out["report"] = completion_report(campaign_id)
     out["events"] = events.emit_changes(before, _snapshots([campaign_id]).get(campaign_id, {}))
-    batch_tables(slug, out.get(Stage.DISPATCH.value))
-    out["artifacts"] = publish_campaign(campaign_id) is not None
+    out["artifacts"] = artifacts.publish_later(slug, campaign_id, out.get(Stage.DISPATCH.value))  # queued
     out["follow_up"] = _follow_up(ctx, campaign_id)
     return out
 

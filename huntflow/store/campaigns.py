@@ -77,15 +77,37 @@ def checkpoint(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, bytes 
     return row["optimizer_seq"], None if state is None else bytes(state)
 
 
-def checkpoint_digest(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, str | None]:
-    """``(optimizer_seq, md5 of optimizer_state)``, hashed by the database (no bytes travel)."""
+def checkpoint_and_journal(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, bytes | None, list[Any]]:
+    """``(optimizer_seq, optimizer_state, optimizer_journal)``: the latest full checkpoint and the
+    journal of the commits since (:mod:`huntflow.engine.optimize.journal`)."""
     row = conn.execute(
-        "select optimizer_seq, md5(optimizer_state) as digest from hunt.campaigns where campaign_id = %s",
+        "select optimizer_seq, optimizer_state, optimizer_journal from hunt.campaigns where campaign_id = %s",
+        (campaign_id,),
+    ).fetchone()
+    if row is None:
+        raise KeyError(f"no campaign {campaign_id!s}")
+    state = row["optimizer_state"]
+    return row["optimizer_seq"], None if state is None else bytes(state), list(row["optimizer_journal"] or [])
+
+
+def checkpoint_digest(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, str | None]:
+    """``(optimizer_seq, digest)`` with digest ``"<md5 of optimizer_state>:<journal entries>"``,
+    hashed by the database (no bytes travel); :func:`state_digest` computes the same locally."""
+    row = conn.execute(
+        "select optimizer_seq, md5(optimizer_state) || ':' || jsonb_array_length(optimizer_journal) as digest"
+        " from hunt.campaigns where campaign_id = %s",
         (campaign_id,),
     ).fetchone()
     if row is None:
         raise KeyError(f"no campaign {campaign_id!s}")
     return row["optimizer_seq"], row["digest"]
+
+
+def state_digest(state: bytes | None, journal_entries: int) -> str | None:
+    """What :func:`checkpoint_digest` reads for a stored ``state`` and journal length."""
+    import hashlib
+
+    return None if state is None else f"{hashlib.md5(state).hexdigest()}:{journal_entries}"
 
 
 def spec_of(row: dict[str, Any]) -> CampaignSpec:

@@ -12,7 +12,7 @@ import threading
 
 import psycopg
 
-HEAVY = {"campaigns": ("optimizer_state",), "generations": ("optimizer_checkpoint",)}
+HEAVY = {"campaigns": ("optimizer_state", "optimizer_journal"), "generations": ("optimizer_checkpoint",)}
 _CACHE: dict[tuple[str, str], list[str]] = {}
 _LOCK = threading.Lock()
 

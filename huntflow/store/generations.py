@@ -180,8 +180,14 @@ def commit_evolve(
     already_final: frozenset[UUID] = frozenset(),
     targets: list[summaries.Target] | None = None,
     fold: tuple[dict[str, Any], dict[str, Any] | None] | None = None,
+    journal_entry: list[Any] | None = None,
 ) -> list[UUID]:
     """Evolve's write-ahead commit, all in one transaction.
+
+    The optimizer's state is either a full ``checkpoint`` (stored on the campaign and the
+    planned generations; the journal emptied) or, with ``journal_entry``, this commit's
+    operations appended to ``hunt.campaigns.optimizer_journal`` after the stored checkpoint
+    (:mod:`huntflow.engine.optimize.journal`; ``checkpoint`` is then ignored).
 
     Marks the ``told`` generations (reviewed -> told; those in ``already_final`` — failed
     generations the optimizer is told about as failures — keep their status) with each
@@ -200,12 +206,20 @@ def commit_evolve(
     """
     new_ids: list[UUID] = []
     with conn.transaction():
-        cur = conn.execute(
-            "update hunt.campaigns set optimizer_state = %s, optimizer_seq = optimizer_seq + 1,"
-            " search_summary = %s, search_finished = %s, updated_at = now()"
-            " where campaign_id = %s and optimizer_seq = %s",
-            (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
-        )
+        if journal_entry is None:  # a full checkpoint: the journal starts again
+            cur = conn.execute(
+                "update hunt.campaigns set optimizer_state = %s, optimizer_journal = '[]'::jsonb,"
+                " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
+                " where campaign_id = %s and optimizer_seq = %s",
+                (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
+            )
+        else:  # the checkpoint stays; this commit's operations go on its journal
+            cur = conn.execute(
+                "update hunt.campaigns set optimizer_journal = optimizer_journal || %s,"
+                " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
+                " where campaign_id = %s and optimizer_seq = %s and optimizer_state is not null",
+                (Jsonb([journal_entry]), Jsonb(summary), finished, campaign_id, expected_seq),
+            )
         if cur.rowcount != 1:
             raise StaleTransition(f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}")
         for generation_id, annotations in told.items():
@@ -247,7 +261,7 @@ def commit_evolve(
                 """,
                 (
                     campaign_id, g.generation_index, g.ask_id, g.kind, g.fidelity, g.fidelity_name,
-                    g.seed, g.operator, g.max_attempts, checkpoint, Jsonb(g.meta),
+                    g.seed, g.operator, g.max_attempts, checkpoint if journal_entry is None else None, Jsonb(g.meta),
                 ),
             ).fetchone()
             gid = row["generation_id"]

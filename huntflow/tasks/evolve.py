@@ -16,13 +16,15 @@ Cost per tick stays flat as the campaign grows: the mode replay continues from t
 fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`, written in the same commit) over the
 summary rows of the generations after it (``hunt.generation_summaries``), and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
 of the same campaign in this process skips loading the checkpoint when ``optimizer_seq`` shows
-nobody else committed since. The checkpoint is still written with every commit (write-ahead);
-reading it back is only for another process or after a crash.
+nobody else committed since. Every commit stores the optimizer's state write-ahead, but pickles
+it in full only every :data:`~huntflow.engine.optimize.journal.COMMITS_PER_CHECKPOINT` commits;
+the commits between append what they did (the outcomes told, each ask's mode and fingerprint)
+to the campaign's journal (:mod:`huntflow.engine.optimize.journal`). Another process, or one
+after a crash, loads the checkpoint and replays the journal: the same optimizer, exactly.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -34,6 +36,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from huntflow.config import checkpoint_key
+from huntflow.engine.optimize import journal
 from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
@@ -66,31 +69,31 @@ def max_in_flight(spec: CampaignSpec, operator: str) -> int:
 
 
 _LIVE: OrderedDict[UUID, tuple[int, str | None, Hunt]] = OrderedDict()
-"""Campaign -> (optimizer_seq it committed, md5 of the checkpoint bytes, the live Hunt), most
+"""Campaign -> (optimizer_seq it committed, digest of the stored state, the live Hunt), most
 recent last; at most :data:`LIVE_CAMPAIGNS`. An entry is taken out while used, so a failed
-evolve leaves none. It is reused only while the stored checkpoint has that seq and that digest
-(the database hashes it; nothing is transferred), so any other writer of the row is noticed."""
+evolve leaves none. It is reused only while the stored state has that seq and that digest
+(:func:`huntflow.store.campaigns.checkpoint_digest`: the checkpoint's md5 and the journal's
+length, computed by the database; nothing is transferred), so any other writer is noticed."""
 LIVE_CAMPAIGNS = 32
 _LIVE_LOCK = threading.Lock()
 
 
-def _digest(state: bytes | None) -> str | None:
-    return None if state is None else hashlib.md5(state).hexdigest()
-
-
 def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
                key: bytes) -> tuple[Hunt, str | None]:
-    """The campaign's optimizer and the digest of the checkpoint it stands for."""
+    """The campaign's optimizer and the digest of the stored state it stands for (None: nothing
+    stored yet, a fresh hunt): the live one, or the checkpoint with its journal replayed."""
     cid = campaign["campaign_id"]
     with _LIVE_LOCK:
         live = _LIVE.pop(cid, None)
     if live is not None and live[0] == campaign["optimizer_seq"] \
             and campaigns.checkpoint_digest(conn, cid) == (live[0], live[1]):
         return live[2], live[1]
-    seq, state = campaigns.checkpoint(conn, cid)
+    seq, state, entries = campaigns.checkpoint_and_journal(conn, cid)
     if seq != campaign["optimizer_seq"]:  # another evolve committed since the row was read
         raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
-    return (Hunt.loads(state, key=key) if state else Hunt.start(spec)), _digest(state)
+    if not state:
+        return Hunt.start(spec), None
+    return journal.replay(Hunt.loads(state, key=key), entries), campaigns.state_digest(state, len(entries))
 
 
 def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> None:
@@ -132,7 +135,8 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     cid = campaign["campaign_id"]
     key = checkpoint_key()
     t0 = time.perf_counter()
-    hunt, digest = _load_hunt(conn, spec, campaign, key)
+    live, digest = _load_hunt(conn, spec, campaign, key)
+    hunt = journal.Recorder(live)  # what this commit does to the optimizer, for the journal
     clock = {"load": time.perf_counter() - t0, "optimizer": 0.0}
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
     extended = campaign["evaluations_budget"] - known_budget
@@ -153,7 +157,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     # a generation that failed for good is told as failures once, so the optimizer moves on
     failed = set()
     for gen in generations.by_status(conn, cid, [GS.FAILED]):
-        if gen["ask_id"] in hunt.pending:
+        if gen["ask_id"] in live.pending:
             rows = generations.evaluations(conn, gen["generation_id"])
             annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
             told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
@@ -195,33 +199,52 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             decisions=ask.decisions, meta=ask.meta,
         ))
     if not told and not planned and extended <= 0 and campaign["optimizer_seq"] > 0:
-        if room <= 0:  # nothing told or asked: the live state is the stored one
-            _keep_live(cid, campaign["optimizer_seq"], digest, hunt)
-        return {"told": 0, "planned": 0, "finished": hunt.is_finished(), "waiting_for_gate": waiting}
-    summary = {**hunt.summary(), "evaluations_budget": campaign["evaluations_budget"]}
+        if room <= 0 and not hunt.ops:  # nothing told or asked: the live state is the stored one
+            _keep_live(cid, campaign["optimizer_seq"], digest, live)
+        return {"told": 0, "planned": 0, "finished": live.is_finished(), "waiting_for_gate": waiting}
+    summary = {**live.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     t0 = time.perf_counter()
-    checkpoint = hunt.dumps(key=key)
+    # a full checkpoint every few commits (and the first); in between only this commit's journal entry
+    entries = _entries(digest)
+    full = digest is None or entries + 1 >= journal.COMMITS_PER_CHECKPOINT
+    checkpoint = live.dumps(key=key) if full else None
     clock["dump"] = time.perf_counter() - t0
     new_ids = generations.commit_evolve(
         conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=checkpoint,
-        summary=summary, finished=hunt.is_finished(), told=told, planned=planned,
+        summary=summary, finished=live.is_finished(), told=told, planned=planned,
         already_final=frozenset(failed), targets=learn.objective_targets(spec),
         fold=None if new_fold is None else (new_fold, None if stored_fold is None else stored_fold["state"]),
+        journal_entry=None if full else hunt.ops,
     )
-    _keep_live(cid, campaign["optimizer_seq"] + 1, _digest(checkpoint), hunt)
+    _keep_live(cid, campaign["optimizer_seq"] + 1,
+               campaigns.state_digest(checkpoint, 0) if full else _next_digest(digest), live)
     return {
         "told": len(told),
         "planned": [{"generation_id": str(g), "kind": p.kind, "fidelity": p.fidelity_name,
                      "candidates": len(p.candidates)} for g, p in zip(new_ids, planned)],
-        "finished": hunt.is_finished(),
+        "finished": live.is_finished(),
         "best_objective": summary.get("best_objective"),
         "waiting_for_gate": waiting,
         "mode": None if mode is None else mode.value,
         # where evolve's time went: the optimizer's tell/ask, checkpoint load (0 when the live
         # optimizer was reused) and dump
         "seconds": {k: round(v, 4) for k, v in clock.items()},
-        "checkpoint_bytes": len(checkpoint),
+        "checkpoint_bytes": None if checkpoint is None else len(checkpoint),
+        "journal_entries": 0 if full else entries + 1,
     }
+
+
+def _entries(digest: str | None) -> int:
+    """Journal entries after the checkpoint, read from a :func:`campaigns.state_digest`."""
+    return 0 if digest is None else int(digest.rsplit(":", 1)[1])
+
+
+def _next_digest(digest: str | None) -> str | None:
+    """The digest after one more journal entry on the same checkpoint."""
+    if digest is None:
+        return None
+    md5, n = digest.rsplit(":", 1)
+    return f"{md5}:{int(n) + 1}"
 
 
 def _completion_pending(conn: psycopg.Connection, campaign_id: UUID) -> bool:

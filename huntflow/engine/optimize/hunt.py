@@ -107,7 +107,8 @@ class Hunt:
         """The checkpoint of the whole state (backend, RNGs, pending asks, history), compressed
         and signed with ``key`` (:mod:`~huntflow.engine.optimize.checkpoint`). Compression
         matters: NGOpt's archive grows with every tell (~1.8 MB raw after ~1000 tells of a 4-D
-        problem, ~0.45 MB compressed) and one checkpoint is stored with every planned generation."""
+        problem, ~0.45 MB compressed); evolve writes one every few commits and journals the
+        commits between (:mod:`~huntflow.engine.optimize.journal`)."""
         return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": self.__dict__}, key=key)
 
     @classmethod

@@ -34,14 +34,18 @@ def fail(message: str) -> None:
     raise InputError(message)
 
 
-def prefect_env() -> None:
-    """Defaults that make the ephemeral Prefect API start reliably on a small machine."""
+def prefect_env(wait: bool = True) -> None:
+    """Defaults that make the ephemeral Prefect API start reliably on a small machine, and the
+    API started (``wait=False``: starting in a thread, for a command with its own start to do)."""
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from huntflow.flows.ephemeral import start_guarded
+    from huntflow.flows.ephemeral import start_guarded, start_soon
 
-    start_guarded()  # the ephemeral API, stopped by a watchdog should this process be killed
+    if wait:
+        start_guarded()  # the ephemeral API, stopped by a watchdog should this process be killed
+    else:
+        start_soon()
 
 
 def plain(value: Any) -> Any:

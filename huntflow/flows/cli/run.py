@@ -46,11 +46,15 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
     prefect_env()
     from prefect import flow
 
+    from huntflow.flows import artifacts
     from huntflow.flows.tick import no_heartbeats, run_tick
 
     @flow(name="hunt-tick", log_prints=True)
     def ticking() -> tuple[int, Any]:  # one flow run for the whole loop; each tick's stages are its task runs
-        return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick, say)
+        try:
+            return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick, say)
+        finally:
+            artifacts.flush()  # published in the background while the ticks ran
 
     with no_heartbeats():
         return ticking()
@@ -149,6 +153,7 @@ def demo(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
+    prefect_env(wait=False)  # the API starts beside the database, the campaign and JAX
     from huntflow.engine.spec import load_spec
     from huntflow.store import campaigns
     from huntflow.store.connection import session
@@ -165,11 +170,11 @@ def demo(
             slug = f"{spec.slug}-{n}"
         spec = spec.model_copy(update={"slug": slug})
         campaigns.insert_campaign(conn, spec)
+    model = spec.model.resolve().jax  # JAX's import, while the API starts
     say = err if as_json else console
     say.print(f"demo campaign [bold]{escape(slug)}[/]: {escape(spec.title or spec.model.label)}")
     ticks, stopped = run_ticks(slug, True, max_ticks, show_progress=not as_json, say=say)
     rows = progress_rows(slug)
-    model = spec.model.resolve().jax
     known = model.known_optimum(spec.param_names, spec.model.fixed) if model is not None else None
     best = rows[0]["best_objective"]
     gap = abs(best - known.value) if known is not None and best is not None else None

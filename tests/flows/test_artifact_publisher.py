@@ -1,0 +1,37 @@
+"""The background artifact publisher: jobs run in order, off the caller's thread, in the caller's
+context; a newer job for the same key replaces one still waiting; flush waits for all."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+
+from huntflow.flows.artifacts import Publisher
+
+WHO = contextvars.ContextVar("who", default="nobody")
+
+
+def test_jobs_run_in_order_in_the_callers_context_and_a_waiting_key_is_replaced():
+    pub, gate, ran = Publisher(), threading.Event(), []
+    pub.submit(lambda: (gate.wait(10), ran.append(("first", threading.current_thread().name))))
+    WHO.set("tick-1")
+    pub.submit(lambda: ran.append(("batch", WHO.get())))  # no key: never replaced
+    pub.submit(lambda: ran.append(("progress", 1)), key="campaign-a")
+    WHO.set("tick-2")
+    pub.submit(lambda: ran.append(("batch", WHO.get())))
+    pub.submit(lambda: ran.append(("progress", 2)), key="campaign-a")  # replaces the waiting one
+    gate.set()
+    assert pub.flush(timeout=10)
+    assert ran[0] == ("first", "huntflow-artifacts")
+    assert ran[1:] == [("batch", "tick-1"), ("batch", "tick-2"), ("progress", 2)]
+
+
+def test_a_failing_job_does_not_stop_the_ones_after_it_and_flush_times_out_honestly():
+    pub, gate, ran = Publisher(), threading.Event(), []
+    pub.submit(lambda: 1 / 0)
+    pub.submit(lambda: ran.append("after"))
+    assert pub.flush(timeout=10) and ran == ["after"]
+    pub.submit(lambda: gate.wait(10))
+    assert pub.flush(timeout=0.05) is False  # still running
+    gate.set()
+    assert pub.flush(timeout=10)
