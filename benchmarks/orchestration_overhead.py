@@ -8,6 +8,9 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   Prefect's share); ``stage_seconds`` splits a tick by stage (from ``hunt.stage_runs``).
 * ``per_evaluation_ms`` vs Optuna's RDB storage on the same Postgres (random sampler and TPE,
   32 trials a block), blocks interleaved with the ticks: ``optuna_random_ms``, ``optuna_tpe_ms``.
+  ``per_evaluation_ms`` is the demo's NGOpt (the issue's number); ``per_evaluation_ms_random``
+  huntflow's random search, like for like with Optuna's random sampler; ``*_in_flight``: the same
+  with ``optimizer.options.max_in_flight`` 4 inline (one tick runs four generations).
 * ``evaluation_rows_per_second`` — evaluation rows written with COPY
   (``generations.copy_evaluations``), interleaved with ``executemany_rows_per_second``.
 * ``tick_seconds_by_history`` — a tick of a campaign whose history holds 1k / 10k / 100k / 1M
@@ -175,18 +178,35 @@ def _stage_seconds(cid: uuid.UUID, last: int) -> dict:
     return {k: _med(v) for k, v in by.items()}
 
 
+IN_FLIGHT = 4
+"""Generations per tick of the amortised per-evaluation variants."""
+
+
+def base_name() -> str:
+    return _demo_spec("bench-name").optimizer.name
+
+
 def steady(url: str, ticks: int) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     a = _add(_demo_spec("bench-steady"))
     b = _add(_demo_spec("bench-steady-raw"))
-    base = _demo_spec("bench-steady-random")  # like for like with Optuna's random sampler
-    r = _add(base.model_copy(update={"optimizer": base.optimizer.model_copy(update={"name": "random"})}))
+    def variant(slug: str, name: str, in_flight: int = 1) -> uuid.UUID:
+        base = _demo_spec(slug)
+        opt = base.optimizer.model_copy(update={"name": name, "options": {
+            **base.optimizer.options, **({"max_in_flight": in_flight} if in_flight > 1 else {})}})
+        return _add(base.model_copy(update={"optimizer": opt}))
+
+    r = variant("bench-steady-random", "random")  # like for like with Optuna's random sampler
+    k = IN_FLIGHT  # several generations per tick (optimizer.options.max_in_flight inline)
+    a4, r4 = variant("bench-steady-ngopt-k", base_name(), k), variant("bench-steady-random-k", "random", k)
     for _ in range(3):  # warm: compile, first asks, pool and caches filled
         _tick([a])
         _tick_without_prefect(b)
         _tick([r])
+        _tick([a4])
+        _tick([r4])
     storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
     def rosen(trial) -> float:
@@ -199,11 +219,13 @@ def steady(url: str, ticks: int) -> dict:
         "tpe": optuna.create_study(storage=storage, study_name=f"tpe-{uuid.uuid4()}",
                                    sampler=optuna.samplers.TPESampler(seed=7)),
     }
-    with_prefect, raw, rand, opt = [], [], [], {"random": [], "tpe": []}
+    with_prefect, raw, rand, ngopt_k, rand_k, opt = [], [], [], [], [], {"random": [], "tpe": []}
     for _ in range(ticks):  # interleaved: every contender sees the same background load
         with_prefect.append(_tick([a]))
         raw.append(_tick_without_prefect(b))
         rand.append(_tick([r]))
+        ngopt_k.append(_tick([a4]))
+        rand_k.append(_tick([r4]))
         for name, study in studies.items():
             t = time.perf_counter()
             study.optimize(rosen, n_trials=32)
@@ -223,6 +245,14 @@ def steady(url: str, ticks: int) -> dict:
         "random_tick_seconds": _med(rand),
         "per_evaluation_ms_random": round(statistics.median(rand) / 32 * 1000, 2),
         "per_evaluation_random_vs_optuna_random": round(statistics.median(rand) / 32 / statistics.median(opt["random"]), 3),
+        # max_in_flight k inline: one tick runs k generations of 32 (asked before any is told)
+        "in_flight": k,
+        "tick_seconds_in_flight": {"ngopt": _med(ngopt_k), "random": _med(rand_k)},
+        "per_evaluation_ms_in_flight": {"ngopt": round(statistics.median(ngopt_k) / (32 * k) * 1000, 2),
+                                        "random": round(statistics.median(rand_k) / (32 * k) * 1000, 2)},
+        "per_evaluation_in_flight_vs_optuna_random": {
+            "ngopt": round(statistics.median(ngopt_k) / (32 * k) / statistics.median(opt["random"]), 3),
+            "random": round(statistics.median(rand_k) / (32 * k) / statistics.median(opt["random"]), 3)},
         "journal": _journal_stats(a),
     }
 

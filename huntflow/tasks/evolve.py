@@ -62,10 +62,11 @@ def outcome_of(evaluation: dict[str, Any]) -> Outcome:
 
 
 def max_in_flight(spec: CampaignSpec, operator: str) -> int:
-    """Generations a campaign may have asked but not told: 1 inline, more on pools."""
-    if operator == "inline":
-        return 1
-    return max(1, int(spec.optimizer.options.get("max_in_flight", 2)))
+    """Generations a campaign may have asked but not told (``optimizer.options.max_in_flight``):
+    by default 2 on pools, 1 inline (one tick, one generation). Set inline, a tick runs that many
+    generations, all asked before any is told (as on a pool), so its fixed cost is shared."""
+    default = 1 if operator == "inline" else 2
+    return max(1, int(spec.optimizer.options.get("max_in_flight", default)))
 
 
 _LIVE: OrderedDict[UUID, tuple[int, str | None, Hunt]] = OrderedDict()

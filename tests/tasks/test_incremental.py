@@ -152,3 +152,25 @@ def test_copy_writes_evaluation_rows_in_one_statement(db, make_spec):
     rows = generations.evaluations(db, gid)
     assert n == len(rows) == 500
     assert rows[7]["params"] == {"x0": 0.7} and rows[7]["status"] == "pending" and rows[7]["decision"] == {"source": "t"}
+
+
+def test_inline_max_in_flight_runs_that_many_generations_per_tick_and_resumes_exactly(db, make_spec):
+    """Inline with max_in_flight 3: a tick dispatches, parses, reviews and tells three
+    generations and asks three; a twin whose optimizer is reloaded every tick asks the same."""
+    spec = {"budget": {"evaluations": 64}, "optimizer": {"name": "ngopt", "population": 4,
+                                                         "options": {"max_in_flight": 3}}, "seed": 4}
+    a = campaigns.insert_campaign(db, make_spec(slug="inflight-live", **spec))
+    b = campaigns.insert_campaign(db, make_spec(slug="inflight-reloaded", **spec))
+    per_tick = []
+    for _ in range(3):
+        out = _tick(a)
+        per_tick.append(len(out[Stage.DISPATCH]["launched"]))
+        evolve._LIVE.pop(b, None)
+        _tick(b)
+    assert per_tick == [0, 3, 3]  # the first tick asks three, each later one runs three
+
+    def told(cid):
+        return [(e["ask_id"], e["candidate_index"], e["params"], e["status"], e["objective"])
+                for e in generations.campaign_evaluations(db, cid)]
+
+    assert len(told(a)) == 36 and told(a) == told(b)

@@ -16,7 +16,7 @@ KNOWN: dict[str, str] = {
     "exploit_share": "share of a search batch spent near the incumbent, in [0, 1]",
     "recover_share": "share of a search batch spent space-filling, in [0, 1]",
     "nsga2_size": "NSGA-II population size, integer >= 2",
-    "max_in_flight": "generations asked but not told on a pool, integer in [1, 64]",
+    "max_in_flight": "generations asked but not told (default 2 on a pool, 1 inline), integer in [1, 64]",
     "prefilter": "true/false: the k-NN feasibility prefilter",
     "prefilter_threshold": "in [0, 1]",
     "prefilter_max_reject_fraction": "in [0, 1]",
