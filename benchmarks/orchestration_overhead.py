@@ -15,8 +15,9 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   (``generations.copy_evaluations``), interleaved with ``executemany_rows_per_second``.
 * ``tick_seconds_by_history`` — a tick of a campaign whose history holds 1k / 10k / 100k / 1M
   evaluation rows (seeded inside the database as told generations with their summary and
-  trajectory rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own state is
-  fresh in each (its growth is the optimizer's, not the orchestration's).
+  trajectory rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own
+  state is fresh in each (its growth is the optimizer's, not the orchestration's), random search
+  unless ``--history-optimizer`` says otherwise.
 * ``tick_seconds_100_campaigns`` — one tick advancing 100 active demo campaigns (random search
   by default, so the number is the orchestration's; ``--campaign-optimizer ngopt`` adds NGOpt's
   ask, which is the optimizer's own cost and runs under the GIL).
@@ -68,6 +69,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     ap.add_argument("--ticks", type=int, default=10, help="measured steady ticks (each kind)")
     ap.add_argument("--history", default="1000,10000,100000,1000000", help="evaluation rows per history campaign")
+    ap.add_argument("--history-optimizer", default="random",
+                    help="optimizer of the history section (random: what the history costs the orchestration)")
     ap.add_argument("--campaigns", type=int, default=100)
     ap.add_argument("--campaign-optimizer", default="random",
                     help="optimizer of the many-campaigns section (random: the orchestration alone; ngopt: the demo's)")
@@ -92,7 +95,8 @@ def main() -> None:
     @flow(name="hunt-tick")
     def bench() -> None:
         sections = [("rows", lambda: rows_per_second(url)), ("steady", lambda: steady(url, args.ticks)),
-                    ("history", lambda: history([int(n) for n in args.history.split(",")], max(3, args.ticks // 2))),
+                    ("history", lambda: history([int(n) for n in args.history.split(",")], max(3, args.ticks // 2),
+                                                 args.history_optimizer)),
                     ("campaigns", lambda: many_campaigns(args.campaigns, args.campaign_optimizer)),
                     ("cgl", lambda: cgl_overhead(4 if args.quick else 8))]
         for name, run in sections:
@@ -360,12 +364,16 @@ def _seed_history(cid: uuid.UUID, n_rows: int, pop: int = 32) -> None:
         conn.execute("analyze hunt.generations")
 
 
-def history(sizes: list[int], ticks: int) -> dict:
+def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
     cids = {}
     for n in sizes:
         t = time.perf_counter()
-        # one budget for every size: NGOpt picks its algorithm by budget, so sizes must share it
-        cid = _add(_demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000))
+        # one budget for every size (NGOpt picks its algorithm by budget, so sizes must share it);
+        # random search by default: at a budget past 1M NGOpt's own ask costs ~10 s a batch
+        # whatever the history, which would hide what the history costs the orchestration
+        base = _demo_spec("bench-history")
+        cid = _add(_demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000,
+                              optimizer=base.optimizer.model_copy(update={"name": optimizer})))
         _seed_history(cid, n)
         cids[n] = cid
         _log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")

@@ -133,11 +133,15 @@ def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[st
     ``{"best_min", "best_max"}`` (the feasible objective told) and ``"untold"``: the succeeded
     rows of reviewed generations not told yet (their objective is not stored yet).
     """
-    gens = conn.execute(
-        "select generation_id, status::text as status from hunt.generations where campaign_id = %s"
-        " and fidelity = %s and ask_id < %s and kind <> 'verification'",
-        (generation["campaign_id"], generation["fidelity"], generation["ask_id"]),
-    ).fetchall()
+    # one aggregate over the rung's generations, and each best by one walk of an index in
+    # objective order (hunt.evaluations_rung_best_idx): no read of every evaluation row
+    key = (generation["campaign_id"], generation["fidelity"], generation["ask_id"])
+    rung = conn.execute(
+        "select count(*) filter (where status not in ('reviewed', 'told', 'failed', 'cancelled')) as unsettled,"
+        " coalesce(array_agg(generation_id) filter (where status = 'reviewed'), '{}') as reviewed"
+        " from hunt.generations where campaign_id = %s and fidelity = %s and ask_id < %s and kind <> 'verification'",
+        key,
+    ).fetchone()
     # an earlier promotion from this rung that its own result checks may still reject rows here
     promotions = conn.execute(
         "select status::text as status from hunt.generations where campaign_id = %s and fidelity = %s"
@@ -146,18 +150,22 @@ def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[st
         (generation["campaign_id"], int(generation["fidelity"]) + 1, generation["ask_id"]),
     ).fetchall()
     settled = (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value)
-    if any(g["status"] not in settled for g in [*gens, *promotions]):
+    if rung["unsettled"] or any(g["status"] not in settled for g in promotions):
         return None
-    told = [g["generation_id"] for g in gens if g["status"] == GS.TOLD.value]
-    best = conn.execute(
-        "select min(objective) as best_min, max(objective) as best_max from hunt.evaluations"
-        " where generation_id = any(%s) and status = 'succeeded' and feasible and objective is not null",
-        (told,),
-    ).fetchone()
+    best = {}
+    for name, order in (("best_min", "asc"), ("best_max", "desc")):
+        row = conn.execute(
+            "select e.objective from hunt.evaluations e join hunt.generations g using (generation_id)"
+            " where e.campaign_id = %s and e.fidelity = %s and e.status = 'succeeded' and e.feasible"
+            " and e.objective is not null and g.ask_id < %s and g.kind <> 'verification' and g.status = 'told'"
+            f" order by e.objective {order} limit 1",
+            key,
+        ).fetchone()
+        best[name] = row["objective"] if row else None
     untold = conn.execute(
         "select * from hunt.evaluations where generation_id = any(%s) and status = 'succeeded'",
-        ([g["generation_id"] for g in gens if g["status"] == GS.REVIEWED.value],),
-    ).fetchall()
+        (rung["reviewed"],),
+    ).fetchall() if rung["reviewed"] else []
     return {"best_min": best["best_min"], "best_max": best["best_max"], "untold": untold}
 
 

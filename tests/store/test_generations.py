@@ -86,3 +86,35 @@ def test_told_generation_gets_annotations_and_a_stale_tell_is_refused(db, campai
     assert all(e["feasible"] and e["alm_rho"] == 1.0 for e in generations.evaluations(db, gid))
     with pytest.raises(StaleTransition):
         _commit(db, campaign, 2, told={gid: []})
+
+
+def test_rung_before_finds_the_told_best_by_index_without_rejected_verification_or_later_rows(db, campaign):
+    """review's incumbent: the best feasible succeeded objective told at the rung by earlier asks."""
+    from huntflow.store import verifications
+
+    def gen(index, ask, status, kind="search", fidelity=0):
+        return db.execute(
+            "insert into hunt.generations (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed,"
+            " status) values (%s, %s, %s, %s, %s, 'default', 1, %s) returning generation_id, campaign_id, ask_id,"
+            " fidelity", (campaign, index, ask, kind, fidelity, status)).fetchone()
+
+    def row(g, i, objective, status="succeeded", feasible=True):
+        db.execute(
+            "insert into hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,"
+            " status, objective, feasible) values (%s, %s, %s, '{}', %s, %s, %s, %s, %s)",
+            (g["generation_id"], campaign, i, f"{g['ask_id']}-{i}", g["fidelity"], status, objective, feasible))
+
+    told = gen(0, 0, "told")
+    for i, (obj, status, feasible) in enumerate([(5.0, "succeeded", True), (1.0, "rejected", True),
+                                                 (0.7, "succeeded", False), (9.0, "succeeded", True)]):
+        row(told, i, obj, status, feasible)
+    row(gen(90, -1, "told", kind="verification"), 0, 0.5)  # a re-run, not a search result
+    row(gen(1, 1, "reviewed"), 0, 3.0)  # reviewed, not told yet: untold
+    row(gen(2, 2, "told", fidelity=1), 0, 0.2)  # another rung
+    row(gen(5, 5, "told"), 0, 0.1)  # a later ask
+    checked = gen(3, 3, "parsed")
+    got = verifications.rung_before(db, checked)
+    assert (got["best_min"], got["best_max"]) == (5.0, 9.0)
+    assert [r["objective"] for r in got["untold"]] == [3.0]
+    gen(4, 4, "running")
+    assert verifications.rung_before(db, gen(6, 6, "parsed")) is None  # an earlier ask is still out
