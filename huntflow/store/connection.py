@@ -44,7 +44,7 @@ _POOL_TIMEOUT_SECONDS = 60.0
 CHECK_IDLE_SECONDS = 2.0
 """A pooled connection idle this long is checked (one round trip) before it is lent again."""
 _RETURNED: dict[int, float] = {}
-"""``id(connection)`` -> when it was last handed back (``time.monotonic()``)."""
+"""``id(connection)`` -> when it was opened or last handed back (``time.monotonic()``)."""
 
 
 def _embedded_url(pgdata: Path) -> str:
@@ -132,6 +132,10 @@ def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connecti
     return conn
 
 
+def _opened(conn: psycopg.Connection) -> None:
+    _RETURNED[id(conn)] = time.monotonic()
+
+
 def _check_if_idle(conn: psycopg.Connection) -> None:
     """The pool's loan check: a round trip only for a connection that sat idle a while."""
     if time.monotonic() - _RETURNED.get(id(conn), -math.inf) >= CHECK_IDLE_SECONDS:
@@ -156,7 +160,7 @@ def _pool(url: str) -> ConnectionPool:
             connect(url).close()  # migrations once, and a clear error when unreachable
             pool = ConnectionPool(
                 url, kwargs={"autocommit": True, "row_factory": dict_row},
-                min_size=1, max_size=pool_size(), check=_check_if_idle, timeout=_POOL_TIMEOUT_SECONDS,
+                min_size=1, max_size=pool_size(), configure=_opened, check=_check_if_idle, timeout=_POOL_TIMEOUT_SECONDS,
                 name="huntflow", open=True,
             )
             _POOLS[key] = pool

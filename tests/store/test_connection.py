@@ -91,11 +91,10 @@ def test_a_pooled_connection_is_checked_only_after_sitting_idle(database_url, mo
     checks = []
     real = ConnectionPool.check_connection
     monkeypatch.setattr(ConnectionPool, "check_connection", staticmethod(lambda c: (checks.append(c), real(c))))
-    with session(url) as conn:  # may be checked: it may have sat idle before this test
-        first = id(conn)
-    checks.clear()
-    with session(url) as conn:  # handed back a moment ago: lent without a round trip
-        assert id(conn) == first
+    with session(url) as conn:  # opened a moment ago: lent without a round trip
+        pass
+    with session(url) as conn:  # handed back a moment ago: the same
+        pass
     assert checks == []
     monkeypatch.setattr(connection, "CHECK_IDLE_SECONDS", 0.0)
     with session(url) as conn:
