@@ -6,7 +6,9 @@ the cpu pool (the first tick, and the baseline's chained ticks), and then, inter
 (warm, baseline, warm, baseline, ...), one campaign per round on the ``gpu`` pool:
 
 * **warm** — ``huntflow worker --pool gpu``: generations run inside one long-lived process
-  and a finished generation's campaign is ticked there at once;
+  that claims the next queued run while one evaluates (``--prefetch 1``), and a finished
+  generation's campaign is ticked there at once (its dispatching follow-up tick in the same
+  flow run);
 * **baseline** — ``prefect worker start --pool gpu`` (a Python process per generation) with the
   chained ticks on the cpu pool's process worker (a Python process per tick), as before.
 
@@ -22,8 +24,11 @@ result documents' ``wall_seconds``: the batched call, compilation excluded) over
 ``steady_duty_cycle`` the same from the first generation's end (back to back, the worker's
 first compilation behind it); ``busy_fraction`` with each run's whole start→finish; ``gaps`` = the idle time between
 one generation's finish and the next one's start; ``tell_seconds`` = a generation's finish to
-the end of the parse stage that read it. The last stdout line is one JSON object (medians over
-the rounds of each mode, every round, the machine and its load at start and end).
+the end of the parse stage that read it; ``gap_breakdown`` = per pair of consecutive
+generations, the seconds from the first one's finish to each step towards the next one's start
+(parsed, told, planned, dispatched, claimed by the worker, flow run Running, row ``running``).
+The last stdout line is one JSON object (medians over the rounds of each mode, every round, the
+machine and its load at start and end).
 """
 
 from __future__ import annotations
