@@ -102,6 +102,11 @@ class DeviceSlots:
         self._seq = itertools.count()
         self._cv = threading.Condition()
 
+    def waiting(self) -> int:
+        """Runs waiting for a slot now."""
+        with self._cv:
+            return len(self._waiting)
+
     @contextlib.contextmanager
     def hold(self, key: float) -> Iterator[None]:
         with self._cv:

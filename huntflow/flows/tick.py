@@ -144,6 +144,8 @@ def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
 
     Waiting work is a generation evolve just planned (dispatch runs in the next tick) or one
     that finished after this tick's parse. Inline campaigns advance by ticking back to back.
+    Inside :func:`hunt_tick` a pool campaign's next tick runs in the same flow run (``_CHAIN``);
+    otherwise (and for slurm and manual campaigns) it is a new run of the tick deployment.
     """
     settings = get_settings()
     if ctx.operator == "inline" or not settings.chain_ticks:

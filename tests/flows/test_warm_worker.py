@@ -130,7 +130,7 @@ def test_device_slots_go_in_dispatch_order():
         threads.append(threading.Thread(target=later, args=(key,)))
         threads[-1].start()
     deadline = time.monotonic() + 10
-    while len(slots._waiting) < 3 and time.monotonic() < deadline:
+    while slots.waiting() < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
     release.set()
     for t in threads:
