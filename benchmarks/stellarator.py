@@ -2,7 +2,8 @@
 
 Both sides start from the package's rotating ellipse (A = 4, elongation 3, iota 0.9, NFP 3) with
 the same masked coefficients (default m, |n| <= 2: 24), the same box / first trust region
-``x0 +- half_width * exp(-alpha * max(|m|, |n|))``, the same number of VMEC++ evaluations and
+``x0 +- half_width * exp(-alpha * max(|m|, |n|))`` (default alpha 0.5, examples/stellarator_p1.yaml's;
+runs before 1 December 18:00 used 0.8), the same number of VMEC++ evaluations and
 the same number of worker processes, and **run at the same time** (interleaved: each side in its
 own process tree, ``--workers`` each), so that their wall times are measured under the same load.
 Each side's best design is then certified by ``GeometricalProblem.evaluate`` (high fidelity, the
@@ -10,7 +11,8 @@ problem's own score).
 
 * huntflow: ``huntflow campaign add`` + ``huntflow tick --until-done`` (embedded Postgres, the
   stellarator function model in its process pool) with the fidelity ladder of
-  examples/stellarator_p1.yaml: a search rung at ``--preset`` (default ``very_low_fidelity``),
+  examples/stellarator_p1.yaml (``--options``, default its ``feasibility_first: true``): a search
+  rung at ``--preset`` (default ``very_low_fidelity``),
   its top ``--promote`` re-run at ``low_fidelity``, the best of those certified by the
   ``evaluate: true`` rung (``problem.evaluate``). Budget: search + promotions = ``--budget``.
 * package: ``constellaration.optimization.augmented_lagrangian_runner.run`` with the settings of
@@ -23,9 +25,10 @@ problem's own score).
 
 "Best" on each side: the feasible design with the lowest objective (max elongation), else the
 one with the least total violation ``sum max(0, v - 0.01)`` over the normalized violations.
-The last stdout line is one JSON object.
+The last stdout line is one JSON object. ``--no-package`` runs huntflow's side alone (a machine
+too loaded for both in the time there is; the comparison then names an earlier package run).
 
-    nice -n 10 uv run --frozen --extra stellarator python benchmarks/stellarator.py --budget 300 --deadline-minutes 60
+    nice -n 19 uv run --frozen --extra stellarator python benchmarks/stellarator.py --budget 300 --deadline-minutes 60
 """
 
 from __future__ import annotations
