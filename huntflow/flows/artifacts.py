@@ -148,8 +148,25 @@ def publish_campaign(campaign_id: UUID | str) -> dict[str, Any] | None:
         return None
 
 
+def _set_progress(client, cid: UUID, key: str, prog: Any, pct: float, description: str, *, changed_only: bool) -> None:
+    """Create the campaign's progress artifact, or update the one the API returned (``prog``):
+    its value only, and only when it moved (``changed_only``), or value and description."""
+    from prefect.artifacts import create_progress_artifact
+    from prefect.client.schemas.actions import ArtifactUpdate
+
+    if prog is None:
+        art = create_progress_artifact(progress=pct, key=key, description=description)
+    else:
+        art = prog.latest_id
+        if not changed_only:
+            client.update_artifact(art, ArtifactUpdate(data=pct, description=description))
+        elif prog.data != pct:
+            client.update_artifact(art, ArtifactUpdate(data=pct))
+    _PROGRESS[cid] = (art, pct)
+
+
 def _publish(campaign_id: UUID | str) -> dict[str, Any]:
-    from prefect.artifacts import create_markdown_artifact, create_progress_artifact
+    from prefect.artifacts import create_markdown_artifact
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
 
@@ -185,15 +202,8 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             dt.datetime.now(dt.timezone.utc) - old.updated).total_seconds() < plot_seconds()
         if throttled or (fresh and row["status"] == "active"):  # the history is read at most every plot_seconds()
             pct = dashboard.budget_percent(used, row["evaluations_budget"])
-            prog = latest.get(k["progress"])
-            if prog is None:
-                art = create_progress_artifact(progress=pct, key=k["progress"],
-                                               description=f"{row['slug']}: {used}/{row['evaluations_budget']} evaluations")
-            else:
-                art = prog.latest_id
-                if prog.data != pct:
-                    client.update_artifact(art, ArtifactUpdate(data=pct))
-            _PROGRESS[cid] = (art, pct)
+            _set_progress(client, cid, k["progress"], latest.get(k["progress"]), pct,
+                          f"{row['slug']}: {used}/{row['evaluations_budget']} evaluations", changed_only=True)
             return {"keys": k, "progress": pct, "plots": False, "fresh": True}
         with session() as conn:
             inputs = report_inputs(conn, UUID(str(campaign_id)))
@@ -208,13 +218,7 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
             create_markdown_artifact(markdown=md, key=k["markdown"], description=line)
         else:
             client.update_artifact(old.latest_id, ArtifactUpdate(data=md, description=line))
-        prog = latest.get(k["progress"])
-        if prog is None:
-            art = create_progress_artifact(progress=pct, key=k["progress"], description=line)
-        else:
-            art = prog.latest_id
-            client.update_artifact(art, ArtifactUpdate(data=pct, description=line))
-        _PROGRESS[cid] = (art, pct)
+        _set_progress(client, cid, k["progress"], latest.get(k["progress"]), pct, line, changed_only=False)
     if finished:
         _PUBLISHED.pop(cid, None)  # not refreshed again: its cost no longer counts against the others
     else:

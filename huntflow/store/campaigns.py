@@ -110,6 +110,19 @@ def state_digest(state: bytes | None, journal_entries: int) -> str | None:
     return None if state is None else f"{hashlib.md5(state).hexdigest()}:{journal_entries}"
 
 
+def digest_entries(digest: str | None) -> int:
+    """The journal length a :func:`state_digest` records (0 for no checkpoint)."""
+    return 0 if digest is None else int(digest.rsplit(":", 1)[1])
+
+
+def digest_after_entry(digest: str | None) -> str | None:
+    """The :func:`state_digest` of the same checkpoint with one more journal entry."""
+    if digest is None:
+        return None
+    md5, n = digest.rsplit(":", 1)
+    return f"{md5}:{int(n) + 1}"
+
+
 def spec_of(row: dict[str, Any]) -> CampaignSpec:
     """The validated spec stored on a campaign row (not re-checked against its model)."""
     from huntflow.engine.spec import parse_spec

@@ -206,7 +206,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     summary = {**live.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     t0 = time.perf_counter()
     # a full checkpoint every few commits (and the first); in between only this commit's journal entry
-    entries = _entries(digest)
+    entries = campaigns.digest_entries(digest)
     full = digest is None or entries + 1 >= journal.COMMITS_PER_CHECKPOINT
     checkpoint = live.dumps(key=key) if full else None
     clock["dump"] = time.perf_counter() - t0
@@ -218,7 +218,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         journal_entry=None if full else hunt.ops,
     )
     _keep_live(cid, campaign["optimizer_seq"] + 1,
-               campaigns.state_digest(checkpoint, 0) if full else _next_digest(digest), live)
+               campaigns.state_digest(checkpoint, 0) if full else campaigns.digest_after_entry(digest), live)
     return {
         "told": len(told),
         "planned": [{"generation_id": str(g), "kind": p.kind, "fidelity": p.fidelity_name,
@@ -233,19 +233,6 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         "checkpoint_bytes": None if checkpoint is None else len(checkpoint),
         "journal_entries": 0 if full else entries + 1,
     }
-
-
-def _entries(digest: str | None) -> int:
-    """Journal entries after the checkpoint, read from a :func:`campaigns.state_digest`."""
-    return 0 if digest is None else int(digest.rsplit(":", 1)[1])
-
-
-def _next_digest(digest: str | None) -> str | None:
-    """The digest after one more journal entry on the same checkpoint."""
-    if digest is None:
-        return None
-    md5, n = digest.rsplit(":", 1)
-    return f"{md5}:{int(n) + 1}"
 
 
 def _completion_pending(conn: psycopg.Connection, campaign_id: UUID) -> bool:
