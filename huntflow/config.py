@@ -57,9 +57,24 @@ class Settings(BaseSettings):
         return self.data_dir / "pgdata"
 
 
+_READ: dict[tuple[tuple[str, str], ...], Settings] = {}
+_ENV_NAMES = ("SUPABASE_DB_URL", "HOME", "XDG_DATA_HOME")
+
+
 def get_settings() -> Settings:
-    """Read settings from the environment now (never cached: tests change the environment)."""
-    return Settings()
+    """The settings the environment gives now (tests change the environment). Building them
+    costs ~5 ms and a tick asks a dozen times, so they are kept per distinct value of what they
+    read (the ``HUNTFLOW_`` variables, ``SUPABASE_DB_URL`` and what the default data dir
+    depends on); each caller gets its own copy."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items()
+                       if k.upper().startswith("HUNTFLOW_") or k.upper() in _ENV_NAMES))
+    settings = _READ.get(key)
+    if settings is None:
+        settings = Settings()
+        if len(_READ) > 64:  # a test suite walks many environments: keep the table small
+            _READ.clear()
+        _READ[key] = settings
+    return settings.model_copy()
 
 
 def checkpoint_key(settings: Settings | None = None) -> bytes:

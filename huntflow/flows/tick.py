@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import threading
@@ -78,17 +79,38 @@ def _named(stage_task, slug: str):
     """
     limit = stage_task.timeout_seconds
     if limit is None or threading.current_thread() is threading.main_thread():
-        return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")
-    unbounded = stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}", timeout_seconds=0)  # 0: none
+        return _with_options(stage_task, slug, False)
+    unbounded = _with_options(stage_task, slug, True)
 
     def call(ctx: TickContext, campaign_id: UUID, **kwargs: Any):
         beat = leases.heartbeat_of(ctx.owner)
         if beat is None:  # no tick heartbeat to enforce it: Prefect's timeout, as on the main thread
-            return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")(ctx, campaign_id, **kwargs)
+            return _with_options(stage_task, slug, False)(ctx, campaign_id, **kwargs)
         with beat.limit(campaign_id, limit, stage_task.name):
             return unbounded(ctx, campaign_id, **kwargs)
 
     return call
+
+
+@functools.lru_cache(maxsize=8192)
+def _with_options(stage_task, slug: str, unbounded: bool):
+    """``stage_task`` named for ``slug`` (``unbounded``: without Prefect's timeout), built once
+    per process: ``Task.with_options`` copies the task (~1 ms), and a task is reusable."""
+    if unbounded:  # timeout 0: none
+        return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}", timeout_seconds=0)
+    return stage_task.with_options(task_run_name=f"{stage_task.name} · {slug}")
+
+
+def _outcome(state) -> Any:
+    """A finished task run's return value (or its exception), read from the state in hand:
+    ``State.result()`` in a sync caller runs a coroutine on Prefect's loop thread (a thread hop
+    of several ms per stage) for what the state already holds."""
+    from prefect.results import ResultRecord
+
+    data = state.data
+    if isinstance(data, ResultRecord):
+        return data.result
+    return state.result(raise_on_failure=False)
 
 
 def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dict[str, Any]:
@@ -102,7 +124,7 @@ def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dic
     out: dict[str, Any] = {}
     for i, (stage, call) in enumerate(steps):
         state = call()
-        result = state.result(raise_on_failure=False)
+        result = _outcome(state)
         if state.is_failed() or (isinstance(result, dict) and "lease_lost" in result):
             failed = state.is_failed()
             out[stage.value] = {"failed": str(state.message)} if failed else result
@@ -147,8 +169,7 @@ def _follow_up(ctx: TickContext, campaign_id: UUID) -> bool:
     Inside :func:`hunt_tick` a pool campaign's next tick runs in the same flow run (``_CHAIN``);
     otherwise (and for slurm and manual campaigns) it is a new run of the tick deployment.
     """
-    settings = get_settings()
-    if ctx.operator == "inline" or not settings.chain_ticks:
+    if ctx.operator == "inline" or not get_settings().chain_ticks:
         return False
     with session() as conn:
         waiting = conn.execute(

@@ -89,3 +89,38 @@ def test_ngopt_asks_the_same_points_with_the_fast_metamodel():
     finally:
         metamodel.install()
     assert fast == slow
+
+
+def test_demo_ngopt_batches_are_the_same_with_the_cached_cma_strategy():
+    """The demo's NGOpt (4 parameters, 32 a batch, budget 2400) asks bit for bit the same
+    batches with :mod:`huntflow.engine.optimize.cma_es` installed as with upstream's property."""
+    import hashlib
+
+    from nevergrad.optimization import optimizerlib
+
+    from huntflow.engine.optimize import cma_es
+    from huntflow.engine.optimize.backends import make_backend
+
+    def batches() -> list[str]:
+        backend = make_backend("ngopt", 4, 7, 2400, 32)
+        digests = []
+        for _ in range(6):
+            asked = [backend.ask() for _ in range(32)]
+            for token, u in asked:
+                backend.tell(token, PROBLEMS["rosenbrock"](4 * u - 2))
+            digests.append(hashlib.sha256(b"".join(u.tobytes() for _, u in asked)).hexdigest())
+        return digests
+
+    metamodel.install()
+    fast_property = optimizerlib._CMA.__dict__["es"]
+    assert fast_property.fget is cma_es._es
+    fast = batches()
+    install = cma_es.install
+    cma_es.install = lambda: None  # keep upstream's property for the second run
+    optimizerlib._CMA.es = cma_es._UPSTREAM
+    try:
+        slow = batches()
+    finally:
+        cma_es.install = install
+        optimizerlib._CMA.es = fast_property
+    assert len(set(fast)) == len(fast) and fast == slow

@@ -166,6 +166,7 @@ class NevergradBackend:
         the loss; ``objectives`` and ``violation`` are for natively multi-objective backends)."""
         from nevergrad.common.errors import TellNotAskedNotSupportedError
 
+        metamodel.install()  # a tell may come first after unpickling
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:

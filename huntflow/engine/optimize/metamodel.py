@@ -139,9 +139,14 @@ def _upstream_de(f: Any, dim: int) -> np.ndarray:
 
 
 def install() -> None:
-    """Make nevergrad's ``MetaModel`` (and so NGOpt) use :func:`learn_on_k_best`."""
+    """Make nevergrad's ``MetaModel`` (and so NGOpt) use :func:`learn_on_k_best`, and its CMA
+    the same strategy without a ``Normalizer`` per access (:mod:`.cma_es`)."""
     global _UPSTREAM
     from nevergrad.optimization import metamodel, optimizerlib
+
+    from huntflow.engine.optimize import cma_es
+
+    cma_es.install()
 
     if _UPSTREAM is None:
         _UPSTREAM = metamodel.learn_on_k_best
