@@ -127,12 +127,29 @@ class Stack:
         self.cli("deploy", "--all")
         self.start("worker-cpu", [str(BIN / "prefect"), "worker", "start", "--pool", "cpu", "--limit", "4"])
 
-    def gpu_worker(self, mode: str) -> None:
-        if mode == "warm":
-            argv = [str(BIN / "huntflow"), "worker", "--pool", "gpu", "--poll", str(self.poll), "--name", "warm"]
+    def gpu_worker(self, mode: str, name: str) -> None:
+        if mode in ("warm", "nowarmup"):
+            argv = [str(BIN / "huntflow"), "worker", "--pool", "gpu", "--poll", str(self.poll), "--name", name]
+            if mode == "nowarmup":
+                argv.append("--no-warm-up")
         else:
-            argv = [str(BIN / "prefect"), "worker", "start", "--pool", "gpu", "--limit", "1"]
+            argv = [str(BIN / "prefect"), "worker", "start", "--pool", "gpu", "--limit", "1", "--name", name]
         self.start(f"worker-gpu-{mode}", argv)
+
+    def wait_for_worker(self, name: str, timeout: float = 300) -> float:
+        """Seconds until the worker ``name`` registered with the gpu pool (it is polling)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            req = urllib.request.Request(f"{self.env['PREFECT_API_URL']}/work_pools/gpu/workers/filter",
+                                         data=b"{}", headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    if any(w.get("name") == name for w in json.loads(r.read())):
+                        return time.monotonic() - t0
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"worker {name} did not register with the gpu pool")
 
     def down(self) -> None:
         for name in list(self.procs)[::-1]:
@@ -261,12 +278,19 @@ def measure(db, cid, api: str | None = None) -> dict:
         if later:
             tells.append((min(later) - g["finished_at"]).total_seconds())
     evaluating = sum(g["eval"] or 0.0 for g in gens)
+    created = db.execute("select created_at from hunt.campaigns where campaign_id = %s", (cid,)).fetchone()["created_at"]
+    g0 = gens[0]
+    first = {"run_seconds": round((g0["finished_at"] - g0["started_at"]).total_seconds(), 2),
+             "evaluation_seconds": round(g0["eval"] or 0.0, 2), "compile_seconds": round(g0["compile"] or 0.0, 2),
+             "added_to_dispatched_seconds": round((g0["dispatched_at"] - created).total_seconds(), 2),
+             "added_to_started_seconds": round((g0["started_at"] - created).total_seconds(), 2)}
     # back to back: from the first generation's end (the worker's first compile is behind it)
     steady = (t1 - gens[0]["finished_at"]).total_seconds()
     steady_eval = sum(g["eval"] or 0.0 for g in gens[1:])
     return {"generations": len(gens), "window_seconds": round(window, 2),
             "steady_duty_cycle": round(steady_eval / steady, 3) if len(gens) > 1 and steady > 0 else None,
             "evaluation_seconds": round(evaluating, 2), "compile_seconds": round(sum(g["compile"] or 0 for g in gens), 2),
+            "first_generation": first,
             "gpu_duty_cycle": round(evaluating / window, 3) if window > 0 else None,
             "busy_fraction": round(min(1.0, sum(runs) / window), 3) if window > 0 else None,
             "median_gap_seconds": _med(gaps), "gaps": [round(x, 2) for x in gaps],
@@ -278,8 +302,11 @@ def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> 
     from huntflow.engine.spec import parse_spec
     from huntflow.store import campaigns
 
-    stack.gpu_worker(mode)
-    time.sleep(3)  # the worker registers with the pool before the first generation is dispatched
+    # every round starts with an empty persistent compilation cache: a model new to the pool
+    shutil.rmtree(DATA / "data" / "jax-cache", ignore_errors=True)
+    name = f"{mode}-{n}"
+    stack.gpu_worker(mode, name)
+    ready = stack.wait_for_worker(name)  # a pool's worker is up before campaigns arrive (long-lived)
     cid = campaigns.insert_campaign(db, parse_spec(spec(f"duty-{mode}-{n}", args)))
     t_start = time.monotonic()
     stack.cli("deployment", "run", "hunt-tick/chained", "--params", json.dumps({"campaign_ids": [str(cid)]}))
@@ -290,7 +317,8 @@ def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> 
     row = campaigns.get_campaign(db, cid)
     stack.stop(f"worker-gpu-{mode}")
     got = {"mode": mode, "round": n, "status": row["status"], "completion_reason": row["completion_reason"],
-           "campaign_wall_seconds": round(wall, 1), **measure(db, cid, stack.env["PREFECT_API_URL"]),
+           "campaign_wall_seconds": round(wall, 1), "worker_ready_seconds": round(ready, 1),
+           **measure(db, cid, stack.env["PREFECT_API_URL"]),
            "load": os.getloadavg()}
     _log(json.dumps(got))
     return got
@@ -306,7 +334,8 @@ def main() -> None:
                     help="CGL steps (sets a generation's evaluation time; default: calibrated to --target-seconds)")
     ap.add_argument("--target-seconds", type=float, default=20.0, help="evaluation seconds per generation to size for")
     ap.add_argument("--poll", type=float, default=0.5, help="seconds between worker polls (both modes)")
-    ap.add_argument("--modes", default="warm,baseline")
+    ap.add_argument("--modes", default="warm,nowarmup,baseline",
+                    help="warm (huntflow worker), nowarmup (the same with --no-warm-up), baseline (process workers)")
     ap.add_argument("--optimizer", default="ngopt", help="the campaign's optimizer (its ask is part of every tick)")
     ap.add_argument("--in-flight", type=int, default=2, help="optimizer.options.max_in_flight")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds a campaign may take")
@@ -321,6 +350,9 @@ def main() -> None:
                              "load_start": os.getloadavg()},
                  "settings": {k: v for k, v in vars(args).items()}}
     if args.steps is None:
+        from huntflow.engine.evaluate import enable_compilation_cache
+
+        enable_compilation_cache(DATA / "calibration-cache")  # never the workers' cache
         args.steps, out["calibration"] = calibrate(args)
         _log(f"calibrated: {args.steps} steps for ~{args.target_seconds:g} s ({out['calibration']})")
     stack = Stack(url, args.poll)
@@ -345,6 +377,8 @@ def main() -> None:
         for metric in ("gpu_duty_cycle", "steady_duty_cycle", "median_gap_seconds", "median_tell_seconds", "busy_fraction",
                        "campaign_wall_seconds"):
             out[f"{key}{metric}"] = _med([r[metric] for r in mine if r.get(metric) is not None])
+        out[f"{key}first_generation_run_seconds"] = _med([r["first_generation"]["run_seconds"] for r in mine])
+        out[f"{key}first_generation_compile_seconds"] = _med([r["first_generation"]["compile_seconds"] for r in mine])
     out["rounds"] = rounds
     out["machine"]["load_end"] = os.getloadavg()
     out["total_seconds"] = round(time.perf_counter() - t_all, 1)

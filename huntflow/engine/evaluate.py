@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -128,17 +129,116 @@ def _jitted(model_name: str, param_names: tuple[str, ...], fixed: tuple, fidelit
 
 
 _EXECUTABLES: dict[tuple, Any] = {}
+_COMPILING: dict[tuple, threading.Lock] = {}
+_GUARD = threading.Lock()
 
 
 def _executable(model_name: str, key: tuple, x, keys):
-    """The compiled executable and input sharding for this model/settings and batch shape."""
+    """The compiled executable and input sharding for this model/settings and batch shape.
+
+    Compiled once per process: a thread that asks for an executable another thread is compiling
+    (a warm worker's warm-up, :func:`compile_population`) waits for that compile instead of
+    starting a second one."""
     cache_key = (model_name, key, x.shape)
     hit = _EXECUTABLES.get(cache_key)
-    if hit is None:
-        jitted, sharding = _jitted(model_name, *key)
-        hit = (jitted.lower(x, keys).compile(), sharding)
-        _EXECUTABLES[cache_key] = hit
+    if hit is not None:
+        return hit
+    with _GUARD:
+        lock = _COMPILING.setdefault(cache_key, threading.Lock())
+    with lock:
+        hit = _EXECUTABLES.get(cache_key)
+        if hit is None:
+            jitted, sharding = _jitted(model_name, *key)
+            hit = (jitted.lower(x, keys).compile(), sharding)
+            _EXECUTABLES[cache_key] = hit
     return hit
+
+
+def _jax_model(model_name: "str | Mapping[str, Any] | ModelRef", fixed: Mapping[str, Any] | None):
+    """``(jax model key, fixed)`` of a model name or ``model`` block; ``(None, fixed)`` for an
+    external (function/command) model, with ``fixed`` defaulting to the block's own."""
+    if isinstance(model_name, str):
+        return model_name, fixed
+    from huntflow.engine.modelref import ModelRef
+
+    ref = model_name if isinstance(model_name, ModelRef) else ModelRef.model_validate(dict(model_name))
+    fixed = dict(ref.fixed) if fixed is None else fixed
+    resolved = ref.resolve()
+    return (None if resolved.is_external else str(resolved.jax_key)), fixed
+
+
+def _inputs(model_name: str, param_names: tuple[str, ...], params: np.ndarray, *, seed: int,
+            fixed: Mapping[str, Any], fidelity: Mapping[str, Any], dtype: str,
+            candidate_indices: np.ndarray | None, min_rows_per_device: int | None):
+    """``(cache key, x, keys, n)``: the padded device inputs of one batch (inside ``enable_x64``)."""
+    import jax
+    import jax.numpy as jnp
+
+    if _CACHE_DIR is None:
+        enable_compilation_cache()
+    n = params.shape[0]
+    if min_rows_per_device is None:
+        min_rows_per_device = devices_min_rows(jax.default_backend())
+    devices = max(1, min(jax.device_count(), n // max(1, int(min_rows_per_device))))
+    padded = -(-n // devices) * devices
+    if padded > n:
+        params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])
+    key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype, devices)
+    base = jax.random.key(int(seed))
+    if candidate_indices is None:
+        candidate_indices = np.arange(n)
+    indices = np.asarray(candidate_indices, dtype=np.uint32)
+    if indices.shape != (n,):
+        raise ValueError(f"candidate_indices must have shape ({n},), got {indices.shape}")
+    indices = np.concatenate([indices, np.repeat(indices[-1:], padded - n)])
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
+    return key, jnp.asarray(params, dtype=dtype), keys, n
+
+
+def _checked(model_name: str, param_names, params, fixed, fidelity, dtype):
+    params = np.asarray(params, dtype=np.float64)
+    if params.ndim != 2 or params.shape[1] != len(param_names):
+        raise ValueError(f"params must have shape (P, {len(param_names)}), got {params.shape}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    sources.jax_model(model_name).validate(tuple(param_names), fixed, fidelity)
+    return params
+
+
+def compile_population(
+    model_name: "str | Mapping[str, Any] | ModelRef",
+    param_names: tuple[str, ...],
+    population: int,
+    *,
+    fixed: Mapping[str, Any] | None = None,
+    fidelity: Mapping[str, Any] | None = None,
+    dtype: str = "float32",
+    min_rows_per_device: int | None = None,
+) -> float:
+    """Compile (or load from the persistent cache) the executable that
+    :func:`evaluate_population` will use for a batch of ``population`` rows with these
+    settings, without evaluating anything; returns the seconds it took here (0.0 when it was
+    compiled already, or the model is external and has nothing to compile).
+
+    A warm worker calls this ahead of a generation (its pool's new campaigns; a claimed run
+    waiting for the device), so the generation finds the executable ready. Raises what
+    :func:`evaluate_population` would for bad settings.
+    """
+    import jax
+
+    model_name, fixed = _jax_model(model_name, fixed)
+    if model_name is None or population < 1:
+        return 0.0
+    fixed, fidelity = dict(fixed or {}), dict(fidelity or {})
+    params = _checked(model_name, param_names, np.zeros((int(population), len(param_names))), fixed, fidelity, dtype)
+    t0 = time.perf_counter()
+    with jax.enable_x64(dtype == "float64"):
+        key, x, keys, _ = _inputs(model_name, tuple(param_names), params, seed=0, fixed=fixed, fidelity=fidelity,
+                                  dtype=dtype, candidate_indices=None, min_rows_per_device=min_rows_per_device)
+        if (model_name, key, x.shape) in _EXECUTABLES:
+            return 0.0
+        _executable(model_name, key, x, keys)
+    return time.perf_counter() - t0
 
 
 def evaluate_population(
@@ -176,7 +276,6 @@ def evaluate_population(
             wrong shape.
     """
     import jax
-    import jax.numpy as jnp
 
     if not isinstance(model_name, str):
         from huntflow.engine.modelref import ModelRef
@@ -190,36 +289,14 @@ def evaluate_population(
         model_name = str(resolved.jax_key)
     fixed = dict(fixed or {})
     fidelity = dict(fidelity or {})
-    params = np.asarray(params, dtype=np.float64)
-    if params.ndim != 2 or params.shape[1] != len(param_names):
-        raise ValueError(f"params must have shape (P, {len(param_names)}), got {params.shape}")
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    model = sources.jax_model(model_name)
-    model.validate(tuple(param_names), fixed, fidelity)
+    params = _checked(model_name, param_names, params, fixed, fidelity, dtype)
 
     # x64 is scoped to this call, so a float64 evaluation leaves the process as it found it
     # and a float32 one gives the same numbers whatever the global setting
     with jax.enable_x64(dtype == "float64"):
-        if _CACHE_DIR is None:
-            enable_compilation_cache()
-        n = params.shape[0]
-        if min_rows_per_device is None:
-            min_rows_per_device = devices_min_rows(jax.default_backend())
-        devices = max(1, min(jax.device_count(), n // max(1, int(min_rows_per_device))))
-        padded = -(-n // devices) * devices
-        if padded > n:
-            params = np.concatenate([params, np.repeat(params[-1:], padded - n, axis=0)])
-        key = (tuple(param_names), _freeze(fixed), _freeze(fidelity), dtype, devices)
-        base = jax.random.key(int(seed))
-        if candidate_indices is None:
-            candidate_indices = np.arange(n)
-        indices = np.asarray(candidate_indices, dtype=np.uint32)
-        if indices.shape != (n,):
-            raise ValueError(f"candidate_indices must have shape ({n},), got {indices.shape}")
-        indices = np.concatenate([indices, np.repeat(indices[-1:], padded - n)])
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(indices))
-        x = jnp.asarray(params, dtype=dtype)
+        key, x, keys, n = _inputs(model_name, tuple(param_names), params, seed=seed, fixed=fixed, fidelity=fidelity,
+                                  dtype=dtype, candidate_indices=candidate_indices,
+                                  min_rows_per_device=min_rows_per_device)
         t0 = time.perf_counter()
         executable, sharding = _executable(model_name, key, x, keys)
         if sharding is not None:
@@ -233,7 +310,7 @@ def evaluate_population(
         extras={k: np.asarray(v)[:n] for k, v in out.extras.items()},
         wall_seconds=t2 - t1,
         compile_seconds=t1 - t0,
-        device_count=devices,
+        device_count=key[-1],
     )
 
 

@@ -9,8 +9,10 @@
 
 The dashboard is rebuilt from the campaign's whole history (every evaluation row), so it is
 refreshed at most every ``HUNTFLOW_PLOT_SECONDS`` (default 60) per campaign — or every
-:data:`COST_FACTOR` times the last rebuilds of all the process's active campaigns together, if
-longer (:func:`refresh_seconds`) — and always when it finishes.
+:data:`COST_FACTOR` times the last rebuilds of all active campaigns together, if longer
+(:func:`refresh_seconds`) — and always when it finishes. Each rebuild's time and cost are kept
+in ``hunt.dashboard_builds`` (:mod:`huntflow.store.dashboards`), so every process paces alike:
+a scheduled tick (a fresh process each time) as a long-lived worker.
 The progress artifact is updated every tick: a tick in between reads only the budget used
 (``summaries.used_evaluations``: the told generations' summaries plus the untold ones' rows), so
 its cost does not grow with the history; it writes the artifact (by the id this process last
@@ -41,9 +43,6 @@ from huntflow.engine import report as render
 from huntflow.engine import summary as kpi
 
 _log = logging.getLogger(__name__)
-_PUBLISHED: dict[UUID, tuple[float, float]] = {}
-"""Campaign -> when this process last published its artifacts (``time.monotonic()``) and how
-long that took."""
 _PROGRESS: dict[UUID, tuple[Any, float]] = {}
 """Campaign -> its progress artifact's id and the percentage it shows (as this process set it):
 a throttled tick updates it without reading the API first, and not at all when unchanged."""
@@ -100,14 +99,23 @@ def plot_seconds() -> float:
     return float(os.environ.get("HUNTFLOW_PLOT_SECONDS", "60"))
 
 
-def refresh_seconds() -> float:
-    """How often one active campaign's dashboard may be rebuilt in this process: every
-    ``HUNTFLOW_PLOT_SECONDS``, or :data:`COST_FACTOR` times what the last rebuilds of all the
-    active campaigns it publishes cost together, if longer (0: every tick). Summed, because a
-    tick rebuilds every campaign whose turn came: with 100 campaigns of 1 s each, a per-campaign
-    bound would let the rebuilds take the whole tick once a tick outlasts the period."""
+def refresh_seconds(active_cost: float | None = None) -> float:
+    """How often one active campaign's dashboard may be rebuilt: every ``HUNTFLOW_PLOT_SECONDS``,
+    or :data:`COST_FACTOR` times what the last rebuilds of all active campaigns cost together
+    (``active_cost``; default: read from ``hunt.dashboard_builds``), if longer (0: every tick).
+    Summed, because a tick rebuilds every campaign whose turn came: with 100 campaigns of 1 s
+    each, a per-campaign bound would let the rebuilds take the whole tick once a tick outlasts
+    the period."""
     base = plot_seconds()
-    return base and max(base, COST_FACTOR * sum(cost for _, cost in list(_PUBLISHED.values())))
+    if not base:
+        return base
+    if active_cost is None:
+        from huntflow.store import dashboards
+        from huntflow.store.connection import session
+
+        with session() as conn:
+            active_cost = dashboards.active_cost(conn)
+    return max(base, COST_FACTOR * float(active_cost))
 
 
 def _latest(client, names: list[str]) -> dict[str, Any]:
@@ -170,22 +178,21 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import ArtifactUpdate
 
-    from huntflow.store import summaries
+    from huntflow.store import dashboards, summaries
     from huntflow.store.connection import session
     from huntflow.store.reports import report_inputs
 
     cid = UUID(str(campaign_id))
+    started = time.monotonic()
     with session() as conn:
-        row = conn.execute("select slug, status::text as status, evaluations_budget from hunt.campaigns"
-                           " where campaign_id = %s", (cid,)).fetchone()
+        row = dashboards.pacing(conn, cid)
         if row is None:
             raise KeyError(f"no campaign {campaign_id}")
         used = summaries.used_evaluations(conn, cid)
     k = keys(row["slug"])
-    last, _ = _PUBLISHED.get(cid, (-math.inf, 0.0))
-    every = refresh_seconds()
-    throttled = row["status"] == "active" and time.monotonic() - last < every  # published by this process
-    started = time.monotonic()
+    every = refresh_seconds(row["active_cost"])
+    ago = math.inf if row["built_ago"] is None else row["built_ago"]
+    throttled = row["status"] == "active" and ago < every  # rebuilt by any process within its period
     if throttled and cid in _PROGRESS:  # this process set it last: no read of the API, no write if unchanged
         pct = dashboard.budget_percent(used, row["evaluations_budget"])
         art, shown = _PROGRESS[cid]
@@ -219,10 +226,8 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
         else:
             client.update_artifact(old.latest_id, ArtifactUpdate(data=md, description=line))
         _set_progress(client, cid, k["progress"], latest.get(k["progress"]), pct, line, changed_only=False)
-    if finished:
-        _PUBLISHED.pop(cid, None)  # not refreshed again: its cost no longer counts against the others
-    else:
-        _PUBLISHED[cid] = (time.monotonic(), time.monotonic() - started)
+    with session() as conn:  # once finished, its cost no longer paces the others (active ones only count)
+        dashboards.record_build(conn, cid, time.monotonic() - started)
     return {"keys": k, "progress": pct, "plots": keep is None}
 
 

@@ -18,7 +18,9 @@ A warm worker claims runs ahead of its device (``--prefetch``) and installs
 :func:`use_device_slots`: a claimed run's flow-run start happens while the previous generation
 evaluates, then the run waits for a device slot (:func:`device_slot`, still ``dispatched`` and
 beating) and is marked ``running`` when it has one, so consecutive generations follow each other
-with no Prefect round trip between them.
+with no Prefect round trip between them. While it waits it compiles its executable
+(:func:`huntflow.tasks.warmup.prepare_generation`: a rung change, a verification batch), behind
+the evaluation that holds the device.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from huntflow.config import get_settings
 from huntflow.flows.artifacts import batch_table, label_of
 
 from huntflow.tasks.execute import execute_generation
+from huntflow.tasks.warmup import prepare_generation
 
 
 def generation_run_name() -> str:
@@ -107,6 +110,11 @@ class DeviceSlots:
         with self._cv:
             return len(self._waiting)
 
+    def busy(self) -> bool:
+        """Whether a run arriving now would wait (no slot free, or others in line)."""
+        with self._cv:
+            return self.free <= 0 or bool(self._waiting)
+
     @contextlib.contextmanager
     def hold(self, key: float) -> Iterator[None]:
         with self._cv:
@@ -136,13 +144,22 @@ def use_device_slots(slots: int | None) -> None:
 
 
 @contextlib.contextmanager
-def device_slot() -> Iterator[None]:
+def device_slot(prepare: Callable[[], Any] | None = None) -> Iterator[None]:
     """Hold a device slot for the block (waiting for one first; waiting runs go in dispatch
-    order) when :func:`use_device_slots` set any; otherwise a no-op."""
+    order) when :func:`use_device_slots` set any; otherwise a no-op.
+
+    ``prepare`` (compiling the run's executable) runs first when the run has to wait, i.e.
+    while another generation holds the device: it is hidden behind that evaluation. A run that
+    finds the device free goes at once (its compile, if any, is then part of its run)."""
     gate = _device
     if gate is None:
         yield
         return
+    if prepare is not None and gate.busy():
+        try:
+            prepare()
+        except Exception as e:  # a warm-up is never a reason to fail the run
+            _logger().debug("warm-up skipped: %s", e)
     with gate.hold(_scheduled_start()):
         yield
 
@@ -226,7 +243,8 @@ def hunt_generation(generation_id: str, dispatch_ref: str | None = None) -> Any:
     """Evaluate one generation's whole population in one batched JAX call."""
     try:
         # the run's own flow-run id is the pool generation's dispatch reference
-        with Heartbeat(generation_id, dispatch_ref=dispatch_ref or _flow_run_id()), device_slot():
+        with Heartbeat(generation_id, dispatch_ref=dispatch_ref or _flow_run_id()), \
+                device_slot(prepare=lambda: prepare_generation(generation_id)):
             summary = execute_generation(generation_id, dispatch_ref=dispatch_ref)
     except Exception:
         _report_failure(generation_id)

@@ -221,13 +221,19 @@ def pool_env(pool: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in env.items() if v is not None}
 
 
-def preload() -> None:
-    """Import what generations and ticks use (JAX, the models, the optimizers) and start JAX's
-    backend (CUDA on a GPU host) before the first run, so that no generation or tick pays for it."""
+def preload_engine() -> None:
+    """Import JAX and the models and start JAX's backend (CUDA on a GPU host)."""
     import huntflow.engine.evaluate  # noqa: F401  (the models; sets the CPU device count first)
     import jax
 
     jax.devices()
+    import huntflow.tasks.warmup  # noqa: F401
+
+
+def preload() -> None:
+    """Import what generations and ticks use (JAX, the models, the optimizers) and start JAX's
+    backend (CUDA on a GPU host) before the first run, so that no generation or tick pays for it."""
+    preload_engine()
     import huntflow.flows.generation  # noqa: F401
     import huntflow.flows.tick  # noqa: F401  (the stages, the store)
     from huntflow.engine.optimize import backends  # noqa: F401
@@ -272,12 +278,25 @@ class _ThreadTimeoutNotice(logging.Filter):
         return "is running in a worker thread" not in record.getMessage()
 
 
+def start_warm_up(every: float = 2.0) -> tuple[threading.Thread, threading.Event]:
+    """A daemon thread that compiles each new pool campaign's first executable
+    (:class:`huntflow.tasks.warmup.CampaignWarmer`, a look every ``every`` seconds) until the
+    returned event is set."""
+    from huntflow.tasks.warmup import CampaignWarmer
+
+    stop = threading.Event()
+    thread = threading.Thread(target=CampaignWarmer(every).run, args=(stop,), name="huntflow-warm-up", daemon=True)
+    thread.start()
+    return thread, stop
+
+
 def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = "local",
-          name: str | None = None, run_once: bool = False, prefetch: int = 1) -> None:
+          name: str | None = None, run_once: bool = False, prefetch: int = 1, warm_up: bool = True) -> None:
     """Start a warm worker on ``pool`` and run until interrupted (``run_once``: one poll, then
     wait for what it started and return, as ``prefect worker start --run-once``). ``limit``
     generations evaluate at once (device slots); ``prefetch`` more runs are claimed and started
-    ahead, each waiting for a slot."""
+    ahead, each waiting for a slot. ``warm_up``: compile the pool campaigns' first executables
+    as they appear (:func:`start_warm_up`), starting while the rest is still imported."""
     from prefect.settings import temporary_settings
 
     from huntflow.flows import generation
@@ -285,6 +304,8 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
     for key, value in pool_env(pool).items():
         os.environ.setdefault(key, value)
     os.environ.setdefault("HUNTFLOW_OPERATOR", "pool")
+    preload_engine()
+    warming = start_warm_up() if warm_up else None
     preload()
     logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
     local = LocalTicks() if ticks == "local" else None
@@ -298,6 +319,8 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
             anyio.run(lambda: worker.start(run_once=run_once))
     finally:
         generation.use_device_slots(None)
+        if warming is not None:
+            warming[1].set()
         if local is not None:
             generation.use_local_ticks(None)
             local.stop()

@@ -159,3 +159,41 @@ def test_float64_is_scoped_to_its_call_and_float32_ignores_the_global_x64_settin
     assert again.extras["field_re"].dtype == np.float32
     for name in first.metrics:
         np.testing.assert_array_equal(first.metrics[name], again.metrics[name])
+
+
+def _backend_compiles():
+    """A list that grows by one per XLA backend compile in this process from now on."""
+    import jax
+
+    seen: list[float] = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: seen.append(secs) if event == "/jax/core/compile/backend_compile_duration" else None)
+    return seen
+
+
+def test_compile_population_leaves_the_generation_nothing_to_compile():
+    """A warm-up (compile only) builds the very executable the evaluation then uses: its call
+    compiles nothing, for a model name and for a model block alike."""
+    from huntflow.engine.evaluate import compile_population
+
+    names, fidelity = ("x0", "x1", "x2"), {"bias": 0.25}
+    params = np.array([[0.1, 0.2, 0.3]] * 5)
+    compiles = _backend_compiles()
+    first = compile_population("sphere", names, 5, fidelity=fidelity)
+    assert first > 0 and compiles
+    assert compile_population({"name": "sphere"}, names, 5, fidelity=fidelity) == 0.0  # the same one
+    before = len(compiles)
+    out = evaluate_population({"name": "sphere"}, names, params, seed=4, fidelity=fidelity)
+    assert len(compiles) == before
+    assert out.statuses() == [0] * 5 and np.all(np.isfinite(out.metrics["f"]))
+    other = compile_population("sphere", names, 6, fidelity=fidelity)  # another batch shape: its own
+    assert other > 0 and len(compiles) > before
+
+
+def test_compile_population_rejects_bad_settings_and_skips_external_models():
+    from huntflow.engine.evaluate import compile_population
+
+    with pytest.raises(ValueError, match="bias"):
+        compile_population("sphere", ("x0", "x1"), 4, fidelity={"bias": "lots"})
+    block = {"function": "math:hypot", "metrics": ["f"]}
+    assert compile_population(block, ("x0", "x1"), 4) == 0.0

@@ -179,3 +179,45 @@ def test_dashboard_refreshes_are_paced_by_what_all_campaigns_rebuilds_cost_toget
                " where campaign_id = %s", (a,))
     assert publish_campaign(a)["plots"] is True  # finished: always its final dashboard
     assert refresh_seconds() < two  # and its cost no longer paces the others
+
+
+def test_a_fresh_process_paces_dashboard_rebuilds_like_the_one_that_built_it(db, make_spec, monkeypatch,
+                                                                             database_url):
+    """Scheduled ticks are fresh processes: the pace (time and cost of the last rebuild) lives in
+    hunt.dashboard_builds, so another process holds off a rebuild an earlier one just paid for."""
+    import json as _json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.settings import PREFECT_API_URL
+
+    from huntflow.flows.artifacts import COST_FACTOR, publish_campaign, refresh_seconds
+
+    monkeypatch.setenv("HUNTFLOW_PLOT_SECONDS", "0.5")
+    cid = campaigns.insert_campaign(db, make_spec(slug="room-fresh"))
+    assert publish_campaign(cid)["plots"] is True  # this process rebuilds and records it
+    row = db.execute("select build_seconds, extract(epoch from now() - built_at) as ago from hunt.dashboard_builds"
+                     " where campaign_id = %s", (cid,)).fetchone()
+    assert row["build_seconds"] > 0 and row["ago"] < 60
+    # a history whose rebuild costs 10 s is rebuilt at most every COST_FACTOR x 10 s
+    db.execute("update hunt.dashboard_builds set build_seconds = 10 where campaign_id = %s", (cid,))
+    assert refresh_seconds() == pytest.approx(COST_FACTOR * 10)
+    time.sleep(0.6)  # past HUNTFLOW_PLOT_SECONDS: only the cost holds the next rebuild off now
+
+    def fresh_process() -> dict:
+        env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "SUPABASE_DB_URL": database_url}
+        code = ("import json, sys; from huntflow.flows.artifacts import publish_campaign;"
+                " print(json.dumps(publish_campaign(sys.argv[1]), default=str))")
+        out = subprocess.run([sys.executable, "-c", code, str(cid)], env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return _json.loads(out.stdout.strip().splitlines()[-1])
+
+    got = fresh_process()
+    assert got["plots"] is False and got["fresh"] is True  # paced: the progress bar only
+    db.execute("update hunt.dashboard_builds set built_at = now() - interval '1 hour' where campaign_id = %s", (cid,))
+    assert publish_campaign(cid)["plots"] is True  # its turn came (by the row): rebuilt, the new cost recorded
+    assert db.execute("select build_seconds from hunt.dashboard_builds where campaign_id = %s",
+                      (cid,)).fetchone()["build_seconds"] < 10

@@ -268,3 +268,37 @@ def test_worker_command_refuses_bad_input_in_one_line(monkeypatch):
     assert no_api.exit_code == 2 and "PREFECT_API_URL" in no_api.output and "Traceback" not in no_api.output
     bad = runner.invoke(app, ["worker", "--ticks", "sometimes"])
     assert bad.exit_code == 2 and "--ticks" in bad.output
+
+
+def test_warm_ups_compile_a_new_pool_campaign_once_and_a_generations_exact_batch(db, make_spec):
+    """The worker's warm-up compiles a new campaign's first executable as soon as it is active
+    (once), and a claimed generation's own batch, so that evaluating it compiles nothing."""
+    import jax
+
+    from huntflow.flows.tick import hunt_tick
+    from huntflow.tasks.execute import execute_generation
+    from huntflow.tasks.warmup import CampaignWarmer, pool_campaigns, prepare_generation
+
+    compiles: list[float] = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: compiles.append(secs) if event == "/jax/core/compile/backend_compile_duration" else None)
+    new = campaigns.insert_campaign(db, make_spec(slug="warm-new", fidelities=[{"name": "w", "settings": {"bias": 0.375}}]))
+    warmer = CampaignWarmer()
+    got = warmer.scan()
+    assert [g["slug"] for g in got] == ["warm-new"] and got[0]["seconds"] > 0 and compiles
+    assert warmer.scan() == []  # warmed once
+    # a campaign whose generations go elsewhere (here: kits) is not the pool's
+    other = campaigns.insert_campaign(db, make_spec(slug="warm-kit", review={"spot_check_top": 0},
+                                                    fidelities=[{"name": "k", "settings": {"bias": 0.625}}]))
+    os.environ["HUNTFLOW_OPERATOR"] = "manual"
+    try:
+        hunt_tick([str(other)])
+    finally:
+        os.environ.pop("HUNTFLOW_OPERATOR")
+    assert [cid for cid, _ in pool_campaigns(db)] == [new]
+    g = generations.by_status(db, other, [GS.PLANNED])[0]
+    assert prepare_generation(str(g["generation_id"]))["seconds"] > 0
+    before = len(compiles)
+    assert execute_generation(g["generation_id"])["status"] == "succeeded"
+    assert len(compiles) == before  # its executable was ready
+    assert "error" in prepare_generation(str(UUID(int=5)))  # never raises

@@ -19,6 +19,8 @@ def worker(
                               " local (in this process, at once) or deployment (HUNTFLOW_TICK_DEPLOYMENT)"),
     name: Optional[str] = typer.Option(None, "--name", help="the worker's name in the Prefect UI"),
     run_once: bool = typer.Option(False, "--run-once", help="poll once, finish what started, exit"),
+    warm_up: bool = typer.Option(True, "--warm-up/--no-warm-up", help="compile the executables of the active pool"
+                                 " campaigns' first generations as soon as they appear (before they are dispatched)"),
 ) -> None:
     """Serve a work pool from this long-lived process: each flow run (a generation) runs here,
     with JAX, compiled executables and the device kept warm between generations, and a finished
@@ -35,8 +37,9 @@ def worker(
     from huntflow.flows.warm import serve
 
     console.print(f"warm worker on pool [bold]{pool}[/] (limit {limit}, prefetch {prefetch}, poll {poll:g} s,"
-                  f" ticks {ticks})")
-    serve(pool, limit=limit, poll_seconds=poll, ticks=ticks, name=name, run_once=run_once, prefetch=prefetch)
+                  f" ticks {ticks}{', warm-up' if warm_up else ''})")
+    serve(pool, limit=limit, poll_seconds=poll, ticks=ticks, name=name, run_once=run_once, prefetch=prefetch,
+          warm_up=warm_up)
 
 
 def register(app: typer.Typer) -> None:
