@@ -11,18 +11,32 @@ from psycopg.types.json import Jsonb
 from huntflow.store.states import Stage, StageRunStatus
 
 
-def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, stage: Stage, attempt: int) -> int:
-    """Open (or, on a retry, reopen) the row for this tick/campaign/stage; returns its id."""
+GUARD_SETTING = "huntflow.lease_owner"
+"""The session setting :func:`huntflow.store.leases.guard` ties a connection's writes with."""
+
+
+def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, stage: Stage, attempt: int,
+          guard: str | None = None) -> int:
+    """Open (or, on a retry, reopen) the row for this tick/campaign/stage; returns its id.
+
+    ``guard``: also tie the connection to that lease owner, as :func:`huntflow.store.leases.guard`
+    does, in the same round trip (``hunt.stage_runs`` itself is not lease-guarded, so the order
+    of the two within the statement does not matter)."""
     row = conn.execute(
         """
-        insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt)
-        values (%s, %s, %s, 'running', %s)
-        on conflict (tick_id, campaign_id, stage) do update
-          set status = 'running', attempt = excluded.attempt, error = null,
-              started_at = now(), finished_at = null
-        returning stage_run_id
+        with opened as (
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt)
+          values (%s, %s, %s, 'running', %s)
+          on conflict (tick_id, campaign_id, stage) do update
+            set status = 'running', attempt = excluded.attempt, error = null,
+                started_at = now(), finished_at = null
+          returning stage_run_id
+        )
+        select stage_run_id, case when %s::text is null then null
+                                  else set_config('""" + GUARD_SETTING + """', %s, false) end as tied
+          from opened
         """,
-        (tick_id, campaign_id, stage.value, attempt),
+        (tick_id, campaign_id, stage.value, attempt, guard, guard or ""),
     ).fetchone()
     return row["stage_run_id"]
 
@@ -33,12 +47,15 @@ def finish(
     status: StageRunStatus,
     summary: dict[str, Any] | None = None,
     error: str | None = None,
+    untie: bool = False,
 ) -> None:
-    """Close a row with its outcome (database clock for ``finished_at``)."""
+    """Close a row with its outcome (database clock for ``finished_at``); ``untie``: also untie
+    the connection from its lease owner (``leases.guard(conn, None)``) in the same round trip."""
     conn.execute(
-        "update hunt.stage_runs set status = %s, summary = %s, error = %s, finished_at = now()"
-        " where stage_run_id = %s",
-        (status.value, Jsonb(summary or {}), error, stage_run_id),
+        "with closed as (update hunt.stage_runs set status = %s, summary = %s, error = %s, finished_at = now()"
+        " where stage_run_id = %s returning 1)"
+        f" select case when %s then set_config('{GUARD_SETTING}', '', false) end as untied",
+        (status.value, Jsonb(summary or {}), error, stage_run_id, untie),
     )
 
 

@@ -63,41 +63,60 @@ StageLogic = Callable[[psycopg.Connection, dict[str, Any], TickContext], dict[st
 
 
 def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic) -> dict[str, Any]:
-    """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row."""
-    with session() as pooled, leases.guarded(pooled, ctx.owner if ctx.guarded else None) as conn:
-        run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt())
-        beat = leases.heartbeat_of(ctx.owner) if ctx.guarded else None
+    """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row.
+
+    Four statements around the logic: open the row (tying the connection to the lease in the
+    same round trip), mark the campaign's stage and renew its lease (returning its row), check
+    the lease is still held, close the row (untying the connection in the same round trip)."""
+    owner = ctx.owner if ctx.guarded else None
+    with session() as conn:
+        tied = [owner is not None]
         try:
-            if beat is not None and beat.lost(campaign_id):
-                raise leases.LeaseLost(f"lease lost: campaign {campaign_id} is no longer leased by {ctx.owner}")
-            campaign = conn.execute(
-                "update hunt.campaigns set current_stage = %s, updated_at = now(),"
-                " lease_expires_at = case when lease_owner = %s"
-                "   then now() + make_interval(secs => %s) else lease_expires_at end"
-                f" where campaign_id = %s returning {light(conn, 'campaigns')}",
-                (stage.value, ctx.owner, ctx.lease_seconds, campaign_id),
-            ).fetchone()
-            if campaign is None:
-                raise KeyError(f"no campaign {campaign_id}")
-            summary = logic(conn, campaign, ctx)
-            if ctx.guarded:  # lost while it ran: its writes since were refused; say so
-                holder = conn.execute("select lease_owner from hunt.campaigns where campaign_id = %s",
-                                      (campaign_id,)).fetchone()
-                if holder is not None and holder["lease_owner"] != ctx.owner and not _released_by_logic(summary):
-                    raise leases.LeaseLost(f"lease lost during {stage.value}: campaign {campaign_id} is leased by"
-                                           f" {holder['lease_owner'] or 'nobody'}, not by {ctx.owner}")
-        except BaseException as e:
-            lost = leases.lease_lost(e) if isinstance(e, Exception) else None
-            if lost is not None:
-                stage_runs.finish(conn, run_id, StageRunStatus.SKIPPED, summary={"reason": str(lost)})
-                return {"lease_lost": str(lost)}
-            stage_runs.finish(
-                conn, run_id, StageRunStatus.FAILED,
-                error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}",
-            )
-            raise
-        stage_runs.finish(conn, run_id, StageRunStatus.SUCCEEDED, summary=summary)
-        return summary
+            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt(), guard=owner)
+            return _run_logic(conn, stage, ctx, campaign_id, logic, run_id, tied)
+        finally:
+            if tied[0]:  # the row could not be closed: never hand a tied connection back to the pool
+                try:
+                    leases.guard(conn, None)
+                except psycopg.Error:  # a broken connection: the pool discards it
+                    pass
+
+
+def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic,
+               run_id: int, tied: list[bool]) -> dict[str, Any]:
+    def close(status: StageRunStatus, **outcome: Any) -> None:
+        stage_runs.finish(conn, run_id, status, untie=ctx.guarded, **outcome)
+        tied[0] = False
+
+    beat = leases.heartbeat_of(ctx.owner) if ctx.guarded else None
+    try:
+        if beat is not None and beat.lost(campaign_id):
+            raise leases.LeaseLost(f"lease lost: campaign {campaign_id} is no longer leased by {ctx.owner}")
+        campaign = conn.execute(
+            "update hunt.campaigns set current_stage = %s, updated_at = now(),"
+            " lease_expires_at = case when lease_owner = %s"
+            "   then now() + make_interval(secs => %s) else lease_expires_at end"
+            f" where campaign_id = %s returning {light(conn, 'campaigns')}",
+            (stage.value, ctx.owner, ctx.lease_seconds, campaign_id),
+        ).fetchone()
+        if campaign is None:
+            raise KeyError(f"no campaign {campaign_id}")
+        summary = logic(conn, campaign, ctx)
+        if ctx.guarded:  # lost while it ran: its writes since were refused; say so
+            holder = conn.execute("select lease_owner from hunt.campaigns where campaign_id = %s",
+                                  (campaign_id,)).fetchone()
+            if holder is not None and holder["lease_owner"] != ctx.owner and not _released_by_logic(summary):
+                raise leases.LeaseLost(f"lease lost during {stage.value}: campaign {campaign_id} is leased by"
+                                       f" {holder['lease_owner'] or 'nobody'}, not by {ctx.owner}")
+    except BaseException as e:
+        lost = leases.lease_lost(e) if isinstance(e, Exception) else None
+        if lost is not None:
+            close(StageRunStatus.SKIPPED, summary={"reason": str(lost)})
+            return {"lease_lost": str(lost)}
+        close(StageRunStatus.FAILED, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
+        raise
+    close(StageRunStatus.SUCCEEDED, summary=summary)
+    return summary
 
 
 def _released_by_logic(summary: Any) -> bool:

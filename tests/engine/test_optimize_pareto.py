@@ -87,3 +87,23 @@ def test_front_loss_rewards_hypervolume_improvement_and_penalizes_dominated_poin
 def test_chebyshev_is_weighted_max_plus_augmentation():
     v = chebyshev(np.array([2.0, 3.0]), np.array([0.5, 0.5]), np.array([0.0, 1.0]), np.array([4.0, 4.0]))
     assert v == pytest.approx(max(0.25, 0.25) + 0.05 * 0.5)
+
+
+def _mask_row_by_row(pts: np.ndarray) -> np.ndarray:
+    """The definition, one row at a time (what nondominated_mask computed before its fast paths)."""
+    out = np.ones(pts.shape[0], dtype=bool)
+    for i in range(pts.shape[0]):
+        out[i] = not np.any(np.all(pts <= pts[i], axis=1) & np.any(pts < pts[i], axis=1))
+    return out
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_nondominated_mask_matches_the_definition_with_ties_nans_and_infinities(d):
+    rng = np.random.default_rng(d)
+    for n in (0, 1, 2, 7, 300, 600):
+        pts = rng.integers(0, 5, size=(n, d)).astype(float)  # many ties and duplicates
+        if n > 2:
+            pts[rng.integers(0, n, size=max(1, n // 10)), rng.integers(0, d)] = np.nan
+            pts[0, 0], pts[1, -1] = np.inf, -np.inf
+        assert nondominated_mask(pts).tolist() == _mask_row_by_row(pts).tolist(), (d, n)
+    assert nondominated_mask(np.full((4, d), np.nan)).all()

@@ -124,3 +124,43 @@ def test_a_campaign_whose_generations_all_fail_is_failed(db, make_spec):
         out = poison.account("tick:a", cid, None, None)
     assert out and "last 2 generations all failed their attempts: evaluation failed" in out["failed"]
     assert campaigns.get_campaign(db, cid)["status"] == "failed"
+
+
+def test_a_guarded_stage_hands_its_connection_back_untied_whatever_its_outcome(db, make_spec):
+    """run_stage ties its pooled connection to the lease in the statement that opens its row and
+    unties it in the one that closes it: after success, failure or a lost lease the connection
+    goes back to the pool with no owner set (the next borrower's writes are not guarded by it)."""
+    import pytest
+
+    from huntflow.store.connection import session
+
+    cid = campaigns.insert_campaign(db, make_spec())
+    ctx = _ctx(guarded=True)
+    campaigns.claim_cohort(db, ctx.owner, 4, 30)
+    seen = []
+
+    def peek(conn, campaign, _ctx):
+        seen.append(conn.execute("select current_setting('huntflow.lease_owner', true) as o").fetchone()["o"])
+        return {"ok": True}
+
+    def broken(conn, campaign, _ctx):
+        peek(conn, campaign, _ctx)
+        raise RuntimeError("boom")
+
+    def owners_in_pool() -> set:
+        with session() as a, session() as b:  # the pool lends its idle connections first
+            return {c.execute("select current_setting('huntflow.lease_owner', true) as o").fetchone()["o"] or ""
+                    for c in (a, b)}
+
+    assert run_stage(Stage.LEARN, ctx, cid, peek) == {"ok": True}
+    assert owners_in_pool() == {""}
+    with pytest.raises(RuntimeError):
+        run_stage(Stage.PARSE, ctx, cid, broken)
+    assert owners_in_pool() == {""}
+    db.execute("update hunt.campaigns set lease_owner = 'tick:newer' where campaign_id = %s", (cid,))
+    assert "tick:newer" in run_stage(Stage.REVIEW, ctx, cid, peek)["lease_lost"]
+    assert owners_in_pool() == {""}
+    assert seen == [ctx.owner] * 2  # the first two stages ran tied to the lease; the third was refused first
+    rows = {r["stage"]: r["status"] for r in
+            db.execute("select stage::text, status::text from hunt.stage_runs where tick_id = %s", (ctx.tick_id,))}
+    assert rows == {"learn": "succeeded", "parse": "failed", "review": "skipped"}

@@ -48,6 +48,14 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
     """
     pts = np.asarray(points, dtype=float)
     n = pts.shape[0]
+    if n == 0:
+        return np.ones(0, dtype=bool)
+    if pts.ndim == 2 and pts.shape[1] == 1:
+        # one objective (evolve's summary ranks the whole history every tick: O(n), not O(n^2)):
+        # a row is dominated when some row is less; a NaN row never is, nor dominates
+        col = pts[:, 0]
+        finite = col[~np.isnan(col)]
+        return np.ones(n, dtype=bool) if finite.size == 0 else ~(col > finite.min())
     mask = np.ones(n, dtype=bool)
     for i in range(n):
         le = np.all(pts <= pts[i], axis=1)
