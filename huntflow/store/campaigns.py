@@ -123,12 +123,26 @@ def digest_after_entry(digest: str | None) -> str | None:
     return f"{md5}:{int(n) + 1}"
 
 
+_SPECS: dict[str, CampaignSpec] = {}
+"""Parsed specs by their stored JSON text (every stage of every tick reads its campaign's spec)."""
+
+
 def spec_of(row: dict[str, Any]) -> CampaignSpec:
-    """The validated spec stored on a campaign row (not re-checked against its model)."""
+    """The validated spec stored on a campaign row (not re-checked against its model).
+
+    Parsed once per process for each distinct stored text (specs are frozen models; parsing
+    one costs about a millisecond, and each stage of each tick asks)."""
     from huntflow.engine.spec import parse_spec
 
     spec = row["spec"]
-    return parse_spec(json.loads(spec) if isinstance(spec, str) else spec, stored=True)
+    text = spec if isinstance(spec, str) else json.dumps(spec, sort_keys=True)
+    parsed = _SPECS.get(text)
+    if parsed is None:
+        parsed = parse_spec(json.loads(text), stored=True)
+        if len(_SPECS) >= 1024:
+            _SPECS.clear()
+        _SPECS[text] = parsed
+    return parsed
 
 
 def progress(conn: psycopg.Connection, slug: str | None = None) -> list[dict[str, Any]]:

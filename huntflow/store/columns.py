@@ -19,7 +19,8 @@ _LOCK = threading.Lock()
 
 def light(conn: psycopg.Connection, table: str, alias: str | None = None) -> str:
     """``"c.campaign_id, c.slug, ..."``: every column of ``hunt.<table>`` but its heavy ones."""
-    key = (conn.info.dsn, table)
+    pg = conn.pgconn  # host, port and database name: cheap libpq reads (``conn.info.dsn`` parses the conninfo, ~0.5 ms)
+    key = (f"{pg.host!r}:{pg.port!r}/{pg.db!r}", table)
     names = _CACHE.get(key)
     if names is None:
         rows = conn.execute(

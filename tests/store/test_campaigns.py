@@ -86,3 +86,15 @@ def test_settings_round_trip(db):
     settings.set_setting(db, "max_concurrent_campaigns", 7)
     assert settings.get_setting(db, "max_concurrent_campaigns", None) == 7
     assert settings.get_setting(db, "absent", "dflt") == "dflt"
+
+
+def test_spec_of_parses_each_stored_spec_once_and_follows_a_changed_one(db, make_spec):
+    a = campaigns.get_campaign(db, campaigns.insert_campaign(db, make_spec(slug="spec-a", seed=1)))
+    b = campaigns.get_campaign(db, campaigns.insert_campaign(db, make_spec(slug="spec-b", seed=2)))
+    first = campaigns.spec_of(a)
+    assert campaigns.spec_of(campaigns.get_campaign(db, a["campaign_id"])) is first  # a fresh read, parsed once
+    assert (first.slug, first.seed) == ("spec-a", 1)
+    other = campaigns.spec_of(b)
+    assert (other.slug, other.seed) == ("spec-b", 2)
+    changed = campaigns.spec_of({**a, "spec": {**a["spec"], "seed": 3}})
+    assert changed.seed == 3 and campaigns.spec_of(a).seed == 1
