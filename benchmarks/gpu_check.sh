@@ -10,7 +10,10 @@
 #   3. the duty cycle of warm generations back to back (benchmarks/pool_duty_cycle.py): a real
 #      prefect server, the gpu pool served by `huntflow worker`, a CGL campaign at grid 256,
 #      population 256, its steps calibrated so that a generation evaluates for ~20 s, 3
-#      generations: gpu_duty_cycle and median_gap_seconds.
+#      generations: gpu_duty_cycle (over the whole window, the first generation included; the
+#      worker compiles the campaign's executable when the campaign appears, from an empty
+#      compilation cache) and median_gap_seconds. GPU_CHECK_NOWARMUP=1 adds a round with
+#      `huntflow worker --no-warm-up` (the first generation compiling inside its run).
 # Results land in $OUT (or ./gpu-check-out) as JSON files; copy the numbers into RESULTS.md.
 set -euo pipefail
 OUT="${OUT:-$PWD/gpu-check-out}"
@@ -31,7 +34,8 @@ timeout 180 .venv/bin/python benchmarks/gpu_fft.py --grid 256 --population 1024 
   2>>"$OUT/gpu_check.log" | tail -1 | tee "$OUT/gpu_fft.json" || log "gpu_fft failed or timed out (see the log)"
 
 MODES=warm
-[ "${GPU_CHECK_BASELINE:-0}" = 1 ] && MODES=warm,baseline
+[ "${GPU_CHECK_NOWARMUP:-0}" = 1 ] && MODES="$MODES,nowarmup"
+[ "${GPU_CHECK_BASELINE:-0}" = 1 ] && MODES="$MODES,baseline"
 log "duty cycle of warm generations (CGL grid 256, population 256, ~20 s generations, modes $MODES)"
 timeout 360 .venv/bin/python benchmarks/pool_duty_cycle.py --grid 256 --population 256 --generations 3 \
   --rounds 1 --target-seconds 20 --modes "$MODES" --timeout 240 \

@@ -3,12 +3,15 @@
 A real ``prefect server`` on this machine, the two process pools of deployments/*.json and
 ``prefect deploy --all`` from prefect.yaml (the operators' path), a Prefect process worker on
 the cpu pool (the first tick, and the baseline's chained ticks), and then, interleaved
-(warm, baseline, warm, baseline, ...), one campaign per round on the ``gpu`` pool:
+(warm, nowarmup, baseline, warm, ...), one campaign per round on the ``gpu`` pool:
 
 * **warm** — ``huntflow worker --pool gpu``: generations run inside one long-lived process
   that claims the next queued run while one evaluates (``--prefetch 1``), and a finished
   generation's campaign is ticked there at once (its dispatching follow-up tick in the same
-  flow run);
+  flow run); it compiles a new campaign's first executable as soon as the campaign is active
+  (while its first tick plans, on the cpu pool), and a claimed run's while another evaluates;
+* **nowarmup** — the same worker with ``--no-warm-up`` (the first generation compiles inside
+  its run, as before);
 * **baseline** — ``prefect worker start --pool gpu`` (a Python process per generation) with the
   chained ticks on the cpu pool's process worker (a Python process per tick), as before.
 
@@ -18,11 +21,17 @@ calibrated here to ``--target-seconds``, 20), ``--population`` candidates, ``--g
 generations, ``max_in_flight`` 2 (``--in-flight``), NGOpt (``--optimizer``), no verification
 batches (``review.spot_check_top: 0``), so every pool run is a search generation.
 
+Each round starts a fresh gpu worker with an empty persistent compilation cache (a model new
+to the pool; the calibration uses its own cache), waits until it has registered with the pool
+(a pool's worker is long-lived: it is up before campaigns arrive), then adds the campaign.
+
 Per round, from the generation rows (database clock): the window runs from the first
 generation's start to the last one's finish; ``gpu_duty_cycle`` = evaluation seconds (the
 result documents' ``wall_seconds``: the batched call, compilation excluded) over the window;
 ``steady_duty_cycle`` the same from the first generation's end (back to back, the worker's
-first compilation behind it); ``busy_fraction`` with each run's whole start→finish; ``gaps`` = the idle time between
+first compilation behind it); ``busy_fraction`` with each run's whole start→finish; ``first_generation`` its run, evaluation
+and compile seconds and the seconds from the campaign's creation to its dispatch and start;
+``gaps`` = the idle time between
 one generation's finish and the next one's start; ``tell_seconds`` = a generation's finish to
 the end of the parse stage that read it; ``gap_breakdown`` = per pair of consecutive
 generations, the seconds from the first one's finish to each step towards the next one's start
@@ -37,6 +46,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -307,7 +317,7 @@ def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> 
     name = f"{mode}-{n}"
     stack.gpu_worker(mode, name)
     ready = stack.wait_for_worker(name)  # a pool's worker is up before campaigns arrive (long-lived)
-    cid = campaigns.insert_campaign(db, parse_spec(spec(f"duty-{mode}-{n}", args)))
+    cid = campaigns.insert_campaign(db, parse_spec(spec(f"duty-{mode}-{n}", args)))  # slug: warm-up lines
     t_start = time.monotonic()
     stack.cli("deployment", "run", "hunt-tick/chained", "--params", json.dumps({"campaign_ids": [str(cid)]}))
     deadline = t_start + args.timeout
@@ -316,8 +326,12 @@ def one_round(stack: Stack, db, mode: str, n: int, args: argparse.Namespace) -> 
     wall = time.monotonic() - t_start
     row = campaigns.get_campaign(db, cid)
     stack.stop(f"worker-gpu-{mode}")
+    slug = f"duty-{mode}-{n}"
+    log = (stack.logs / f"worker-gpu-{mode}.log").read_text(errors="replace")
+    warm = re.findall(rf"warm-up of campaign {re.escape(slug)}: compiled in ([0-9.]+) s", log)
     got = {"mode": mode, "round": n, "status": row["status"], "completion_reason": row["completion_reason"],
            "campaign_wall_seconds": round(wall, 1), "worker_ready_seconds": round(ready, 1),
+           "warm_up_compile_seconds": float(warm[-1]) if warm else None,
            **measure(db, cid, stack.env["PREFECT_API_URL"]),
            "load": os.getloadavg()}
     _log(json.dumps(got))

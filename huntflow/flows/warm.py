@@ -284,8 +284,13 @@ def start_warm_up(every: float = 2.0) -> tuple[threading.Thread, threading.Event
     returned event is set."""
     from huntflow.tasks.warmup import CampaignWarmer
 
+    def report(got: dict[str, Any]) -> None:  # one line per campaign in the worker's output
+        what = f"compiled in {got['seconds']:.1f} s" if "seconds" in got else f"skipped ({got.get('error')})"
+        print(f"{time.strftime('%H:%M:%S')} warm-up of campaign {got.get('slug')}: {what}", flush=True)
+
     stop = threading.Event()
-    thread = threading.Thread(target=CampaignWarmer(every).run, args=(stop,), name="huntflow-warm-up", daemon=True)
+    thread = threading.Thread(target=CampaignWarmer(every, report).run, args=(stop,), name="huntflow-warm-up",
+                              daemon=True)
     thread.start()
     return thread, stop
 

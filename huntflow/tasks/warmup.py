@@ -19,7 +19,7 @@ compiles, or fails, as it would have).
 from __future__ import annotations
 
 import logging
-import time
+from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
@@ -85,8 +85,9 @@ class CampaignWarmer:
     """Warms each new pool campaign once (:func:`warm_campaign`), looking every ``every`` seconds
     (:meth:`scan` does one look; :meth:`run` loops until ``stop`` is set)."""
 
-    def __init__(self, every: float = 2.0) -> None:
+    def __init__(self, every: float = 2.0, report: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.every = every
+        self.report = report
         self.warmed: dict[str, dict[str, Any]] = {}
 
     def scan(self) -> list[dict[str, Any]]:
@@ -101,12 +102,11 @@ class CampaignWarmer:
         for cid, spec in found:
             if str(cid) in self.warmed:
                 continue
-            t0 = time.perf_counter()
             got = warm_campaign(spec)
             self.warmed[str(cid)] = got
             done.append(got)
-            if got.get("seconds"):
-                _log.info("warmed campaign %s: compiled in %.1f s", spec.slug, time.perf_counter() - t0)
+            if self.report is not None:
+                self.report(got)
         return done
 
     def run(self, stop: Any) -> None:
