@@ -464,7 +464,10 @@ def demo_wall() -> dict:
     proc = subprocess.run([str(Path(sys.executable).parent / "huntflow"), "demo"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - t
-    return {"demo_wall_seconds": round(wall, 1), "demo_exit_code": proc.returncode,
+    import prefect  # whether the environment's bytecode is compiled (uv's compile-bytecode)
+
+    compiled = any((Path(prefect.__file__).parent / "__pycache__").glob("__init__.*.pyc"))
+    return {"demo_wall_seconds": round(wall, 1), "demo_exit_code": proc.returncode, "demo_bytecode_compiled": compiled,
             "demo_tail": proc.stdout.strip().splitlines()[-3:] if proc.stdout else proc.stderr[-500:]}
 
 

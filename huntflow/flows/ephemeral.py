@@ -4,8 +4,11 @@ Without ``PREFECT_API_URL`` Prefect starts a temporary API server as a child pro
 (``prefect.server.api.server.SubprocessASGIServer``: ``python -m uvicorn ...``) and stops it
 from an ``atexit`` handler — which never runs when the command is killed (SIGKILL, OOM), so the
 server was left running, holding its port and SQLite file. :func:`start_guarded` starts that
-same server up front (Prefect reuses it: it is a per-process singleton) and a tiny watchdog
-process that stops it as soon as the parent is gone.
+same server up front, with a tiny watchdog process that stops it as soon as the parent is gone,
+and hands it to Prefect's per-process ``SubprocessASGIServer`` singleton (the one its clients
+ask for the API; it stops the server at exit as before). It spawns the server itself, before
+importing ``prefect.server`` (seconds of imports this process no longer makes the server wait
+for), and polls its health every 50 ms.
 
 The server starts without registering Prefect's block types (``server.register_blocks_on_start``
 off): on a fresh ``PREFECT_HOME`` that registration takes most of its start (about 10 s of a
@@ -16,10 +19,15 @@ starts it in a thread, so a command overlaps it with its own start (the embedded
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import random
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 WATCHDOG = """
 import os, signal, sys, time
@@ -59,9 +67,7 @@ def start_guarded() -> int | None:
     an API is configured (``PREFECT_API_URL``) or ephemeral mode is off.
 
     The watchdog starts as soon as the server's process exists, not once it answers: under
-    load the server takes a minute to come up, and a kill in that minute left it orphaned. A
-    thread polls ``server.server_process`` while ``start()`` waits for the health check (Prefect
-    sets it right after spawning, and again when it retries on another port).
+    load the server takes a minute to come up, and a kill in that minute left it orphaned.
     """
     with _LOCK:  # one start per process, whichever thread asks first; the others wait for it
         return _start_guarded()
@@ -82,6 +88,44 @@ def _start_quietly() -> None:
         pass
 
 
+def uvicorn_command(port: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment ``SubprocessASGIServer`` runs its server with (prefect
+    3.8's ``_run_uvicorn_command``; ``tests/flows/test_ephemeral.py`` holds them equal), built
+    without importing ``prefect.server``: that import takes seconds, and the server's own start
+    (the same import, the database migrations) now runs beside it instead of after it."""
+    import prefect
+    from prefect.settings import get_current_settings
+
+    args = [sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent), "--factory",
+            "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
+            "--log-level", "error", "--lifespan", "on"]
+    env = {**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1",
+           **get_current_settings().to_environment_variables(exclude_unset=True)}
+    return args, env
+
+
+def _free_port() -> int:
+    for _ in range(50):  # Prefect's range for the ephemeral API
+        port = random.randrange(8000, 9000)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    from huntflow.errors import HuntflowError
+
+    raise HuntflowError("no free port for the ephemeral Prefect API in 8000-8999")
+
+
+def _spawn() -> tuple[subprocess.Popen, int, int]:
+    """The server process, on a free port, and its watchdog (started before anything else)."""
+    port = _free_port()
+    args, env = uvicorn_command(port)
+    proc = subprocess.Popen(args, env=env)
+    return proc, port, _watch(proc.pid)
+
+
 def _start_guarded() -> int | None:
     from prefect.settings import get_current_settings, temporary_settings
 
@@ -90,32 +134,48 @@ def _start_guarded() -> int | None:
         return None
     if "watchdog" in _started:
         return _started["watchdog"]
-    from prefect.server.api.server import SubprocessASGIServer
+    with temporary_settings(updates={"server.register_blocks_on_start": False}):  # exported to the server's env
+        proc, port, watchdog = _spawn()
+    from prefect.server.api.server import SubprocessASGIServer  # imported while the server starts
 
-    server = SubprocessASGIServer()
-    watched: dict[int, int] = {}  # server pid -> watchdog pid
-    done = threading.Event()
-
-    def guard() -> None:
-        proc = server.server_process
-        if proc is not None and proc.pid not in watched:
-            watched[proc.pid] = _watch(proc.pid)
-
-    def poll() -> None:
-        while not done.is_set():
-            guard()
-            done.wait(0.005)
-
-    thread = threading.Thread(target=poll, name="ephemeral-api-guard", daemon=True)
-    thread.start()
+    server = SubprocessASGIServer()  # the per-process singleton Prefect's clients ask for the API
+    server.port, server.server_process, server.running = port, proc, True  # as its start() leaves them
+    atexit.register(server.stop)
     try:
-        with temporary_settings(updates={"server.register_blocks_on_start": False}):  # exported to the server's env
-            server.start()
-    finally:
-        done.set()
-        thread.join()
-        guard()
-    if server.server_process is None:
-        return None
-    _started["watchdog"], _started["server"] = watched[server.server_process.pid], server.server_process.pid
-    return _started["watchdog"]
+        proc, watchdog = _wait_healthy(server, watchdog, settings.server.ephemeral.startup_timeout_seconds)
+    except BaseException:
+        server.stop()
+        raise
+    _started["watchdog"], _started["server"] = watchdog, proc.pid
+    return watchdog
+
+
+def _wait_healthy(server, watchdog: int, timeout: float) -> tuple[subprocess.Popen, int]:
+    """Poll the server's health as ``SubprocessASGIServer.start`` does (a server that exits 3
+    lost its port to another process: again on another one); returns the process that answered
+    and its watchdog."""
+    import httpx
+    from prefect.settings import temporary_settings
+
+    from huntflow.errors import HuntflowError
+
+    proc = server.server_process
+    deadline = time.monotonic() + timeout
+    with httpx.Client() as client:
+        while time.monotonic() < deadline:
+            code = proc.poll()
+            if code == 3:
+                with temporary_settings(updates={"server.register_blocks_on_start": False}):
+                    proc, server.port, watchdog = _spawn()
+                server.server_process = proc
+                continue
+            if code is not None:
+                raise HuntflowError(f"the ephemeral Prefect API exited with code {code} before it answered")
+            try:
+                if client.get(f"{server.api_url}/health").status_code == 200:
+                    return proc, watchdog
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    raise HuntflowError(f"the ephemeral Prefect API did not answer within {timeout:g} s"
+                       " (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
