@@ -91,36 +91,56 @@ def test_ngopt_asks_the_same_points_with_the_fast_metamodel():
     assert fast == slow
 
 
-def test_demo_ngopt_batches_are_the_same_with_the_cached_cma_strategy():
+def test_demo_ngopt_batches_are_the_same_with_the_bookkeeping_skipped():
     """The demo's NGOpt (4 parameters, 32 a batch, budget 2400) asks bit for bit the same
-    batches with :mod:`huntflow.engine.optimize.cma_es` installed as with upstream's property."""
+    batches with :mod:`huntflow.engine.optimize.ngfast` installed as with upstream nevergrad."""
     import hashlib
 
     from nevergrad.optimization import optimizerlib
+    from nevergrad.parametrization import core
 
-    from huntflow.engine.optimize import cma_es
+    from huntflow.engine.optimize import ngfast
     from huntflow.engine.optimize.backends import make_backend
 
     def batches() -> list[str]:
         backend = make_backend("ngopt", 4, 7, 2400, 32)
         digests = []
-        for _ in range(6):
+        for _ in range(8):
             asked = [backend.ask() for _ in range(32)]
             for token, u in asked:
                 backend.tell(token, PROBLEMS["rosenbrock"](4 * u - 2))
             digests.append(hashlib.sha256(b"".join(u.tobytes() for _, u in asked)).hexdigest())
-        return digests
+        recommended = backend.optimizer.recommend().value.tobytes()
+        return digests + [hashlib.sha256(recommended).hexdigest()]
 
     metamodel.install()
-    fast_property = optimizerlib._CMA.__dict__["es"]
-    assert fast_property.fget is cma_es._es
+    assert optimizerlib._CMA.__dict__["es"].fget is ngfast._es
+    assert core.Parameter.satisfies_constraints is ngfast._satisfies_constraints
     fast = batches()
-    install = cma_es.install
-    cma_es.install = lambda: None  # keep upstream's property for the second run
-    optimizerlib._CMA.es = cma_es._UPSTREAM
-    try:
+    with ngfast.upstream():
+        assert core.Parameter.satisfies_constraints is not ngfast._satisfies_constraints
         slow = batches()
-    finally:
-        cma_es.install = install
-        optimizerlib._CMA.es = fast_property
+    assert core.Parameter.satisfies_constraints is ngfast._satisfies_constraints
     assert len(set(fast)) == len(fast) and fast == slow
+
+
+def _left_half(x) -> bool:
+    return float(x[0]) < 0.5
+
+
+def test_constraints_and_tabu_lists_still_go_through_upstream():
+    """A parameter with a cheap constraint, or a tabu list, is checked by upstream's code."""
+    from huntflow.engine.optimize import ngfast
+
+    metamodel.install()
+    param = ng.p.Array(shape=(2,), lower=0.0, upper=1.0)
+    param.register_cheap_constraint(_left_half)
+    inside, outside = param.spawn_child(new_value=np.array([0.2, 0.9])), param.spawn_child(new_value=np.array([0.7, 0.1]))
+    assert inside.satisfies_constraints() and not outside.satisfies_constraints()
+    tabu = ng.p.Array(shape=(2,), lower=0.0, upper=1.0)
+    tabu.specify_tabu_length(4)
+    first = tabu.spawn_child(new_value=np.array([0.3, 0.3]))
+    again = tabu.spawn_child(new_value=np.array([0.3, 0.3]))
+    assert first.satisfies_constraints(tabu) and not again.satisfies_constraints(tabu)  # the second is tabu
+    with ngfast.upstream():
+        assert not outside.satisfies_constraints()

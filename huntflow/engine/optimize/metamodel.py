@@ -140,13 +140,13 @@ def _upstream_de(f: Any, dim: int) -> np.ndarray:
 
 def install() -> None:
     """Make nevergrad's ``MetaModel`` (and so NGOpt) use :func:`learn_on_k_best`, and its CMA
-    the same strategy without a ``Normalizer`` per access (:mod:`.cma_es`)."""
+    per-candidate bookkeeping skipped where it cannot change anything (:mod:`.ngfast`)."""
     global _UPSTREAM
     from nevergrad.optimization import metamodel, optimizerlib
 
-    from huntflow.engine.optimize import cma_es
+    from huntflow.engine.optimize import ngfast
 
-    cma_es.install()
+    ngfast.install()
 
     if _UPSTREAM is None:
         _UPSTREAM = metamodel.learn_on_k_best
