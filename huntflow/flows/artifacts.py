@@ -85,9 +85,11 @@ def batch_table(summary: dict[str, Any]) -> None:
 
 
 def batch_tables(slug: str, dispatched: Any) -> None:
-    """The batch tables of the inline generations a tick's dispatch ran (never raises)."""
+    """The batch tables of the inline generations a tick's dispatch ran, or that the loop's
+    executor finished (``finished``; never raises)."""
     try:
-        for item in (dispatched or {}).get("launched", []) if isinstance(dispatched, dict) else []:
+        items = [*dispatched.get("launched", []), *dispatched.get("finished", [])] if isinstance(dispatched, dict) else []
+        for item in items:
             result = item.get("result") or {}
             if item.get("operator") == "inline" and result.get("status") == "succeeded":
                 batch_table(result)
@@ -292,7 +294,7 @@ _PUBLISHER = Publisher()
 def publish_later(slug: str, campaign_id: UUID | str, dispatched: Any = None) -> bool:
     """Queue the batch tables of ``dispatched`` and the campaign's progress/dashboard update
     (:func:`batch_tables`, :func:`publish_campaign`) on the background publisher; True once queued."""
-    if isinstance(dispatched, dict) and dispatched.get("launched"):
+    if isinstance(dispatched, dict) and (dispatched.get("launched") or dispatched.get("finished")):
         _PUBLISHER.submit(lambda: batch_tables(slug, dispatched))
     _PUBLISHER.submit(lambda: publish_campaign(campaign_id), key=("campaign", str(campaign_id)))
     return True

@@ -51,6 +51,7 @@ from huntflow.tasks._stage import TickContext, skip_stage
 from huntflow.tasks.discover import discover
 from huntflow.tasks.dispatch import dispatch
 from huntflow.tasks.evolve import evolve
+from huntflow.tasks.inline import executor_of
 from huntflow.tasks.learn import learn
 from huntflow.tasks.parse import parse
 from huntflow.tasks.poison import account
@@ -280,12 +281,17 @@ def hunt_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
     return {**out, "campaigns": advanced}
 
 
-def run_tick(campaign_ids: list[str] | None = None) -> dict[str, Any]:
+def run_tick(campaign_ids: list[str] | None = None, beat: leases.Heartbeat | None = None) -> dict[str, Any]:
     """One tick's body (:func:`hunt_tick`): callable inside any flow run, whose task runs its
-    stages then become."""
+    stages then become.
+
+    ``beat``: the heartbeat of a loop that keeps one lease owner across its ticks
+    (:func:`huntflow.flows.cli.run.run_ticks`); its campaigns with a generation on the loop's
+    executor (:mod:`huntflow.tasks.inline`) keep their lease between ticks. Without it the
+    tick has its own (owner ``tick:<tick id>``), closed at its end."""
     tick_id = uuid4()
     only = [UUID(c) for c in campaign_ids] if campaign_ids else None
-    with leases.Heartbeat(database_url(), f"tick:{tick_id}") as beat:
+    with contextlib.nullcontext(beat) if beat is not None else leases.Heartbeat(database_url(), f"tick:{tick_id}") as beat:
         ctx = TickContext(tick_id=tick_id, owner=beat.owner, lease_seconds=beat.lease_seconds,
                           guarded=True, session_pid=beat.pid)
         claimed = discover(ctx, only)
@@ -338,8 +344,11 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     try:
         out = _campaign_stages(ctx, campaign_id, slug)
     finally:
-        beat.release(campaign_id)
-        _release(ctx, campaign_id)
+        running = executor_of(ctx.owner)
+        if running is None or not running.busy(campaign_id) or beat.lost(campaign_id):
+            beat.release(campaign_id)
+            _release(ctx, campaign_id)
+        # else: a generation of it computes on the loop's executor; the loop keeps the lease
     learned = out.get(Stage.LEARN.value)
     if isinstance(learned, dict) and learned.get("completed"):
         out["report"] = completion_report(campaign_id)

@@ -80,6 +80,13 @@ def lease_lost(error: BaseException) -> LeaseLost | None:
     return None
 
 
+def release_all(conn: psycopg.Connection, owner: str) -> int:
+    """Drop every lease ``owner`` holds (a loop's end); returns how many."""
+    return conn.execute(
+        "update hunt.campaigns set lease_owner = null, lease_expires_at = null, lease_pid = null, updated_at = now()"
+        " where lease_owner = %s", (owner,)).rowcount
+
+
 _REGISTRY: dict[str, Heartbeat] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -164,12 +171,21 @@ class Heartbeat:
 
     # what it holds ---------------------------------------------------------------------
     def hold(self, campaign_ids: Iterable[UUID]) -> None:
+        """Renew these campaigns' leases from now on (claimed again after a loss: no longer lost)."""
+        ids = set(campaign_ids)
         with self._lock:
-            self._held.update(campaign_ids)
+            self._held.update(ids)
+            self._lost.difference_update(ids)
+            for c in ids:
+                self.overdue.pop(c, None)
 
     def release(self, campaign_id: UUID) -> None:
         with self._lock:
             self._held.discard(campaign_id)
+
+    def holds(self, campaign_id: UUID) -> bool:
+        with self._lock:
+            return campaign_id in self._held
 
     def lost(self, campaign_id: UUID) -> bool:
         """True once a renewal found the campaign leased by someone else (or by nobody)."""

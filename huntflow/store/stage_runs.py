@@ -16,8 +16,11 @@ GUARD_SETTING = "huntflow.lease_owner"
 
 
 def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, stage: Stage, attempt: int,
-          guard: str | None = None) -> int:
+          guard: str | None = None, owner: str | None = None) -> int:
     """Open (or, on a retry, reopen) the row for this tick/campaign/stage; returns its id.
+
+    ``owner``: the tick's lease owner when it is not ``tick:<tick_id>`` (a loop's: the reaper
+    checks the row's owner still holds the campaign).
 
     ``guard``: also tie the connection to that lease owner, as :func:`huntflow.store.leases.guard`
     does, in the same round trip (``hunt.stage_runs`` itself is not lease-guarded, so the order
@@ -25,8 +28,8 @@ def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, sta
     row = conn.execute(
         """
         with opened as (
-          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt)
-          values (%s, %s, %s, 'running', %s)
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner)
+          values (%s, %s, %s, 'running', %s, %s)
           on conflict (tick_id, campaign_id, stage) do update
             set status = 'running', attempt = excluded.attempt, error = null,
                 started_at = now(), finished_at = null
@@ -36,7 +39,7 @@ def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, sta
                                   else set_config('""" + GUARD_SETTING + """', %s, false) end as tied
           from opened
         """,
-        (tick_id, campaign_id, stage.value, attempt, guard, guard or ""),
+        (tick_id, campaign_id, stage.value, attempt, owner, guard, guard or ""),
     ).fetchone()
     return row["stage_run_id"]
 
@@ -69,7 +72,7 @@ def for_tick(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
 def reap_orphans(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
     """Close the ``running`` rows of ticks that died as ``crashed``, with the reason.
 
-    A row is orphaned when its tick no longer holds its campaign's lease (expired, released, or
+    A row is orphaned when its tick (its ``owner``, else ``tick:<tick_id>``) no longer holds its campaign's lease (expired, released, or
     its heartbeat session is gone), or — for a row without a campaign — when it has been open
     for ten minutes. Rows of ``tick_id`` (the caller) are left alone.
 
@@ -86,7 +89,7 @@ def reap_orphans(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]
           left join hunt.campaigns c on c.campaign_id = s2.campaign_id
          where s.stage_run_id = s2.stage_run_id and s.status = 'running' and s.tick_id <> %(tick)s
            and case when s.campaign_id is null then s.started_at < now() - interval '10 minutes'
-                    else not (c.lease_owner is not distinct from 'tick:' || s.tick_id
+                    else not (c.lease_owner is not distinct from coalesce(s.owner, 'tick:' || s.tick_id)
                               and c.lease_expires_at > now()
                               and (c.lease_pid is null or hunt.lease_session_alive(c.lease_pid)))
                end

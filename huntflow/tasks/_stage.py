@@ -72,7 +72,8 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
     with session() as conn:
         tied = [owner is not None]
         try:
-            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt(), guard=owner)
+            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt(), guard=owner,
+                                      owner=None if ctx.owner == f"tick:{ctx.tick_id}" else ctx.owner)
             return _run_logic(conn, stage, ctx, campaign_id, logic, run_id, tied)
         finally:
             if tied[0]:  # the row could not be closed: never hand a tied connection back to the pool

@@ -51,6 +51,11 @@ from huntflow.store.states import Stage
 from huntflow.tasks import kit, slurm
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
 from huntflow.tasks.execute import execute_generation
+from huntflow.tasks.inline import executor_of
+
+WAIT_SECONDS = 60.0
+"""How long dispatch waits for the loop's executor to finish one of the campaign's generations
+(the tick then goes on; the loop ticks again while the executor is busy)."""
 
 InlineRunner = Callable[[str, str], dict[str, Any]]
 """``runner(generation_id, dispatch_ref)``: evaluates the generation in this process."""
@@ -78,11 +83,25 @@ def _mark_dispatched(conn: psycopg.Connection, generation: dict[str, Any], ref: 
                                   attempt=generation["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()")
 
 
+def inline_ref(ctx: TickContext) -> str:
+    """The dispatch reference of the inline generations this tick launches: ``inline:<tick id>``
+    for a one-shot tick, ``inline:<owner>`` for a loop that keeps one lease owner across its
+    ticks (``loop:<id>``), so the loop's later ticks know its executor's generations as theirs."""
+    prefix = "tick:"
+    return f"inline:{ctx.tick_id}" if ctx.owner.startswith(prefix) or not ctx.owner else f"inline:{ctx.owner}"
+
+
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
         inline_runner: InlineRunner | None = None) -> dict[str, Any]:
-    """Launch the campaign's planned generations; return what was launched where."""
+    """Launch the campaign's planned generations; return what was launched where.
+
+    With the loop's executor open (:mod:`huntflow.tasks.inline`) an inline generation is queued
+    on it instead of run here, and dispatch then waits until one of the campaign's generations
+    there has finished (or none is left), so the parse that follows has it; the generations it
+    hands back are listed under ``finished`` (their batch tables)."""
     runner = inline_runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
-    mine = f"inline:{ctx.tick_id}"
+    executor = None if inline_runner is not None else executor_of(ctx.owner)
+    mine = inline_ref(ctx)
     recovered = []
     for g in generations.by_status(conn, campaign["campaign_id"], [GS.DISPATCHED, GS.RUNNING]):
         if g["operator"] == "inline" and g["dispatch_ref"] != mine:
@@ -113,6 +132,10 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
         if g["operator"] == "inline":
             if not _mark_dispatched(conn, g, mine):
                 continue
+            if executor is not None:
+                executor.submit(campaign["campaign_id"], str(gid), mine)
+                launched.append({"generation_id": str(gid), "operator": "inline", "queued": True})
+                continue
             result = runner(str(gid), mine)
             launched.append({"generation_id": str(gid), "operator": "inline", "result": result})
         elif g["operator"] == "manual":
@@ -136,6 +159,10 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             if _mark_dispatched(conn, g, ref):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
     out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
+    if executor is not None:
+        executor.wait(campaign["campaign_id"], WAIT_SECONDS)
+        out["finished"] = [{"generation_id": r.get("generation_id"), "operator": "inline", "result": r}
+                           for r in executor.finished(campaign["campaign_id"])]
     if refused:
         out["refused"] = refused
     return out

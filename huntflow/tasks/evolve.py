@@ -12,6 +12,14 @@ whether the previous tick's learn ran.
 While a completion gate is pending (``spec.gates.completion``) evolve still tells but asks
 nothing: the campaign waits for the decision instead of spending budget.
 
+The optimizer's operations do not depend on timing: evolve tells in ask order, only the ready
+prefix of the pending asks (reviewed, or failed for good and told as failures at its place),
+and after each tell asks to refill to ``max_in_flight``, each ask in the mode replayed from what
+was told before it. So the sequence is always ask 0..m-1, then tell i / ask i+m ..., whether
+one tick ran all m generations synchronously, the loop's executor
+(:mod:`huntflow.tasks.inline`) brought them back while the ticks went on, or the run was
+interrupted and resumed; a generation back before an earlier one waits for it.
+
 Cost per tick stays flat as the campaign grows: the mode replay continues from the campaign's
 fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`, written in the same commit) over the
 summary rows of the generations after it (``hunt.generation_summaries``), and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
@@ -63,8 +71,8 @@ def outcome_of(evaluation: dict[str, Any]) -> Outcome:
 
 def max_in_flight(spec: CampaignSpec, operator: str) -> int:
     """Generations a campaign may have asked but not told (``optimizer.options.max_in_flight``):
-    by default 2 on pools, 1 inline (one tick, one generation). Set inline, a tick runs that many
-    generations, all asked before any is told (as on a pool), so its fixed cost is shared."""
+    by default 2 on pools, 1 inline (one tick, one generation). Set inline, a one-shot tick runs
+    that many generations; a loop's executor computes the next while the tick tells the last."""
     default = 1 if operator == "inline" else 2
     return max(1, int(spec.optimizer.options.get("max_in_flight", default)))
 
@@ -146,61 +154,76 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
 
     told: dict[UUID, list[tuple[UUID, dict[str, Any]]]] = {}
     fresh: dict[UUID, dict[str, Any]] = {}  # told generations' summaries as they will read after the commit
-    reviewed = [g for g in generations.by_status(conn, cid, [GS.REVIEWED])
-                if g["kind"] != "verification"]  # review's re-runs are never told
-    for gen in reviewed:
-        rows = generations.evaluations(conn, gen["generation_id"])
-        t0 = time.perf_counter()
-        annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
-        clock["optimizer"] += time.perf_counter() - t0
-        told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
-        fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations, learn.objective_targets(spec))
-    # a generation that failed for good is told as failures once, so the optimizer moves on
-    failed = set()
-    for gen in generations.by_status(conn, cid, [GS.FAILED]):
-        if gen["ask_id"] in live.pending:
-            rows = generations.evaluations(conn, gen["generation_id"])
-            annotations = hunt.tell(gen["ask_id"], [outcome_of(e) for e in rows])
-            told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
-            fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations, learn.objective_targets(spec))
-            failed.add(gen["generation_id"])
-
+    failed: set[UUID] = set()
+    told_reviewed: set[int] = set()  # ask ids told from review (a failure told is no "told" generation)
+    # ready to tell: reviewed (review's re-runs are never told), or failed for good (told as failures)
+    ready = {g["ask_id"]: g for g in generations.by_status(conn, cid, [GS.REVIEWED, GS.FAILED])
+             if g["kind"] != "verification"}
     operator = ctx.operator
-    room = max_in_flight(spec, operator) - (generations.in_flight_count(conn, cid) - (len(told) - len(failed)))
-    waiting = spec.gates.completion and _completion_pending(conn, cid)
-    if waiting:  # the campaign waits for a human to approve or reject its completion
-        room = 0
+    in_flight = max_in_flight(spec, operator)
+    waiting = bool(spec.gates.completion and _completion_pending(conn, cid))
+    targets = learn.objective_targets(spec)
     planned: list[PlannedGeneration] = []
     index = generations.next_index(conn, cid)
-    mode = None
     stored_fold = folds.get(conn, cid)
-    new_fold = None
-    if room > 0:
-        # one summary per generation after the stored fold, as they will read after this commit
-        start = None if stored_fold is None else stored_fold["state"]
-        after = None if start is None else start["ask_id"]
-        gens = [{**g, **fresh[g["generation_id"]]} if g["generation_id"] in fresh else g
-                for g in summaries.for_campaign(conn, cid, learn.objective_targets(spec), after=after)]
-        told_ids = {g["ask_id"] for g in gens if g["status"] == GS.TOLD.value} | {
-            g["ask_id"] for g in reviewed if g["generation_id"] in told}
-        mode, new_fold = fold.replay(spec, start, gens, told_ids, campaign["evaluations_budget"],
-                                     lambda g: g["generation_id"] in fresh or _settled(g))
-    while len(planned) < room:
+    start = None if stored_fold is None else stored_fold["state"]
+    history: dict[str, Any] = {}  # summaries after the stored fold, read once, when first needed
+
+    def replay() -> tuple[Any, dict[str, Any] | None]:
+        """The mode (and the fold) after what is told so far, as the rows will read after the commit."""
+        if "gens" not in history:
+            history["gens"] = summaries.for_campaign(conn, cid, targets, after=None if start is None else start["ask_id"])
+            history["told"] = {g["ask_id"] for g in history["gens"] if g["status"] == GS.TOLD.value}
+        gens = [{**g, **fresh[g["generation_id"]]} if g["generation_id"] in fresh else g for g in history["gens"]]
+        return fold.replay(spec, start, gens, history["told"] | told_reviewed, campaign["evaluations_budget"],
+                           lambda g: g["generation_id"] in fresh or _settled(g))
+
+    modes_asked: list[str] = []
+
+    def refill() -> None:
+        """Ask until ``max_in_flight`` asks are pending (or nothing can be asked now), each in the
+        mode that what was told before it gives."""
+        while not waiting and len(live.pending) < in_flight:
+            mode, _ = replay()
+            t0 = time.perf_counter()
+            ask = hunt.ask(mode.value)
+            clock["optimizer"] += time.perf_counter() - t0
+            if ask is None:
+                return
+            modes_asked.append(mode.value)
+            planned.append(PlannedGeneration(
+                ask_id=ask.ask_id, generation_index=index + len(planned), kind=ask.kind,
+                fidelity=ask.fidelity, fidelity_name=spec.fidelities[ask.fidelity].name,
+                seed=generation_seed(spec.seed, ask.ask_id), operator=operator,
+                max_attempts=spec.max_attempts, candidates=ask.candidates,
+                param_hashes=[param_hash([c[n] for n in spec.param_names], spec.param_names) for c in ask.candidates],
+                decisions=ask.decisions, meta=ask.meta,
+            ))
+
+    # The optimizer's operations do not depend on timing (which generations happen to be back):
+    # asks are told in ask order, only the ready prefix of the pending ones, and after each tell
+    # the asks are refilled to max_in_flight, so the sequence is always ask 0..m-1, then tell i /
+    # ask i+m ..., whichever path ran the generations and however many one evolve sees.
+    if not live.pending or extended > 0:
+        refill()  # a fresh hunt, a spent one, a budget extension: no tell will refill it
+    for ask_id in list(live.pending):
+        gen = ready.get(ask_id)
+        if gen is None:
+            break  # the next ask in order is not back yet: what came back after it waits for it
+        rows = generations.evaluations(conn, gen["generation_id"])
         t0 = time.perf_counter()
-        ask = hunt.ask(mode.value)
+        annotations = hunt.tell(ask_id, [outcome_of(e) for e in rows])
         clock["optimizer"] += time.perf_counter() - t0
-        if ask is None:
-            break
-        planned.append(PlannedGeneration(
-            ask_id=ask.ask_id, generation_index=index + len(planned), kind=ask.kind,
-            fidelity=ask.fidelity, fidelity_name=spec.fidelities[ask.fidelity].name,
-            seed=generation_seed(spec.seed, ask.ask_id), operator=operator,
-            max_attempts=spec.max_attempts, candidates=ask.candidates,
-            param_hashes=[param_hash([c[n] for n in spec.param_names], spec.param_names) for c in ask.candidates],
-            decisions=ask.decisions, meta=ask.meta,
-        ))
+        told[gen["generation_id"]] = [(e["evaluation_id"], a) for e, a in zip(rows, annotations, strict=True)]
+        fresh[gen["generation_id"]] = _told_summary(gen, rows, annotations, targets)
+        if gen["status"] == GS.FAILED.value:
+            failed.add(gen["generation_id"])
+        else:
+            told_reviewed.add(ask_id)
+        refill()
+    mode, new_fold = replay() if told or planned else (None, None)
     if not told and not planned and extended <= 0 and campaign["optimizer_seq"] > 0:
-        if room <= 0 and not hunt.ops:  # nothing told or asked: the live state is the stored one
+        if not hunt.ops:  # nothing told or asked: the live state is the stored one
             _keep_live(cid, campaign["optimizer_seq"], digest, live)
         return {"told": 0, "planned": 0, "finished": live.is_finished(), "waiting_for_gate": waiting}
     summary = {**live.summary(), "evaluations_budget": campaign["evaluations_budget"]}
@@ -213,7 +236,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     new_ids = generations.commit_evolve(
         conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=checkpoint,
         summary=summary, finished=live.is_finished(), told=told, planned=planned,
-        already_final=frozenset(failed), targets=learn.objective_targets(spec),
+        already_final=frozenset(failed), targets=targets,
         fold=None if new_fold is None else (new_fold, None if stored_fold is None else stored_fold["state"]),
         journal_entry=None if full else hunt.ops,
     )
@@ -227,6 +250,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         "best_objective": summary.get("best_objective"),
         "waiting_for_gate": waiting,
         "mode": None if mode is None else mode.value,
+        "modes_asked": modes_asked,
         # where evolve's time went: the optimizer's tell/ask, checkpoint load (0 when the live
         # optimizer was reused) and dump
         "seconds": {k: round(v, 4) for k, v in clock.items()},

@@ -3,9 +3,11 @@ process: the ephemeral one when ``PREFECT_API_URL`` is unset)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -53,7 +55,9 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
     @flow(name="hunt-tick", log_prints=True)
     def ticking() -> tuple[int, Any]:  # one flow run for the whole loop; each tick's stages are its task runs
         try:
-            return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds, run_tick, say)
+            with owned_loop() as (beat, executor):
+                return _tick_loop(slug, until_done, max_ticks, show_progress, poll_seconds,
+                                  lambda only: run_tick(only, beat=beat), say, executor)
         finally:
             artifacts.flush()  # published in the background while the ticks ran
 
@@ -61,9 +65,36 @@ def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress:
         return ticking()
 
 
+@contextlib.contextmanager
+def owned_loop() -> Iterator[tuple[Any, Any]]:
+    """``with owned_loop() as (beat, executor):`` — one lease owner (``loop:<id>``) and its
+    heartbeat for all the ticks of a loop that owns its process, and the executor its inline
+    generations run on (:mod:`huntflow.tasks.inline`) while the ticks go on. At the end the
+    executor is drained (nothing left ``dispatched``), then the leases are released."""
+    from uuid import uuid4
+
+    from huntflow.store import leases
+    from huntflow.store.connection import database_url, session
+    from huntflow.tasks.inline import Executor
+
+    owner = f"loop:{uuid4()}"
+    with leases.Heartbeat(database_url(), owner) as beat:
+        try:
+            with Executor(owner) as executor:
+                yield beat, executor
+        finally:
+            try:
+                with session() as conn:
+                    leases.release_all(conn, owner)
+            except Exception:  # the leases go with the heartbeat's session anyway
+                pass
+
+
 def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool, poll_seconds: float,
-               run_tick, say: Any = console) -> tuple[int, Any]:
-    """The loop :func:`run_ticks` runs inside its one flow run."""
+               run_tick, say: Any = console, executor: Any = None) -> tuple[int, Any]:
+    """The loop :func:`run_ticks` runs inside its one flow run. While the ``executor`` computes
+    a generation of the loop, the next tick starts when one finishes (or at once when the last
+    tick moved something), without polling."""
     from uuid import UUID
 
     from huntflow.flows import until_done as ud
@@ -88,6 +119,7 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
                                              completed=_used(r), best=escape(best_text(r, 4)))
                 for r in rows if r["status"] == "active"}
         while ticks < max_ticks:
+            ran = executor.ran if executor is not None else 0
             if tick_next:
                 run_tick(only)
                 ticks += 1
@@ -104,6 +136,10 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
             before, key = key, look(waits.progress_key)
             if tick_next and before != key:
                 continue  # work moved: tick again at once
+            if executor is not None and executor.busy():
+                executor.wait_past(ran, max(poll_seconds, 0.1))  # ours computes: tick once it is done
+                tick_next = True
+                continue
             verdict = ud.decide(look(waits.blockers), poll_seconds)
             if not tick_next and verdict.tick_after and verdict.action != "stop":
                 tick_next = True  # the lease we waited for is free: tick now

@@ -1,0 +1,134 @@
+"""The in-process executor of inline generations: the next generation computes while the tick
+parses, reviews, tells and asks the last one.
+
+A loop that owns its process (``tick --until-done``, the demo, the benchmark) opens one
+:class:`Executor` for its whole run under the loop's lease owner (:func:`executor_of` finds it
+by owner). dispatch hands it the inline generations it marked ``dispatched`` (reference
+``inline:<owner>``) instead of running them as a plain call; one worker thread — one device
+slot — runs them one at a time, in the order dispatch handed them over
+(:func:`~huntflow.tasks.execute.execute_generation`, fenced by that reference like any inline
+run), and says when one finished, so the tick waits on that instead of polling
+(:meth:`Executor.wait`). The loop :meth:`drains <Executor.close>` it before it ends, so no
+generation is left ``dispatched``.
+
+What stays true: a generation's result is the same whichever path ran it (its seed and rows
+were fixed by evolve's ask), evolve tells in ask order whatever finished first
+(:mod:`huntflow.tasks.evolve`), and liveness is the loop's lease: its heartbeat session keeps
+the campaign's lease across the loop's ticks while a generation of it is here; if the process
+dies, the session's lock goes with it and the next tick of anyone requeues the generation
+(dispatch, the reference is not that tick's).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from huntflow.tasks.execute import execute_generation
+
+_log = logging.getLogger(__name__)
+_REGISTRY: dict[str, "Executor"] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def executor_of(owner: str) -> Executor | None:
+    """The open executor of the loop ``owner`` in this process, if any."""
+    with _REGISTRY_LOCK:
+        return _REGISTRY.get(owner)
+
+
+class Executor:
+    """One device slot for inline generations (FIFO), owned by one loop (``owner``).
+
+    ``with Executor(owner):`` opens it (registered for :func:`executor_of`) and drains it at the
+    end; :meth:`submit` queues a generation, :meth:`wait` blocks until one of a campaign's
+    generations has finished (or none is queued), :meth:`finished` hands back what finished.
+    """
+
+    def __init__(self, owner: str, runner: Callable[[str, str], dict[str, Any]] | None = None) -> None:
+        self.owner = owner
+        self._runner = runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
+        self._queue: queue.Queue[tuple[UUID, str, str] | None] = queue.Queue()
+        self._cond = threading.Condition()
+        self._queued: dict[UUID, int] = {}  # campaign -> generations queued or running
+        self._done: dict[UUID, list[dict[str, Any]]] = {}  # campaign -> results not yet handed back
+        self._thread: threading.Thread | None = None
+        self.ran = 0
+
+    def __enter__(self) -> Executor:
+        self._thread = threading.Thread(target=self._work, name=f"inline {self.owner}", daemon=True)
+        self._thread.start()
+        with _REGISTRY_LOCK:
+            _REGISTRY[self.owner] = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Run what is queued to its end, then stop the worker (the loop's end: nothing is left
+        ``dispatched``)."""
+        with _REGISTRY_LOCK:
+            if _REGISTRY.get(self.owner) is self:
+                _REGISTRY.pop(self.owner)
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str) -> None:
+        with self._cond:
+            self._queued[campaign_id] = self._queued.get(campaign_id, 0) + 1
+        self._queue.put((campaign_id, str(generation_id), dispatch_ref))
+
+    def busy(self, campaign_id: UUID | None = None) -> bool:
+        """Whether a generation (of ``campaign_id``, or of any campaign) is queued or running."""
+        with self._cond:
+            if campaign_id is None:
+                return any(self._queued.values())
+            return self._queued.get(campaign_id, 0) > 0
+
+    def wait(self, campaign_id: UUID, timeout: float | None = None) -> bool:
+        """Block until a generation of the campaign finished that :meth:`finished` has not
+        handed back yet, or none of its generations is here (True), or ``timeout`` (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._done.get(campaign_id) or not self._queued.get(campaign_id),
+                                       timeout=timeout)
+
+    def wait_past(self, ran: int, timeout: float | None = None) -> bool:
+        """Block until more than ``ran`` generations have run here in all, or nothing is queued."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.ran > ran or not any(self._queued.values()), timeout=timeout)
+
+    def finished(self, campaign_id: UUID) -> list[dict[str, Any]]:
+        """The results of the campaign's generations that finished since the last call."""
+        with self._cond:
+            return self._done.pop(campaign_id, [])
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            campaign_id, gid, ref = item
+            try:
+                result = self._runner(gid, ref)
+            except Exception as e:  # execute_generation gave the attempt back (or failed it) already
+                _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
+                result = {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
+            except BaseException as e:  # never leave a waiter hanging
+                result = {"generation_id": gid, "status": "error", "error": type(e).__name__}
+                self._finish(campaign_id, result)
+                raise
+            self._finish(campaign_id, result)
+
+    def _finish(self, campaign_id: UUID, result: dict[str, Any]) -> None:
+        with self._cond:
+            self.ran += 1
+            self._queued[campaign_id] = max(0, self._queued.get(campaign_id, 0) - 1)
+            self._done.setdefault(campaign_id, []).append(result)
+            self._cond.notify_all()
