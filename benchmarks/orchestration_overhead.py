@@ -23,11 +23,19 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   ask, which is the optimizer's own cost and runs under the GIL); each tick is followed by the
   wait for its artifacts (published off the tick's path), and
   ``hunt_tick_run_seconds_100_campaigns`` adds that wait, as a ``hunt-tick`` flow run has it.
-* ``duty_cycle`` — the same CGL ticks' generation compute over their wall time (a warm,
-  inline process; ``HUNTFLOW_BENCH_CGL_SPEC`` sizes the campaign for a GPU, see gpu_check.sh).
+* ``overhead_fraction`` / ``duty_cycle`` for the CGL example (``HUNTFLOW_BENCH_CGL_SPEC`` sizes
+  it for a GPU, see gpu_check.sh): the example run to its end through the loop of ``tick
+  --until-done`` (its executor computes the next generation while the tick tells the last),
+  interleaved with the same spec at ``max_in_flight`` 1 through one-shot ticks (the path before
+  overlap). overhead_fraction = (loop wall - isolated compute) / isolated compute on the warm
+  window (from the 4th generation's start to the last stage; compilation taken out), where
+  isolated compute is the same generations' batches re-run alone by the benchmark afterwards (on
+  2 shared cores the tick's Python slows an overlapped generation, so its own wall seconds would
+  flatter the fraction: that variant is ``overhead_fraction_in_loop``); ``*_whole_run`` over the
+  whole run, compilation counted as compute; ``overhead_fraction_per_tick`` the old per-tick
+  definition (synchronous runs); ``best_objective`` of each run (search quality at the budget).
 * ``demo_wall_seconds`` — ``huntflow demo`` as a user runs it (a fresh process, its own
-  embedded Postgres and ephemeral API), and ``overhead_fraction`` for the CGL example: tick
-  wall minus generation compute, over generation compute, on warm ticks.
+  embedded Postgres and ephemeral API).
 
 The last stdout line is one JSON object. The machine's load is recorded at start and end
 (the machine may be shared: read the interleaved ratios).
@@ -76,6 +84,9 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=100)
     ap.add_argument("--campaign-optimizer", default="random",
                     help="optimizer of the many-campaigns section (random: the orchestration alone; ngopt: the demo's)")
+    ap.add_argument("--cgl-reps", type=int, default=2, help="CGL runs of each kind (overlap, synchronous), interleaved")
+    ap.add_argument("--cgl-in-flight", default=None,
+                    help="max_in_flight of the overlap runs, a comma list (default: the example's)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: steady,rows,history,campaigns,demo,cgl")
     args = ap.parse_args()
     if args.quick:
@@ -100,7 +111,7 @@ def main() -> None:
                     ("history", lambda: history([int(n) for n in args.history.split(",")], max(3, args.ticks // 2),
                                                  args.history_optimizer)),
                     ("campaigns", lambda: many_campaigns(args.campaigns, args.campaign_optimizer)),
-                    ("cgl", lambda: cgl_overhead(4 if args.quick else 8))]
+                    ("cgl", lambda: cgl_overhead(1 if args.quick else args.cgl_reps, args.cgl_in_flight))]
         for name, run in sections:
             if name in skip:
                 continue
@@ -429,31 +440,145 @@ def many_campaigns(n: int, optimizer: str) -> dict:
                                "optimizer": optimizer}}
 
 
-def cgl_overhead(ticks: int) -> dict:
-    from huntflow.engine.spec import load_spec
+def _isolated(gid) -> tuple[float, float]:
+    """A generation's batch re-run alone, as ``execute_generation`` runs it but with no tick, no
+    executor and no database around it: (seconds without compilation, compile seconds)."""
+    from huntflow.engine.space import SearchSpace
+    from huntflow.store import campaigns, generations
+    from huntflow.store.connection import session
+    from huntflow.tasks import execute
+
+    with session() as conn:
+        gen = generations.get(conn, gid)
+        spec = campaigns.spec_of(campaigns.get_campaign(conn, gen["campaign_id"]))
+        rows = generations.evaluations(conn, gid)
+    model, settings, indices = execute.batch_inputs(spec, gen, rows)
+    params = SearchSpace.of(spec).model_matrix([r["params"] for r in rows])
+    t = time.perf_counter()
+    result, _ = execute.run_batch(
+        generation_id=str(gid), model=model, param_names=spec.param_names, params=params, seed=int(gen["seed"]),
+        dtype=spec.dtype, fidelity={"index": gen["fidelity"], "name": spec.fidelities[gen["fidelity"]].name,
+                                    "settings": settings},
+        artifact_path=DATA / "isolated" / f"{gid}.h5", space=spec.model_dump(mode="json")["space"],
+        about={"campaign": spec.slug, "generation_index": gen["generation_index"], "kind": gen["kind"], "attempt": 0},
+        candidate_indices=indices)
+    return time.perf_counter() - t - result.compile_seconds, result.compile_seconds
+
+
+def _cgl_run(spec, slug: str, overlap: bool) -> dict:
+    """The CGL example to its end: ``overlap`` through the loop ``tick --until-done`` runs (one
+    lease owner, the executor), else one-shot ticks back to back (each runs its generations
+    synchronously). Returns the loop's wall, the per-tick numbers of the old definition and the
+    campaign's generations with their timings (database clock)."""
+    from huntflow.flows.cli.common import err
+    from huntflow.flows.cli.run import _tick_loop, owned_loop
     from huntflow.flows.tick import run_tick
+    from huntflow.store import campaigns
+    from huntflow.store.connection import session
+
+    cid = _add(spec.model_copy(update={"slug": slug}))
+    walls, computes = [], []
+    t0 = time.perf_counter()
+    if overlap:
+        with owned_loop() as (beat, executor):
+            _tick_loop(slug, True, 10_000, False, 0.5, lambda only: run_tick(only, beat=beat), err, executor)
+    else:
+        for i in range(10_000):
+            with session() as conn:
+                if campaigns.get_campaign(conn, cid)["status"] != "active":
+                    break
+            t = time.perf_counter()
+            res = run_tick([str(cid)])["campaigns"].get(str(cid), {})
+            wall = time.perf_counter() - t
+            launched = (res.get("dispatch") or {}).get("launched") or []
+            compute = sum(float((g.get("result") or {}).get("wall_seconds") or 0) for g in launched)
+            compile_s = sum(float((g.get("result") or {}).get("compile_seconds") or 0) for g in launched)
+            if i >= 3 and launched:  # warm ticks: both rungs compiled (the old definition)
+                walls.append(wall)
+                computes.append(compute - compile_s)
+    wall = time.perf_counter() - t0
+    with session() as conn:
+        row = campaigns.get_campaign(conn, cid)
+        gens = conn.execute(
+            "select generation_id, generation_index, kind, fidelity, started_at, finished_at, result_document"
+            " from hunt.generations where campaign_id = %s and kind <> 'verification' order by generation_index",
+            (cid,)).fetchall()
+        ended = conn.execute("select max(finished_at) as t from hunt.stage_runs where campaign_id = %s",
+                             (cid,)).fetchone()["t"]
+    return {"cid": cid, "wall": wall, "walls": walls, "computes": computes, "gens": gens, "ended": ended,
+            "status": row["status"], "best": row["best_objective"]}
+
+
+def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
+    """overhead_fraction = (loop wall - isolated compute) / isolated compute over the warm
+    window (from the start of generation ``warm_from`` to the campaign's last stage), compile
+    seconds inside it taken out of the wall; ``*_in_loop``: the same with the generations' own
+    evaluation seconds as measured inside the loop (flattering when they overlap the tick);
+    ``executor_busy_fraction``: the window's share with a generation running (database clock)."""
+    warm = [g for g in run["gens"] if g["generation_index"] >= warm_from]
+    window = (run["ended"] - warm[0]["started_at"]).total_seconds()
+    doc = [g["result_document"] or {} for g in warm]
+    compile_s = sum(float(d.get("compile_seconds") or 0) for d in doc)
+    in_loop = sum(float(d.get("wall_seconds") or 0) for d in doc)  # the evaluation alone (no compile, no artifact)
+    busy = sum((g["finished_at"] - g["started_at"]).total_seconds() for g in warm)
+    gaps = [max(0.0, (b["started_at"] - a["finished_at"]).total_seconds()) for a, b in zip(warm, warm[1:])]
+    iso = sum(isolated[g["generation_id"]][0] for g in warm)
+    all_iso = sum(isolated[g["generation_id"]][0] + isolated[g["generation_id"]][1] for g in run["gens"])
+    all_compile = sum(float((g["result_document"] or {}).get("compile_seconds") or 0) for g in run["gens"])
+    science = sum(isolated[g["generation_id"]][0] for g in run["gens"]) + all_compile
+    out = {
+        "overhead_fraction": round((window - compile_s - iso) / iso, 3),
+        "overhead_fraction_in_loop": round((window - compile_s - in_loop) / in_loop, 3),
+        "overhead_fraction_whole_run": round((run["wall"] - science) / science, 3),
+        "duty_cycle": round(iso / (window - compile_s), 3),
+        "executor_busy_fraction": round(busy / window, 3), "median_gap_seconds": _med(gaps),
+        "window_seconds": round(window, 2), "isolated_compute_seconds": round(iso, 3),
+        "in_loop_compute_seconds": round(in_loop, 3), "compile_seconds_in_window": round(compile_s, 3),
+        "whole_run_seconds": round(run["wall"], 2), "whole_run_isolated_seconds": round(all_iso, 3),
+        "generations": len(run["gens"]), "best_objective": run["best"], "status": run["status"],
+    }
+    if run["walls"]:
+        total = sum(run["computes"])
+        out["overhead_fraction_per_tick"] = round((sum(run["walls"]) - total) / total, 3) if total else None
+        out["tick_seconds"] = _med(run["walls"])
+    return out
+
+
+def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
+    """The CGL example run to its end with overlap (the loop and its executor, at the example's
+    ``max_in_flight`` and at any other listed in ``in_flight``, e.g. ``"2,3"``) and, interleaved,
+    synchronously (one-shot ticks, ``max_in_flight`` 1: the path before overlap); then every
+    generation of every run re-run alone (isolated compute)."""
+    from huntflow.engine.spec import load_spec
     from huntflow.store.connection import session
 
     with session() as conn:
         conn.execute("update hunt.campaigns set status = 'paused' where status = 'active'")
     spec = load_spec(os.environ.get("HUNTFLOW_BENCH_CGL_SPEC") or ROOT / "examples" / "cgl_log_prime.yaml")
-    cid = _add(spec.model_copy(update={"slug": "bench-cgl"}))
-    walls, computes = [], []
-    for i in range(ticks + 3):
-        t = time.perf_counter()
-        res = run_tick([str(cid)])["campaigns"].get(str(cid), {})
-        wall = time.perf_counter() - t
-        launched = (res.get("dispatch") or {}).get("launched") or []
-        compute = sum(float((g.get("result") or {}).get("wall_seconds") or 0) for g in launched)
-        compile_s = sum(float((g.get("result") or {}).get("compile_seconds") or 0) for g in launched)
-        if i >= 3 and launched:  # warm ticks: both rungs compiled
-            walls.append(wall)
-            computes.append(compute - compile_s)
-    total_compute = sum(computes)
-    return {"overhead_fraction": round((sum(walls) - total_compute) / total_compute, 3) if total_compute else None,
-            "duty_cycle": round(total_compute / sum(walls), 3) if walls else None,
-            "cgl": {"ticks": len(walls), "tick_seconds": _med(walls), "compute_seconds": _med(computes),
-                    "stage_seconds": _stage_seconds(cid, len(walls))}}
+    options = dict(spec.optimizer.options)
+    m = int(options.get("max_in_flight", 1))
+    ks = [int(k) for k in (in_flight or str(m)).split(",")]
+
+    def with_in_flight(k: int):
+        return spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
+            update={"options": {**options, "max_in_flight": k}})})
+
+    kinds = ["synchronous", *[f"overlap_m{k}" for k in ks]]
+    runs: dict[str, list[dict]] = {name: [] for name in kinds}
+    for rep in range(reps):
+        for name in kinds if rep % 2 == 0 else kinds[::-1]:
+            _log(f"cgl {name} {rep}")
+            k = 1 if name == "synchronous" else int(name.rsplit("m", 1)[1])
+            runs[name].append(_cgl_run(with_in_flight(k), f"bench-cgl-{name.replace('_', '-')}-{rep}",
+                                       overlap=name != "synchronous"))
+    _log("cgl isolated re-runs")
+    isolated = {g["generation_id"]: _isolated(g["generation_id"]) for rs in runs.values() for r in rs for g in r["gens"]}
+    got = {name: [_cgl_numbers(r, isolated) for r in rs] for name, rs in runs.items()}
+    head = f"overlap_m{m}" if f"overlap_m{m}" in got else kinds[1]
+    return {"overhead_fraction": _med([r["overhead_fraction"] for r in got[head]]),
+            "duty_cycle": _med([r["duty_cycle"] for r in got[head]]),
+            "cgl": {"max_in_flight": m, "headline": head, "load": os.getloadavg(), **got,
+                    "stage_seconds": _stage_seconds(runs[head][0]["cid"], got[head][0]["generations"])}}
 
 
 def demo_wall() -> dict:

@@ -84,11 +84,11 @@ def _mark_dispatched(conn: psycopg.Connection, generation: dict[str, Any], ref: 
 
 
 def inline_ref(ctx: TickContext) -> str:
-    """The dispatch reference of the inline generations this tick launches: ``inline:<tick id>``
-    for a one-shot tick, ``inline:<owner>`` for a loop that keeps one lease owner across its
-    ticks (``loop:<id>``), so the loop's later ticks know its executor's generations as theirs."""
-    prefix = "tick:"
-    return f"inline:{ctx.tick_id}" if ctx.owner.startswith(prefix) or not ctx.owner else f"inline:{ctx.owner}"
+    """The dispatch reference of the inline generations this tick launches: ``inline:<id>`` of
+    its lease owner — the tick id for a one-shot tick (``tick:<tick id>``), the loop's id for a
+    loop that keeps one owner across its ticks (``loop:<id>``), so the loop's later ticks know
+    the generations on its executor as theirs."""
+    return f"inline:{ctx.owner.split(':', 1)[-1]}" if ctx.owner else f"inline:{ctx.tick_id}"
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,

@@ -4,7 +4,7 @@ parses, reviews, tells and asks the last one.
 A loop that owns its process (``tick --until-done``, the demo, the benchmark) opens one
 :class:`Executor` for its whole run under the loop's lease owner (:func:`executor_of` finds it
 by owner). dispatch hands it the inline generations it marked ``dispatched`` (reference
-``inline:<owner>``) instead of running them as a plain call; one worker thread — one device
+``inline:<loop id>``) instead of running them as a plain call; one worker thread — one device
 slot — runs them one at a time, in the order dispatch handed them over
 (:func:`~huntflow.tasks.execute.execute_generation`, fenced by that reference like any inline
 run), and says when one finished, so the tick waits on that instead of polling

@@ -134,7 +134,7 @@ def test_a_live_loops_generations_are_left_alone_and_a_killed_loops_requeued_wit
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() else "timeout"
             time.sleep(0.1)
         (gen,) = generations.by_status(db, cid, [GS.DISPATCHED])
-        assert gen["dispatch_ref"] == f"inline:{owner}" and gen["attempt"] == 1
+        assert gen["dispatch_ref"] == f"inline:{owner.split(':')[1]}" and gen["attempt"] == 1
         with leases.Heartbeat(database_url, f"tick:{uuid.uuid4()}") as other:
             assert _guarded_tick(cid, other) == {}  # the live loop holds the lease: nothing claimed
         out = run_stage(Stage.DISPATCH, TickContext(tick_id=uuid.uuid4(), owner=owner, operator="inline"), cid,

@@ -136,8 +136,9 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
             before, key = key, look(waits.progress_key)
             if tick_next and before != key:
                 continue  # work moved: tick again at once
-            if executor is not None and executor.busy():
-                executor.wait_past(ran, max(poll_seconds, 0.1))  # ours computes: tick once it is done
+            if executor is not None and (executor.busy() or executor.ran > ran):
+                # ours computes (the loop keeps its lease meanwhile): tick once it is done
+                executor.wait_past(ran, max(poll_seconds, 0.1))
                 tick_next = True
                 continue
             verdict = ud.decide(look(waits.blockers), poll_seconds)
