@@ -14,6 +14,12 @@ A stage's connection is tied to its tick with :func:`guard`: from then on the da
 (:class:`LeaseLost`) any write to a campaign the tick no longer leases, in the writing
 transaction itself (``hunt.guard_lease``).
 
+A loop that owns its process (``tick --until-done``, the demo) keeps one :class:`Heartbeat`
+(owner ``loop:<id>``) for all its ticks, so a campaign whose inline generation is still on the
+loop's executor keeps its lease between ticks and the next tick re-claims it as the same owner;
+:meth:`Heartbeat.hold` of a re-claimed campaign forgets an earlier loss, and
+:func:`release_all` drops what the loop still holds at its end.
+
 :meth:`Heartbeat.limit` bounds a stage that runs in a worker thread, where Prefect's task
 timeout cannot interrupt a blocking call: once the stage runs past its limit the heartbeat gives
 the campaign's lease up, so the stage's next write is refused and the campaign's tick ends
