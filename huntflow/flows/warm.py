@@ -286,7 +286,8 @@ def start_warm_up(every: float = 2.0) -> tuple[threading.Thread, threading.Event
 
     def report(got: dict[str, Any]) -> None:  # one line per campaign in the worker's output
         what = f"compiled in {got['seconds']:.1f} s" if "seconds" in got else f"skipped ({got.get('error')})"
-        print(f"{time.strftime('%H:%M:%S')} warm-up of campaign {got.get('slug')}: {what}", flush=True)
+        about = f"campaign {got['slug']}" if "slug" in got else f"generation {got.get('generation_id')}"
+        print(f"{time.strftime('%H:%M:%S')} warm-up of {about}: {what}", flush=True)
 
     stop = threading.Event()
     thread = threading.Thread(target=CampaignWarmer(every, report).run, args=(stop,), name="huntflow-warm-up",

@@ -9,7 +9,8 @@ warm worker (:mod:`huntflow.flows.warm`) calls these so that no generation waits
   generations go to a pool (:func:`pool_campaigns`) as soon as the worker sees them, while the
   campaign's first tick is still planning;
 * :func:`prepare_generation` — one planned/dispatched generation's exact batch (its rung, its
-  verification settings, its size), for a claimed run waiting while another one evaluates.
+  verification settings, its size), for a claimed run waiting while another one evaluates, and
+  for every queued pool generation the worker's look finds (:func:`queued_pool_generations`).
 
 Both only compile (:func:`huntflow.engine.evaluate.compile_population`): nothing is evaluated,
 nothing is written, and a failure is logged and returned, never raised (the generation then
@@ -81,20 +82,33 @@ def pool_campaigns(conn: psycopg.Connection) -> list[tuple[UUID, Any]]:
     return [(r["campaign_id"], campaigns.spec_of(r)) for r in rows]
 
 
+def queued_pool_generations(conn: psycopg.Connection, limit: int = 32) -> list[UUID]:
+    """The active campaigns' pool generations planned or dispatched but not running yet, oldest first."""
+    rows = conn.execute(
+        "select g.generation_id from hunt.generations g join hunt.campaigns c using (campaign_id)"
+        " where c.status = 'active' and g.operator = 'pool' and g.status in ('planned', 'dispatched')"
+        " order by g.created_at limit %s", (limit,)).fetchall()
+    return [r["generation_id"] for r in rows]
+
+
 class CampaignWarmer:
-    """Warms each new pool campaign once (:func:`warm_campaign`), looking every ``every`` seconds
-    (:meth:`scan` does one look; :meth:`run` loops until ``stop`` is set)."""
+    """Warms each new pool campaign once (:func:`warm_campaign`) and each queued pool generation
+    once (:func:`prepare_generation`: a promotion planned while the device is idle, a worker
+    restarted mid-hunt), looking every ``every`` seconds (:meth:`scan` does one look; :meth:`run`
+    loops until ``stop`` is set)."""
 
     def __init__(self, every: float = 2.0, report: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.every = every
         self.report = report
         self.warmed: dict[str, dict[str, Any]] = {}
+        self.prepared: dict[str, dict[str, Any]] = {}
 
     def scan(self) -> list[dict[str, Any]]:
-        """Warm the pool campaigns not warmed yet; returns what this look did."""
+        """Warm the pool campaigns and queued generations not warmed yet; returns what this look did."""
         try:
             with session() as conn:
                 found = pool_campaigns(conn)
+                queued = queued_pool_generations(conn)
         except Exception as e:
             _log.debug("pool campaigns not read: %s", e)
             return []
@@ -106,6 +120,16 @@ class CampaignWarmer:
             self.warmed[str(cid)] = got
             done.append(got)
             if self.report is not None:
+                self.report(got)
+        for gid in queued:
+            if str(gid) in self.prepared:
+                continue
+            if len(self.prepared) > 4096:
+                self.prepared.clear()
+            got = prepare_generation(gid)
+            self.prepared[str(gid)] = got
+            done.append(got)
+            if self.report is not None and got.get("seconds", 1.0) > 0:
                 self.report(got)
         return done
 

@@ -302,3 +302,32 @@ def test_warm_ups_compile_a_new_pool_campaign_once_and_a_generations_exact_batch
     assert execute_generation(g["generation_id"])["status"] == "succeeded"
     assert len(compiles) == before  # its executable was ready
     assert "error" in prepare_generation(str(UUID(int=5)))  # never raises
+
+
+def test_the_warm_up_prepares_queued_pool_generations_once(db, make_spec, pool_deployment):
+    """A pool generation planned and dispatched (nobody has claimed it yet) is compiled by the
+    worker's look, once; when it then runs it compiles nothing."""
+    import jax
+
+    from huntflow.flows.tick import hunt_tick
+    from huntflow.tasks.execute import execute_generation
+    from huntflow.tasks.warmup import CampaignWarmer
+
+    cid = campaigns.insert_campaign(db, make_spec(slug="warm-queued", review={"spot_check_top": 0},
+                                                  fidelities=[{"name": "q", "settings": {"bias": 0.875}}]))
+    hunt_tick([str(cid)])  # plans and dispatches (flow runs of the deployment: no worker takes them here)
+    queued = generations.by_status(db, cid, [GS.DISPATCHED])
+    assert queued
+    compiles: list[float] = []
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda event, secs, **kw: compiles.append(secs) if event == "/jax/core/compile/backend_compile_duration" else None)
+    warmer = CampaignWarmer()
+    warmer.warmed[str(cid)] = {}  # the campaign-level warm-up out of the way: only the generations' own
+    got = warmer.scan()
+    mine = {str(g["generation_id"]) for g in queued}
+    assert mine <= {g.get("generation_id") for g in got} and compiles
+    assert not [g for g in warmer.scan() if g.get("generation_id") in mine]  # once
+    g = queued[0]
+    before = len(compiles)
+    assert execute_generation(g["generation_id"], dispatch_ref=g["dispatch_ref"])["status"] == "succeeded"
+    assert len(compiles) == before
