@@ -17,7 +17,9 @@ result can differ between two batch shapes or splits (not between two runs of on
 
 JAX's persistent compilation cache is switched on once per process
 (:func:`enable_compilation_cache`), so a later process with the same model, settings and batch
-shape loads the executable instead of compiling it.
+shape loads the executable instead of compiling it. :func:`compile_population` compiles a
+batch's executable without evaluating (a warm worker's warm-ups); each executable is compiled
+once per process even when two threads ask for it at once.
 """
 
 from __future__ import annotations

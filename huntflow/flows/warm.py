@@ -278,6 +278,20 @@ class _ThreadTimeoutNotice(logging.Filter):
         return "is running in a worker thread" not in record.getMessage()
 
 
+def serves_generations(pool: str) -> bool:
+    """Whether ``pool`` is the generation deployment's pool (a worker serving only ticks has
+    nothing to compile); True when the deployment cannot be read (warm rather than not)."""
+    from prefect.client.orchestration import get_client
+
+    from huntflow.config import get_settings
+
+    try:
+        with get_client(sync_client=True) as client:
+            return client.read_deployment_by_name(get_settings().generation_deployment).work_pool_name == pool
+    except Exception:
+        return True
+
+
 def start_warm_up(every: float = 2.0) -> tuple[threading.Thread, threading.Event]:
     """A daemon thread that compiles each new pool campaign's first executable
     (:class:`huntflow.tasks.warmup.CampaignWarmer`, a look every ``every`` seconds) until the
@@ -302,7 +316,8 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
     wait for what it started and return, as ``prefect worker start --run-once``). ``limit``
     generations evaluate at once (device slots); ``prefetch`` more runs are claimed and started
     ahead, each waiting for a slot. ``warm_up``: compile the pool campaigns' first executables
-    as they appear (:func:`start_warm_up`), starting while the rest is still imported."""
+    as they appear (:func:`start_warm_up`; on the generation deployment's pool only), starting
+    while the rest is still imported."""
     from prefect.settings import temporary_settings
 
     from huntflow.flows import generation
@@ -311,7 +326,7 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
         os.environ.setdefault(key, value)
     os.environ.setdefault("HUNTFLOW_OPERATOR", "pool")
     preload_engine()
-    warming = start_warm_up() if warm_up else None
+    warming = start_warm_up() if warm_up and serves_generations(pool) else None
     preload()
     logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
     local = LocalTicks() if ticks == "local" else None

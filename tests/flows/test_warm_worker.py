@@ -331,3 +331,10 @@ def test_the_warm_up_prepares_queued_pool_generations_once(db, make_spec, pool_d
     before = len(compiles)
     assert execute_generation(g["generation_id"], dispatch_ref=g["dispatch_ref"])["status"] == "succeeded"
     assert len(compiles) == before
+
+
+def test_only_the_generation_deployments_pool_warms_up(pool_deployment):
+    from huntflow.flows.warm import serves_generations
+
+    assert serves_generations(POOL) is True
+    assert serves_generations("ticks-only") is False  # a worker serving only ticks compiles nothing
