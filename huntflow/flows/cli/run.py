@@ -243,9 +243,14 @@ def _demo(spec_file: Path, max_ticks: int, tolerance: float, as_json: bool) -> N
 
 
 def _warm(spec: Any) -> None:
-    """While the API starts: what the first tick would otherwise wait for — the optimizer's
-    import and first ask (a throwaway hunt; the tick starts its own from the same seed) and
-    the model's compiled executable for the first generation (kept in this process)."""
+    """While the API starts: what the first tick would otherwise wait for — the tick's and
+    Prefect's engine modules, the optimizer's import and first ask (a throwaway hunt; the tick
+    starts its own from the same seed) and the model's compiled executable for the first
+    generation (kept in this process)."""
+    import prefect.flow_engine  # noqa: F401  (imported here, not after the API answers)
+    import prefect.task_engine  # noqa: F401
+
+    import huntflow.flows.tick  # noqa: F401
     from huntflow.engine.optimize import Hunt
     from huntflow.tasks.warmup import warm_campaign
 
