@@ -29,7 +29,7 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   interleaved with the same spec at ``max_in_flight`` 1 through one-shot ticks (the path before
   overlap). overhead_fraction = (loop wall - isolated compute) / isolated compute on the warm
   window (from the 4th generation's start to the last stage; compilation taken out), where
-  isolated compute is the same generations' batches re-run alone by the benchmark afterwards (on
+  isolated compute is the same generations' batches re-run alone by the benchmark right after (on
   2 shared cores the tick's Python slows an overlapped generation, so its own wall seconds would
   flatter the fraction: that variant is ``overhead_fraction_in_loop``); ``*_whole_run`` over the
   whole run, compilation counted as compute; ``overhead_fraction_per_tick`` the old per-tick
@@ -547,8 +547,8 @@ def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
 def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
     """The CGL example run to its end with overlap (the loop and its executor, at the example's
     ``max_in_flight`` and at any other listed in ``in_flight``, e.g. ``"2,3"``) and, interleaved,
-    synchronously (one-shot ticks, ``max_in_flight`` 1: the path before overlap); then every
-    generation of every run re-run alone (isolated compute)."""
+    synchronously (one-shot ticks, ``max_in_flight`` 1: the path before overlap); after each run
+    its generations re-run alone (isolated compute)."""
     from huntflow.engine.spec import load_spec
     from huntflow.store.connection import session
 
@@ -565,14 +565,15 @@ def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
 
     kinds = ["synchronous", *[f"overlap_m{k}" for k in ks]]
     runs: dict[str, list[dict]] = {name: [] for name in kinds}
+    isolated: dict = {}
     for rep in range(reps):
         for name in kinds if rep % 2 == 0 else kinds[::-1]:
             _log(f"cgl {name} {rep}")
             k = 1 if name == "synchronous" else int(name.rsplit("m", 1)[1])
             runs[name].append(_cgl_run(with_in_flight(k), f"bench-cgl-{name.replace('_', '-')}-{rep}",
                                        overlap=name != "synchronous"))
-    _log("cgl isolated re-runs")
-    isolated = {g["generation_id"]: _isolated(g["generation_id"]) for rs in runs.values() for r in rs for g in r["gens"]}
+            # the same generations re-run alone right after (interleaved: the same machine's load)
+            isolated.update({g["generation_id"]: _isolated(g["generation_id"]) for g in runs[name][-1]["gens"]})
     got = {name: [_cgl_numbers(r, isolated) for r in rs] for name, rs in runs.items()}
     head = f"overlap_m{m}" if f"overlap_m{m}" in got else kinds[1]
     return {"overhead_fraction": _med([r["overhead_fraction"] for r in got[head]]),

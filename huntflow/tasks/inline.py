@@ -66,12 +66,22 @@ class Executor:
             _REGISTRY[self.owner] = self
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close(abandon=exc_type is not None)
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
         """Run what is queued to its end, then stop the worker (the loop's end: nothing is left
-        ``dispatched``)."""
+        ``dispatched``). ``abandon`` (the loop is failing or interrupted): only the generation
+        running now is finished; the queued ones stay ``dispatched`` under the loop's reference
+        and the next tick of anyone requeues them without spending an attempt."""
+        if abandon:
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    self._finish(item[0], {"generation_id": item[1], "status": "abandoned"})
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.owner) is self:
                 _REGISTRY.pop(self.owner)

@@ -177,3 +177,33 @@ def test_the_loop_keeps_one_owner_drains_its_executor_and_releases_its_leases(db
     run_ticks("overlap-cli", True, 50, show_progress=False)
     assert campaigns.get_campaign(db, cid)["status"] == "completed"
     assert len(generations.campaign_evaluations(db, cid)) == 24
+
+
+def test_the_executor_runs_in_order_says_when_one_is_done_and_drains_or_abandons_the_queue():
+    """One slot, FIFO; wait() returns once one of the campaign's is back; a normal end runs
+    what is queued, an interrupted one finishes only the running generation."""
+    ran: list[str] = []
+
+    def slow(gid: str, ref: str) -> dict:
+        time.sleep(0.05)
+        ran.append(gid)
+        return {"generation_id": gid, "status": "succeeded"}
+
+    a, b = uuid.uuid4(), uuid.uuid4()
+    with Executor("loop:t1", runner=slow) as ex:
+        for i in range(3):
+            ex.submit(a, f"a{i}", "inline:t1")
+        ex.submit(b, "b0", "inline:t1")
+        assert ex.wait(a, timeout=30) and [r["generation_id"] for r in ex.finished(a)] == ["a0"]
+    assert ran == ["a0", "a1", "a2", "b0"] and not ex.busy()
+    ran.clear()
+    try:
+        with Executor("loop:t2", runner=slow) as ex:
+            for i in range(3):
+                ex.submit(a, f"a{i}", "inline:t2")
+            assert ex.wait(a, timeout=30)
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    assert ran in (["a0"], ["a0", "a1"])  # the one running when interrupted finishes, the rest is left
+    assert not ex.busy() and {r["status"] for r in ex.finished(a)} >= {"abandoned"}
