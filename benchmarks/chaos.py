@@ -119,9 +119,9 @@ class Rig:
             " hunt.lease_session_alive(lease_pid) as alive from hunt.campaigns where campaign_id = %s", cid)
 
     def running_inline(self, cid: uuid.UUID, owner: str) -> bool:
-        tick = owner.removeprefix("tick:")
+        ref = owner.split(":", 1)[-1]  # tick:<tick id> -> inline:<tick id>, loop:<id> -> inline:<id>
         return self.one("select count(*) as n from hunt.generations where campaign_id = %s and status = 'running'"
-                        " and dispatch_ref = %s", cid, f"inline:{tick}")["n"] > 0
+                        " and dispatch_ref = %s", cid, f"inline:{ref}")["n"] > 0
 
     def wait(self, predicate, timeout: float, step: float = 0.02):
         t0 = time.monotonic()
@@ -169,6 +169,14 @@ def _apps(rig: Rig) -> set[str]:
     with _connect(rig.url) as conn:
         return {r["application_name"] for r in conn.execute(
             "select application_name from pg_stat_activity where application_name like 'chaos-%'").fetchall()}
+
+
+def _latest_tick(rig: Rig, cid: uuid.UUID, owner: str) -> uuid.UUID | None:
+    """The latest tick of lease owner ``owner`` on the campaign (a loop's owner, ``loop:<id>``,
+    spans its ticks; a one-shot tick's is ``tick:<tick id>``)."""
+    row = rig.one("select tick_id from hunt.stage_runs where campaign_id = %s"
+                  " and coalesce(owner, 'tick:' || tick_id) = %s order by stage_run_id desc limit 1", cid, owner)
+    return None if row is None else row["tick_id"]
 
 
 def _holder(rig: Rig, cid: uuid.UUID) -> dict[str, Any]:
@@ -358,19 +366,22 @@ def pause(rig: Rig, ref: list[tuple], lease_seconds: float = 2.0, slug: str = "c
         conn.execute("update hunt.settings set value = %s::jsonb where key = 'lease_seconds'", (json.dumps(lease_seconds),))
     try:
         a = rig.tick("--until-done", "-c", slug, "--poll", "0.5", stderr=subprocess.DEVNULL)
-        seen: set[str] = set()
+        seen: set[uuid.UUID] = set()
         in_generation, owner = False, None
+
+        def fresh_tick(r):  # (owner, tick) of a tick not tried yet (a loop keeps one owner across ticks)
+            tick = _latest_tick(rig, cid, r["lease_owner"]) if r["lease_owner"] and r["alive"] else None
+            return (r["lease_owner"], tick) if tick is not None and tick not in seen else None
+
         for k in range(tries):
-            claim = rig.wait(lambda: (lambda r: r if r["lease_owner"] and r["alive"] and r["lease_owner"] not in seen
-                                      else None)(rig.lease(cid)), timeout=300)
-            owner = claim["lease_owner"]
-            seen.add(owner)
+            owner, tick = rig.wait(lambda: fresh_tick(rig.lease(cid)), timeout=300)
+            seen.add(tick)
             in_generation = bool(rig.wait(lambda: rig.running_inline(cid, owner), timeout=20, step=0.002))
             if in_generation or k == tries - 1:
                 break
         _kill(a, signal.SIGSTOP)
         owner = rig.lease(cid)["lease_owner"] or owner
-        tick_a = uuid.UUID(owner.removeprefix("tick:"))
+        tick_a = _latest_tick(rig, cid, owner)  # the tick the stopped process is in
         at_stop = rig.one(  # the row it is in, else past its last one
             "select coalesce(max(stage_run_id) filter (where status = 'running'), max(stage_run_id) + 1, 0) as id"
             " from hunt.stage_runs where tick_id = %s", tick_a)["id"]
