@@ -189,10 +189,6 @@ class Heartbeat:
         with self._lock:
             self._held.discard(campaign_id)
 
-    def holds(self, campaign_id: UUID) -> bool:
-        with self._lock:
-            return campaign_id in self._held
-
     def lost(self, campaign_id: UUID) -> bool:
         """True once a renewal found the campaign leased by someone else (or by nobody)."""
         with self._lock:
