@@ -97,13 +97,30 @@ def trigger_tick(campaign_id: str) -> bool:
 
 class DeviceSlots:
     """``slots`` device slots; runs waiting for one get it in the order of a key (a run's
-    scheduled start, i.e. dispatch order). A run that finds a slot free takes it at once."""
+    scheduled start, i.e. dispatch order). A run that finds a slot free takes it at once, unless
+    an earlier run the worker has claimed (:meth:`expect`) has not reached the device yet: it
+    waits for that one up to ``grace`` seconds (two runs claimed in one poll otherwise start in
+    the order their flow-run starts happen to finish, and a pool campaign tells in ask order)."""
 
-    def __init__(self, slots: int) -> None:
+    def __init__(self, slots: int, grace: float = 10.0) -> None:
         self.free = max(1, int(slots))
+        self.grace = grace
         self._waiting: list[tuple[float, int]] = []
+        self._expected: dict[str, float] = {}  # claimed runs not at the device yet: run id -> key
         self._seq = itertools.count()
         self._cv = threading.Condition()
+
+    def expect(self, run_id: Any, key: float) -> None:
+        """A run was claimed: runs with a later key leave it the device (up to ``grace``)."""
+        with self._cv:
+            self._expected[str(run_id)] = float(key)
+            self._cv.notify_all()
+
+    def forget(self, run_id: Any) -> None:
+        """The claimed run ended (or never comes to the device): nobody waits for it."""
+        with self._cv:
+            self._expected.pop(str(run_id), None)
+            self._cv.notify_all()
 
     def waiting(self) -> int:
         """Runs waiting for a slot now."""
@@ -116,12 +133,20 @@ class DeviceSlots:
             return self.free <= 0 or bool(self._waiting)
 
     @contextlib.contextmanager
-    def hold(self, key: float) -> Iterator[None]:
+    def hold(self, key: float, run_id: Any = None) -> Iterator[None]:
+        import time
+
         with self._cv:
+            if run_id is not None:  # the key it was expected under (the same scheduled start)
+                key = self._expected.pop(str(run_id), key)
             ticket = (float(key), next(self._seq))
             heapq.heappush(self._waiting, ticket)
-            while not (self.free > 0 and self._waiting[0] == ticket):
-                self._cv.wait()
+            deadline = time.monotonic() + self.grace
+            while True:
+                early = any(k < ticket[0] for k in self._expected.values()) and time.monotonic() < deadline
+                if self.free > 0 and self._waiting[0] == ticket and not early:
+                    break
+                self._cv.wait(max(0.01, deadline - time.monotonic()) if early else None)
             heapq.heappop(self._waiting)
             self.free -= 1
             self._cv.notify_all()  # with a slot left, the next in line may go too
@@ -160,8 +185,13 @@ def device_slot(prepare: Callable[[], Any] | None = None) -> Iterator[None]:
             prepare()
         except Exception as e:  # a warm-up is never a reason to fail the run
             _logger().debug("warm-up skipped: %s", e)
-    with gate.hold(_scheduled_start()):
+    with gate.hold(_scheduled_start(), _flow_run_id()):
         yield
+
+
+def device_gate() -> DeviceSlots | None:
+    """The device slots :func:`use_device_slots` installed (None: none)."""
+    return _device
 
 
 def _flow_run_id() -> str | None:

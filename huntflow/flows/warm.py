@@ -92,14 +92,25 @@ class WarmWorker(BaseWorker[ProcessJobConfiguration, ProcessVariables, WarmWorke
 
     async def run(self, flow_run: Any, configuration: ProcessJobConfiguration,
                   task_status: Optional[anyio.abc.TaskStatus[int]] = None) -> WarmWorkerResult:
+        from huntflow.flows.generation import device_gate
+
         if task_status is not None:
             task_status.started(os.getpid())  # the run's infrastructure is this process
-        entrypoint = await self._entrypoint(flow_run)
+        gate = device_gate()
+        start = getattr(flow_run, "expected_start_time", None)
+        if gate is not None and start is not None:  # claimed: later runs leave it the device
+            gate.expect(flow_run.id, start.timestamp())
         try:
+            entrypoint = await self._entrypoint(flow_run)
+            if gate is not None and not entrypoint.endswith(":hunt_generation"):
+                gate.forget(flow_run.id)  # not a generation: it never comes to the device
             code = await anyio.to_thread.run_sync(run_in_process, flow_run, entrypoint)
         except Exception as e:  # the engine could not even start: the base class marks it crashed
             self._logger.exception("flow run %s could not run in-process: %s", flow_run.id, e)
             code = 1
+        finally:
+            if gate is not None:
+                gate.forget(flow_run.id)
         # free this run's slot and take the next queued run now rather than at the next poll
         # (the base class releases the slot again after run() returns, which is then a no-op)
         self._release_limit_slot(flow_run.id)

@@ -338,3 +338,37 @@ def test_only_the_generation_deployments_pool_warms_up(pool_deployment):
 
     assert serves_generations(POOL) is True
     assert serves_generations("ticks-only") is False  # a worker serving only ticks compiles nothing
+
+
+def test_a_claimed_earlier_run_gets_the_free_device_first_and_an_absent_one_is_not_waited_for_long():
+    """Two runs claimed in one poll: the later one reaching a free device first leaves it to the
+    earlier one; a claimed run that never comes holds the others up only ``grace`` seconds."""
+    import threading
+
+    from huntflow.flows.generation import DeviceSlots
+
+    slots, order = DeviceSlots(1, grace=5.0), []
+    slots.expect("run-0", 0.0)
+    slots.expect("run-1", 1.0)
+
+    def run(rid: str, key: float) -> None:
+        with slots.hold(key, rid):
+            order.append(rid)
+
+    later = threading.Thread(target=run, args=("run-1", 1.0))
+    later.start()
+    time.sleep(0.3)
+    assert order == [] and slots.waiting() == 1  # run-1 waits for run-0 though the device is free
+    run("run-0", 0.0)
+    later.join(10)
+    assert order == ["run-0", "run-1"]
+    slots.expect("gone", 2.0)
+    quick = DeviceSlots(1, grace=0.2)
+    quick.expect("gone", 2.0)
+    t0 = time.monotonic()
+    with quick.hold(3.0, "here"):
+        waited = time.monotonic() - t0
+    assert 0.15 < waited < 5  # the absent earlier run held it up only for the grace
+    slots.forget("gone")
+    with slots.hold(5.0, "next"):  # forgotten: nobody waits for it
+        pass
