@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 WATCHDOG = """
 import os, signal, sys, time
@@ -122,8 +123,20 @@ def _spawn() -> tuple[subprocess.Popen, int, int]:
     """The server process, on a free port, and its watchdog (started before anything else)."""
     port = _free_port()
     args, env = uvicorn_command(port)
-    proc = subprocess.Popen(args, env=env)
+    log = server_log()
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     return proc, port, _watch(proc.pid)
+
+
+def server_log() -> Path:
+    """Where the ephemeral API's own output goes (``$PREFECT_HOME/ephemeral-api.log``): not the
+    user's terminal, where a server stopped at exit prints the tracebacks of the event flush it
+    was cancelled in (harmless: that API's state is thrown away with it)."""
+    from prefect.settings import get_current_settings
+
+    return Path(get_current_settings().home) / "ephemeral-api.log"
 
 
 def _start_guarded() -> int | None:
@@ -170,7 +183,8 @@ def _wait_healthy(server, watchdog: int, timeout: float) -> tuple[subprocess.Pop
                 server.server_process = proc
                 continue
             if code is not None:
-                raise HuntflowError(f"the ephemeral Prefect API exited with code {code} before it answered")
+                raise HuntflowError(f"the ephemeral Prefect API exited with code {code} before it answered"
+                                   f" (its output: {server_log()})")
             try:
                 if client.get(f"{server.api_url}/health").status_code == 200:
                     return proc, watchdog
@@ -178,4 +192,4 @@ def _wait_healthy(server, watchdog: int, timeout: float) -> tuple[subprocess.Pop
                 pass
             time.sleep(0.05)
     raise HuntflowError(f"the ephemeral Prefect API did not answer within {timeout:g} s"
-                       " (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS)")
+                       f" (PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS; its output: {server_log()})")

@@ -57,8 +57,9 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_a_flow_runs_on_the_started_api_and_a_killed_process_leaves_none_behind(tmp_path):
-    """One server (Prefect's client uses the one huntflow spawned), and its watchdog ends it
-    when the process is SIGKILLed (a fast variant of test_chaos's killed tick)."""
+    """One server (Prefect's client uses the one huntflow spawned), its output in its log file
+    rather than on the command's terminal, and its watchdog ends it when the process is
+    SIGKILLed (a fast variant of test_chaos's killed tick)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180",
                PREFECT_LOGGING_LEVEL="WARNING", PREFECT_SERVER_ANALYTICS_ENABLED="false")
@@ -70,6 +71,8 @@ def test_a_flow_runs_on_the_started_api_and_a_killed_process_leaves_none_behind(
     gone, alive = psutil.wait_procs([psutil.Process(p) for p in servers + [int(watchdog)] if psutil.pid_exists(p)],
                                     timeout=30)
     assert not alive, f"orphaned: {[p.pid for p in alive]}"
+    assert (tmp_path / "prefect" / "ephemeral-api.log").is_file()
+    assert "prefect.server" not in proc.stderr, proc.stderr[-2000:]
 
 
 @pytest.mark.usefixtures("prefect_harness")
