@@ -54,24 +54,30 @@ def snapshot(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:
 
 
 def snapshots(conn: psycopg.Connection, campaign_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
-    """:func:`snapshot` of many campaigns in three queries (a tick's whole cohort at once)."""
+    """:func:`snapshot` of many campaigns in one statement (a tick's whole cohort at once)."""
     ids = list(campaign_ids)
+    out: dict[UUID, dict[str, Any]] = {c: {"failed": {}, "gates": {}} for c in ids}
     rows = conn.execute(
         "select c.campaign_id, c.slug, c.status, c.mode, c.completion_reason, p.best_objective,"
-        " p.best_fidelity_name, p.best_certified from hunt.campaigns c join hunt.campaign_progress p"
-        " using (campaign_id) where c.campaign_id = any(%s)", (ids,)).fetchall()
-    out: dict[UUID, dict[str, Any]] = {c: {"failed": {}, "gates": {}} for c in ids}
+        " p.best_fidelity_name, p.best_certified,"
+        " (select coalesce(jsonb_agg(jsonb_build_object('generation_id', g.generation_id, 'generation_index',"
+        "    g.generation_index, 'fidelity_name', g.fidelity_name, 'kind', g.kind, 'error', g.error)), '[]')"
+        "    from hunt.generations g where g.campaign_id = c.campaign_id and g.status = 'failed') as failed,"
+        " (select coalesce(jsonb_agg(jsonb_build_object('gate_id', t.gate_id, 'kind', t.kind,"
+        "    'subject', t.subject)), '[]')"
+        "    from hunt.gates t where t.campaign_id = c.campaign_id and t.status = 'pending') as gates"
+        " from hunt.campaigns c join hunt.campaign_progress p using (campaign_id) where c.campaign_id = any(%s)",
+        (ids,)).fetchall()
     for r in rows:
         cid = r.pop("campaign_id")
+        failed, gates = r.pop("failed"), r.pop("gates")
         out[cid].update(r)
-    for g in conn.execute(
-            "select campaign_id, generation_id, generation_index, fidelity_name, kind, error from hunt.generations"
-            " where campaign_id = any(%s) and status = 'failed'", (ids,)).fetchall():
-        out[g.pop("campaign_id")]["failed"][g["generation_id"]] = g
-    for g in conn.execute(
-            "select campaign_id, gate_id, kind, subject from hunt.gates where campaign_id = any(%s)"
-            " and status = 'pending'", (ids,)).fetchall():
-        out[g.pop("campaign_id")]["gates"][g["gate_id"]] = g
+        for g in failed:
+            g["generation_id"] = UUID(g["generation_id"])
+            out[cid]["failed"][g["generation_id"]] = g
+        for g in gates:
+            g["gate_id"] = UUID(g["gate_id"])
+            out[cid]["gates"][g["gate_id"]] = g
     return out
 
 

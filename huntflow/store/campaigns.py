@@ -170,44 +170,40 @@ def claim_cohort(
         The claimed campaign rows, in rank order.
     """
     returning = light(conn, "campaigns", "c")
-    with conn.transaction():
-        busy = conn.execute(
-            "select count(*) as n from hunt.campaigns where status = 'active'"
-            " and lease_expires_at > now() and lease_owner <> %s"
-            " and (lease_pid is null or hunt.lease_session_alive(lease_pid))",
-            (owner,),
-        ).fetchone()["n"]
-        room = max(0, int(limit) - int(busy))
-        if room == 0:
-            return []
-        rows = conn.execute(
-            f"""
-            with ranked as (
-              select c.campaign_id, c.priority, t.reward, c.created_at
-              from hunt.campaigns c
-              left join lateral (
-                select reward from hunt.trajectories t
-                where t.campaign_id = c.campaign_id
-                order by generation_index desc limit 1
-              ) t on true
-              where c.status = 'active'
-                and (c.lease_expires_at is null or c.lease_expires_at < now() or c.lease_owner = %(owner)s
-                     or (c.lease_pid is not null and not hunt.lease_session_alive(c.lease_pid)))
-                and (%(only)s::uuid[] is null or c.campaign_id = any(%(only)s::uuid[]))
-              order by c.priority desc, t.reward desc nulls last, c.created_at
-              limit %(room)s
-              for update of c skip locked
-            )
-            update hunt.campaigns c
-               set lease_owner = %(owner)s,
-                   lease_expires_at = now() + make_interval(secs => %(lease)s),
-                   lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
-              from ranked
-             where c.campaign_id = ranked.campaign_id
-            returning {returning}, ranked.reward as rank_reward
-            """,
-            {"owner": owner, "room": room, "lease": float(lease_seconds), "only": only, "pid": session_pid},
-        ).fetchall()
+    # one statement (one snapshot, no explicit transaction): the room left by other live ticks'
+    # leases, then the best ranked free campaigns claimed
+    rows = conn.execute(
+        f"""
+        with busy as (
+          select count(*) as n from hunt.campaigns where status = 'active'
+             and lease_expires_at > now() and lease_owner <> %(owner)s
+             and (lease_pid is null or hunt.lease_session_alive(lease_pid))
+        ), ranked as (
+          select c.campaign_id, c.priority, t.reward, c.created_at
+          from hunt.campaigns c
+          left join lateral (
+            select reward from hunt.trajectories t
+            where t.campaign_id = c.campaign_id
+            order by generation_index desc limit 1
+          ) t on true
+          where c.status = 'active'
+            and (c.lease_expires_at is null or c.lease_expires_at < now() or c.lease_owner = %(owner)s
+                 or (c.lease_pid is not null and not hunt.lease_session_alive(c.lease_pid)))
+            and (%(only)s::uuid[] is null or c.campaign_id = any(%(only)s::uuid[]))
+          order by c.priority desc, t.reward desc nulls last, c.created_at
+          limit greatest(0, %(limit)s - (select n from busy))
+          for update of c skip locked
+        )
+        update hunt.campaigns c
+           set lease_owner = %(owner)s,
+               lease_expires_at = now() + make_interval(secs => %(lease)s),
+               lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
+          from ranked
+         where c.campaign_id = ranked.campaign_id
+        returning {returning}, ranked.reward as rank_reward
+        """,
+        {"owner": owner, "limit": int(limit), "lease": float(lease_seconds), "only": only, "pid": session_pid},
+    ).fetchall()
     rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
     return rows
 

@@ -149,15 +149,21 @@ class Heartbeat:
 
         conn = connect(self.url)  # its own connection (never a pooled one): it holds a session lock
         try:
-            pid = conn.execute("select pg_backend_pid() as pid").fetchone()["pid"]
-            if conn.info.server_version >= 140000:
-                # a backend notices its client died only when it next talks to it: one busy in a
-                # renewal waiting on a row lock would hold the lock (the lease) on for a dead tick
-                conn.execute("set client_connection_check_interval = 1000")
-            conn.execute("select pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, pid))
+            # one round trip: the backend pid, the liveness lock on it, the lease length, and (14+) a
+            # backend that notices its client died only when it next talks to it: one busy in a
+            # renewal waiting on a row lock would hold the lock (the lease) on for a dead tick
+            check = ", set_config('client_connection_check_interval', '1000', false) as checked" \
+                if conn.info.server_version >= 140000 else ""
+            row = conn.execute(
+                f"select pid, pg_advisory_lock(%s, pid) as locked{check},"
+                " (select value from hunt.settings where key = 'lease_seconds') as lease_seconds"
+                " from (select pg_backend_pid() as pid) me",
+                (LOCK_NAMESPACE,),
+            ).fetchone()
+            pid = row["pid"]
             if self.lease_seconds is None:
-                row = conn.execute("select value from hunt.settings where key = 'lease_seconds'").fetchone()
-                self.lease_seconds = float(row["value"]) if row is not None else DEFAULT_LEASE_SECONDS
+                self.lease_seconds = float(row["lease_seconds"]) if row["lease_seconds"] is not None \
+                    else DEFAULT_LEASE_SECONDS
         except BaseException:
             conn.close()
             raise

@@ -14,6 +14,13 @@ def get_setting(conn: psycopg.Connection, key: str, default: Any) -> Any:
     return default if row is None else row["value"]
 
 
+def get_settings_of(conn: psycopg.Connection, defaults: dict[str, Any]) -> dict[str, Any]:
+    """:func:`get_setting` of several keys in one statement: ``{key: value or its default}``."""
+    rows = conn.execute("select key, value from hunt.settings where key = any(%s)", (list(defaults),)).fetchall()
+    found = {r["key"]: r["value"] for r in rows}
+    return {k: found.get(k, d) for k, d in defaults.items()}
+
+
 def set_setting(conn: psycopg.Connection, key: str, value: Any) -> None:
     """Insert or replace ``key``."""
     conn.execute(

@@ -62,6 +62,92 @@ def finish(
     )
 
 
+def record_done(conn: psycopg.Connection, tick_id: UUID, stage: Stage,
+                rows: list[tuple[UUID | None, dict[str, Any]]]) -> None:
+    """Rows of a stage that ran and succeeded at once (discover's), written in one statement:
+    ``(campaign_id, summary)`` each, attempt 1 (a retry rewrites them)."""
+    if not rows:
+        return
+    conn.execute(
+        "insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, summary, finished_at)"
+        " select %s, r.c, %s, 'succeeded', 1, r.s, now() from unnest(%s::uuid[], %s::jsonb[]) as r(c, s)"
+        " on conflict (tick_id, campaign_id, stage) do update set status = 'succeeded', attempt = 1,"
+        " summary = excluded.summary, error = null, started_at = now(), finished_at = now()",
+        (tick_id, stage.value, [c for c, _ in rows], [Jsonb(s) for _, s in rows]),
+    )
+
+
+def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage: Stage, attempt: int, *,
+               lease_owner: str, lease_seconds: float, guard: str | None = None,
+               owner: str | None = None) -> tuple[int, dict[str, Any] | None]:
+    """A stage's opening in one statement: :func:`start`'s row (and tie to ``guard``), then the
+    campaign marked at ``stage`` with ``lease_owner``'s lease renewed; returns ``(stage_run_id,
+    the campaign's light row or None when there is no such campaign)``.
+
+    The tie runs before the campaign's update (an uncommon but planned order: the update's
+    ``where`` holds it as a one-time subquery, evaluated before any row reaches the lease guard
+    trigger), so the update is already guarded. When it is refused (lease lost) the whole
+    statement is undone, row included: the caller opens the row with :func:`start` then."""
+    from huntflow.store.columns import light
+
+    row = conn.execute(
+        f"""
+        with opened as (
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner)
+          values (%(tick)s, %(c)s, %(stage)s, 'running', %(attempt)s, %(owner)s)
+          on conflict (tick_id, campaign_id, stage) do update
+            set status = 'running', attempt = excluded.attempt, error = null,
+                started_at = now(), finished_at = null
+          returning stage_run_id
+        ), moved as (
+          update hunt.campaigns set current_stage = %(stage)s, updated_at = now(),
+                 lease_expires_at = case when lease_owner = %(lease_owner)s
+                   then now() + make_interval(secs => %(secs)s) else lease_expires_at end
+           where campaign_id = %(c)s
+             and (select case when %(guard)s::text is null then ''
+                              else set_config('{GUARD_SETTING}', %(guard)s, false) end) is not null
+          returning {light(conn, 'campaigns')}
+        )
+        select o.stage_run_id, m.* from opened o left join moved m on true
+        """,
+        {"tick": tick_id, "c": campaign_id, "stage": stage.value, "attempt": attempt, "owner": owner,
+         "lease_owner": lease_owner, "secs": float(lease_seconds), "guard": guard},
+    ).fetchone()
+    run_id = row.pop("stage_run_id")
+    return run_id, (row if row.get("campaign_id") is not None else None)
+
+
+def finish_checked(conn: psycopg.Connection, stage_run_id: int, stage: Stage, campaign_id: UUID, owner: str,
+                   summary: dict[str, Any] | None, *, untie: bool) -> str | None:
+    """Close a stage that succeeded, checking in the same statement that ``owner`` still leases
+    the campaign: if not (its writes since were refused), the row is closed ``skipped`` with the
+    reason instead, which is returned (None: closed ``succeeded``). ``untie`` as :func:`finish`."""
+    row = conn.execute(
+        f"""
+        with verdict as (
+          select (select format('lease lost during %%s: campaign %%s is leased by %%s, not by %%s',
+                                %(stage)s::text, c.campaign_id, coalesce(c.lease_owner, 'nobody'), %(owner)s::text)
+                    from hunt.campaigns c
+                   where c.campaign_id = %(c)s and c.lease_owner is distinct from %(owner)s) as lost
+        ), closed as (
+          update hunt.stage_runs s
+             set status = case when v.lost is null then 'succeeded' else 'skipped' end::hunt.stage_run_status,
+                 summary = case when v.lost is null then %(summary)s::jsonb
+                                else jsonb_build_object('reason', v.lost) end,
+                 error = null, finished_at = now()
+            from verdict v
+           where s.stage_run_id = %(id)s
+          returning 1
+        )
+        select (select lost from verdict) as lost,
+               case when %(untie)s then set_config('{GUARD_SETTING}', '', false) end as untied
+        """,
+        {"stage": stage.value, "c": campaign_id, "owner": owner, "summary": Jsonb(summary or {}),
+         "id": stage_run_id, "untie": untie},
+    ).fetchone()
+    return row["lost"]
+
+
 def for_tick(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
     """Every row a tick wrote, in stage order."""
     return conn.execute(

@@ -24,7 +24,6 @@ import psycopg
 
 from huntflow.config import get_settings
 from huntflow.store import leases, stage_runs
-from huntflow.store.columns import light
 from huntflow.store.connection import session
 from huntflow.store.states import Stage, StageRunStatus
 
@@ -65,16 +64,15 @@ StageLogic = Callable[[psycopg.Connection, dict[str, Any], TickContext], dict[st
 def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic) -> dict[str, Any]:
     """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row.
 
-    Four statements around the logic: open the row (tying the connection to the lease in the
-    same round trip), mark the campaign's stage and renew its lease (returning its row), check
-    the lease is still held, close the row (untying the connection in the same round trip)."""
+    Two statements around the logic: open the row, tie the connection to the lease, mark the
+    campaign's stage and renew its lease, returning its row (:func:`stage_runs.open_stage`);
+    close the row, checking the lease is still held and untying the connection
+    (:func:`stage_runs.finish_checked`). A failed stage closes its row with :func:`stage_runs.finish`."""
     owner = ctx.owner if ctx.guarded else None
     with session() as conn:
         tied = [owner is not None]
         try:
-            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, _attempt(), guard=owner,
-                                      owner=None if ctx.owner == f"tick:{ctx.tick_id}" else ctx.owner)
-            return _run_logic(conn, stage, ctx, campaign_id, logic, run_id, tied)
+            return _run_logic(conn, stage, ctx, campaign_id, logic, owner, tied)
         finally:
             if tied[0]:  # the row could not be closed: never hand a tied connection back to the pool
                 try:
@@ -84,8 +82,15 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
 
 
 def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic,
-               run_id: int, tied: list[bool]) -> dict[str, Any]:
+               guard: str | None, tied: list[bool]) -> dict[str, Any]:
+    row_owner = None if ctx.owner == f"tick:{ctx.tick_id}" else ctx.owner
+    attempt = _attempt()
+    run_id: int | None = None
+
     def close(status: StageRunStatus, **outcome: Any) -> None:
+        nonlocal run_id
+        if run_id is None:  # the opening was refused as a whole: open the row on its own first
+            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, attempt, guard=guard, owner=row_owner)
         stage_runs.finish(conn, run_id, status, untie=ctx.guarded, **outcome)
         tied[0] = False
 
@@ -93,22 +98,12 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
     try:
         if beat is not None and beat.lost(campaign_id):
             raise leases.LeaseLost(f"lease lost: campaign {campaign_id} is no longer leased by {ctx.owner}")
-        campaign = conn.execute(
-            "update hunt.campaigns set current_stage = %s, updated_at = now(),"
-            " lease_expires_at = case when lease_owner = %s"
-            "   then now() + make_interval(secs => %s) else lease_expires_at end"
-            f" where campaign_id = %s returning {light(conn, 'campaigns')}",
-            (stage.value, ctx.owner, ctx.lease_seconds, campaign_id),
-        ).fetchone()
+        run_id, campaign = stage_runs.open_stage(conn, ctx.tick_id, campaign_id, stage, attempt,
+                                                 lease_owner=ctx.owner, lease_seconds=ctx.lease_seconds,
+                                                 guard=guard, owner=row_owner)
         if campaign is None:
             raise KeyError(f"no campaign {campaign_id}")
         summary = logic(conn, campaign, ctx)
-        if ctx.guarded:  # lost while it ran: its writes since were refused; say so
-            holder = conn.execute("select lease_owner from hunt.campaigns where campaign_id = %s",
-                                  (campaign_id,)).fetchone()
-            if holder is not None and holder["lease_owner"] != ctx.owner and not _released_by_logic(summary):
-                raise leases.LeaseLost(f"lease lost during {stage.value}: campaign {campaign_id} is leased by"
-                                       f" {holder['lease_owner'] or 'nobody'}, not by {ctx.owner}")
     except BaseException as e:
         lost = leases.lease_lost(e) if isinstance(e, Exception) else None
         if lost is not None:
@@ -116,7 +111,16 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
             return {"lease_lost": str(lost)}
         close(StageRunStatus.FAILED, error=f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=6)}")
         raise
-    close(StageRunStatus.SUCCEEDED, summary=summary)
+    # lost while it ran: its writes since were refused; the closing says so (learn completing a
+    # campaign clears its lease itself)
+    check = ctx.guarded and not _released_by_logic(summary)
+    if not check:
+        close(StageRunStatus.SUCCEEDED, summary=summary)
+        return summary
+    lost_reason = stage_runs.finish_checked(conn, run_id, stage, campaign_id, ctx.owner, summary, untie=True)
+    tied[0] = False
+    if lost_reason is not None:
+        return {"lease_lost": lost_reason}
     return summary
 
 

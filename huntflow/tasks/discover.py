@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from huntflow.store import campaigns, settings, stage_runs
 from huntflow.store.connection import session
-from huntflow.store.states import Stage, StageRunStatus
+from huntflow.store.states import Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays
 
 
@@ -26,23 +26,20 @@ def run(ctx: TickContext, only: list[UUID] | None = None) -> list[UUID]:
         The claimed campaign ids, best ranked first.
     """
     with session() as conn:
-        limit = int(settings.get_setting(conn, "max_concurrent_campaigns", 4))
-        lease = float(settings.get_setting(conn, "lease_seconds", ctx.lease_seconds))
+        got = settings.get_settings_of(conn, {"max_concurrent_campaigns": 4, "lease_seconds": ctx.lease_seconds})
+        limit, lease = int(got["max_concurrent_campaigns"]), float(got["lease_seconds"])
         rows = campaigns.claim_cohort(conn, ctx.owner, limit, lease, only=only, session_pid=ctx.session_pid)
         reaped = stage_runs.reap_orphans(conn, ctx.tick_id)
-        for rank, row in enumerate(rows):
-            run_id = stage_runs.start(conn, ctx.tick_id, row["campaign_id"], Stage.DISCOVER, 1)
-            stage_runs.finish(
-                conn, run_id, StageRunStatus.SUCCEEDED,
-                summary={"rank": rank, "priority": row["priority"], "reward": row["rank_reward"],
-                         "cohort_size": len(rows), "max_concurrent_campaigns": limit,
-                         "reaped": sum(1 for r in reaped if r["campaign_id"] == row["campaign_id"])},
-            )
+        stage_runs.record_done(conn, ctx.tick_id, Stage.DISCOVER, [
+            (row["campaign_id"],
+             {"rank": rank, "priority": row["priority"], "reward": row["rank_reward"],
+              "cohort_size": len(rows), "max_concurrent_campaigns": limit,
+              "reaped": sum(1 for r in reaped if r["campaign_id"] == row["campaign_id"])})
+            for rank, row in enumerate(rows)])
         if not rows:
             active = conn.execute("select count(*) as n from hunt.campaigns where status = 'active'").fetchone()["n"]
-            run_id = stage_runs.start(conn, ctx.tick_id, None, Stage.DISCOVER, 1)
-            stage_runs.finish(conn, run_id, StageRunStatus.SUCCEEDED, summary={"claimed": 0, "active": active,
-                                                                             "reaped": len(reaped)})
+            stage_runs.record_done(conn, ctx.tick_id, Stage.DISCOVER,
+                                   [(None, {"claimed": 0, "active": active, "reaped": len(reaped)})])
         return [r["campaign_id"] for r in rows]
 
 

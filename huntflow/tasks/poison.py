@@ -69,34 +69,65 @@ def account(owner: str, campaign_id: UUID, stage: str | None, error: BaseExcepti
         counts, else None. Never raises: accounting must not hide the stage's own error.
     """
     try:
+        if stage is None or not counts(error):  # the common case, a clean tick: one statement
+            with session() as pooled:
+                limit = _quiet_check(pooled, owner, campaign_id, reset=stage is None)
+                if limit is None:
+                    return None
+                with leases.guarded(pooled, owner) as conn:
+                    gens = failed_generations(conn, campaign_id, limit)
+                    if gens:
+                        last = _first_line(gens[0]["error"] or "")
+                        slug = campaigns.get_campaign(conn, campaign_id)["slug"]
+                        reason = f"poisoned: its last {len(gens)} generations all failed their attempts: {last}"
+                        return _fail(conn, campaign_id, slug, reason, last)
+            return None
         with session() as pooled, leases.guarded(pooled, owner) as conn:
             limit = max(1, int(settings.get_setting(conn, "failure_streak_limit", DEFAULT_LIMIT)))
-            if stage is not None and counts(error):
-                text = _first_line(message or f"{type(error).__name__}: {error}")
-                row = conn.execute(
-                    "update hunt.campaigns set failure_streak = failure_streak + 1, last_error = %s"
-                    " where campaign_id = %s and status = 'active' returning failure_streak, slug",
-                    (f"{stage}: {text}", campaign_id),
-                ).fetchone()
-                if row is None:
-                    return None
-                if row["failure_streak"] >= limit:
-                    reason = f"poisoned: {stage} failed {row['failure_streak']} ticks in a row: {text}"
-                    return _fail(conn, campaign_id, row["slug"], reason, f"{stage}: {text}")
-                return {"streak": row["failure_streak"]}
-            if stage is None:
-                conn.execute("update hunt.campaigns set failure_streak = 0 where campaign_id = %s"
-                             " and failure_streak <> 0", (campaign_id,))
-            gens = failed_generations(conn, campaign_id, limit)
-            if gens:
-                last = _first_line(gens[0]["error"] or "")
-                slug = campaigns.get_campaign(conn, campaign_id)["slug"]
-                reason = f"poisoned: its last {len(gens)} generations all failed their attempts: {last}"
-                return _fail(conn, campaign_id, slug, reason, last)
+            text = _first_line(message or f"{type(error).__name__}: {error}")
+            row = conn.execute(
+                "update hunt.campaigns set failure_streak = failure_streak + 1, last_error = %s"
+                " where campaign_id = %s and status = 'active' returning failure_streak, slug",
+                (f"{stage}: {text}", campaign_id),
+            ).fetchone()
+            if row is None:
+                return None
+            if row["failure_streak"] >= limit:
+                reason = f"poisoned: {stage} failed {row['failure_streak']} ticks in a row: {text}"
+                return _fail(conn, campaign_id, row["slug"], reason, f"{stage}: {text}")
+            return {"streak": row["failure_streak"]}
     except Exception as e:
         if leases.lease_lost(e) is None:
             _log.warning("failure accounting of campaign %s skipped: %s", campaign_id, type(e).__name__)
     return None
+
+
+def _quiet_check(conn: psycopg.Connection, owner: str, campaign_id: UUID, reset: bool) -> int | None:
+    """A tick without a counted failure, in one statement: reset the streak (``reset``: every
+    stage succeeded; only while ``owner`` leases the campaign, the condition the lease guard
+    would impose) and see whether the last ``failure_streak_limit`` finished generations all
+    failed (as :func:`failed_generations`). Returns that limit when they did, else None."""
+    row = conn.execute(
+        """
+        with lim as (
+          select greatest(1, coalesce((select trunc((value #>> '{}')::numeric)::int from hunt.settings
+                                        where key = 'failure_streak_limit'), %(default)s)) as n
+        ), reset as (
+          update hunt.campaigns set failure_streak = 0
+           where %(reset)s and campaign_id = %(c)s and failure_streak <> 0 and lease_owner = %(owner)s
+          returning 1
+        ), last as (
+          select g.status from hunt.generations g where g.campaign_id = %(c)s
+             and g.status in ('told', 'failed') and not exists (select 1 from hunt.evaluations e
+               where e.generation_id = g.generation_id and e.failure_category = 'gate_rejected')
+           order by g.ask_id desc limit (select n from lim)
+        )
+        select (select n from lim) as n, count(*) as finished, count(*) filter (where status = 'failed') as failed
+          from last
+        """,
+        {"default": DEFAULT_LIMIT, "reset": reset, "c": campaign_id, "owner": owner},
+    ).fetchone()
+    return row["n"] if row["finished"] >= row["n"] and row["failed"] == row["finished"] else None
 
 
 def _fail(conn: psycopg.Connection, campaign_id: UUID, slug: str, reason: str, last_error: str) -> dict[str, Any] | None:

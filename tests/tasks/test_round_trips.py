@@ -1,0 +1,104 @@
+"""What a steady tick costs the database: round trips per stage, counted on the real pgserver.
+
+Not a timing test: it counts the client's waits on the server (each execute, each pipeline sync,
+each BEGIN/COMMIT) while the demo campaign (4-D Rosenbrock, NGOpt, population 32) ticks inline,
+the tick's path without Prefect (discover, the five stages under the lease guard, the failure
+accounting, the event snapshots, the lease release). The bounds are what the code does today
+plus a little slack; a change that adds round trips to every tick fails here with the per-stage
+counts, so it is a decision and not an accident (see docs/architecture.md, "Round trips per tick").
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from huntflow.engine.spec import load_spec
+from huntflow.flows import events
+from huntflow.store import campaigns
+from huntflow.store.connection import session
+from huntflow.store.states import Stage
+from huntflow.tasks import discover, dispatch, evolve, learn, parse, poison, review
+from huntflow.tasks._stage import TickContext, run_stage
+
+STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIEW, review.run),
+          (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "rosenbrock_4d.yaml"
+
+BOUND_PER_TICK = 95
+"""Round trips of one steady tick (measured: see docs/architecture.md); was ~127 before merging; tightened as stages merge."""
+BOUND_PER_STAGE = {"discover": 5, "dispatch": 11, "parse": 14, "review": 26, "evolve": 25, "learn": 14,
+                   "account": 2, "snapshots": 2, "release": 1}
+
+
+class _Counter:
+    """Counts ``Connection.wait`` calls (one per round trip) on this thread, by label."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.label: str | None = None
+        self._thread = threading.current_thread()
+        self._orig = psycopg.Connection.wait
+
+    def __enter__(self) -> _Counter:
+        counter, orig = self, self._orig
+
+        def wait(conn, *args, **kwargs):
+            if counter.label is not None and threading.current_thread() is counter._thread:
+                counter.counts[counter.label] += 1
+            return orig(conn, *args, **kwargs)
+
+        psycopg.Connection.wait = wait
+        return self
+
+    def __exit__(self, *exc) -> None:
+        psycopg.Connection.wait = self._orig
+
+    def run(self, label: str, fn, *args, **kwargs):
+        self.label = label
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.label = None
+
+
+def _tick(cid, counter: _Counter | None = None) -> dict:
+    tick = uuid.uuid4()
+    ctx = TickContext(tick_id=tick, owner=f"tick:{tick}", operator="inline", guarded=True)
+    c = counter or _Counter()
+    claimed = c.run("discover", discover.run, ctx, [cid])
+    assert claimed == [cid]
+    with session() as conn:
+        c.run("snapshots", events.snapshots, conn, [cid])
+    out = {stage.value: c.run(stage.value, run_stage, stage, ctx, cid, logic) for stage, logic in STAGES}
+    for stage, summary in out.items():
+        assert "lease_lost" not in summary, (stage, summary)
+    c.run("account", poison.account, ctx.owner, cid, None, None)
+    with session() as conn:
+        c.run("snapshots", events.snapshots, conn, [cid])
+        c.run("release", campaigns.release_lease, conn, cid, ctx.owner)
+    return out
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_steady_tick_makes_few_round_trips(db):
+    spec = load_spec(DEMO).model_copy(update={"slug": "round-trips"})
+    cid = campaigns.insert_campaign(db, spec)
+    for _ in range(3):  # warm: first asks, compiled batch, column lists cached, the pool filled
+        _tick(cid)
+    ticks = 3
+    with _Counter() as counter:
+        for _ in range(ticks):
+            out = _tick(cid, counter)
+    assert out["evolve"]["told"] == 1 and out["parse"], out  # a steady tick: one generation told, one asked
+    per_stage = {k: v / ticks for k, v in counter.counts.items()}
+    total = sum(per_stage.values())
+    shown = ", ".join(f"{k} {v:g}" for k, v in sorted(per_stage.items()))
+    assert total <= BOUND_PER_TICK, f"a steady tick makes {total:g} round trips (bound {BOUND_PER_TICK}): {shown}"
+    over = {k: v for k, v in per_stage.items() if v > BOUND_PER_STAGE.get(k, 0)}
+    assert not over, f"round trips over their stage's bound {BOUND_PER_STAGE}: {over} (all: {shown})"
