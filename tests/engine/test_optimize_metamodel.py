@@ -144,3 +144,70 @@ def test_constraints_and_tabu_lists_still_go_through_upstream():
     assert first.satisfies_constraints(tabu) and not again.satisfies_constraints(tabu)  # the second is tabu
     with ngfast.upstream():
         assert not outside.satisfies_constraints()
+
+
+def _scipy_powell(f, x0, maxiter):
+    from scipy import optimize as scipyoptimize
+
+    res = scipyoptimize.minimize(f, x0, method="Powell", options={"maxiter": maxiter}, tol=0)
+    return res.x, res.fun
+
+
+def test_powell_port_walks_scipys_path_bit_for_bit():
+    """engine/optimize/powell.py hands ``f`` the same points as scipy's Powell and returns the
+    same result, on convex and indefinite quadratics (the metamodel's fits) and a quartic."""
+    from huntflow.engine.optimize import powell
+
+    rng = np.random.default_rng(3)
+    cases = 0
+    for trial in range(40):
+        d = int(rng.integers(2, 6))
+        a = rng.normal(size=(d, d))
+        h = a @ a.T if trial % 3 else a + a.T  # every third indefinite (its line searches run off)
+        b, c = rng.normal(size=d), float(rng.normal())
+        quartic = trial % 7 == 0
+
+        def run(minimize):
+            seen = []
+
+            def f(x):
+                x = np.array(x, dtype=float)
+                if len(seen) >= 120:
+                    raise OverflowError  # a budget, as the metamodel's objective has one
+                seen.append(x.tobytes())
+                v = float(c + b @ x + x @ h @ x) + (float(np.sum(x**4)) if quartic else 0.0)
+                return v
+
+            try:
+                x, fun = minimize(f, np.zeros(d), 20)
+                out = (np.asarray(x).tobytes(), float(fun))
+            except OverflowError:
+                out = "spent"
+            return seen, out
+
+        ours, theirs = run(powell.minimize), run(_scipy_powell)
+        assert ours == theirs, trial
+        cases += 1
+    assert cases == 40
+
+
+def test_fast_freeze_and_items_leave_parameters_as_upstream_does():
+    """ngfast's freeze returns early only for a parameter frozen before: a child of a frozen
+    parameter starts unfrozen and freezing it freezes its subparameters; items lists the same
+    subparameters as upstream's generator."""
+    from nevergrad.parametrization import utils
+
+    from huntflow.engine.optimize import ngfast
+
+    metamodel.install()
+    parent = ng.p.Array(shape=(3,), lower=0.0, upper=1.0)
+    parent.freeze()
+    child = parent.spawn_child(new_value=np.array([0.1, 0.2, 0.3]))
+    subs = [v for _, v in child._subobjects.items()]
+    assert subs and not child._frozen and not any(v._frozen for v in subs)
+    child.freeze()
+    assert child._frozen and all(v._frozen for v in subs)
+    assert all(v._frozen for _, v in subs[0]._subobjects.items())
+    with ngfast.upstream():
+        theirs = list(utils.Subobjects.items(child._subobjects))
+    assert child._subobjects.items() == theirs

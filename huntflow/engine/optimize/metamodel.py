@@ -15,11 +15,15 @@ so every value, and so Powell's path and the point asked, is bit for bit upstrea
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
 
+from huntflow.engine.optimize import powell as scipy_powell
+
 _UPSTREAM: Any = None
+_OPTIMIZERLIB: Any = None
 
 
 def _quad_features(X: np.ndarray) -> np.ndarray:
@@ -39,12 +43,13 @@ def learn_on_k_best(archive: Any, k: int, algorithm: str = "quad", degree: int =
 
     if algorithm != "quad" or degree != 2:
         return _UPSTREAM(archive, k, algorithm, degree, shape, para)
-    items = list(archive.items_as_arrays())
-    first_k = sorted(items, key=lambda indiv: archive[indiv[0]].get_estimation("average"))[:k]
+    # upstream sorts the whole archive by "average"; nsmallest is sorted(...)[:k] (stable too)
+    best = heapq.nsmallest(k, archive.bytesdict.items(), key=lambda kv: kv[1].mean)
+    first_k = [(np.frombuffer(b), v) for b, v in best]
     assert len(first_k) == k
     middle = np.array(sum(p[0] for p in first_k) / k)
     normalization = 1e-15 + np.sqrt(np.sum((first_k[-1][0] - first_k[0][0]) ** 2))
-    y = np.asarray([archive[c[0]].get_estimation("pessimistic") for c in first_k])
+    y = np.asarray([c[1].pessimistic_confidence_bound for c in first_k])
     X = np.asarray([(c[0] - middle) / normalization for c in first_k])
     X2 = _quad_features(X)
     if not max(y) - min(y) > 1e-20:
@@ -63,8 +68,15 @@ def learn_on_k_best(archive: Any, k: int, algorithm: str = "quad", degree: int =
     if np.average(0.5 + 0.5 * np.sign(np.diff(ordered))) < 0.6:
         raise MetaModelFailure("Unlearnable objective function.")
 
-    def loss_function_sm(x: Any) -> float:
-        row = _quad_features(np.asarray(x, dtype=dtype).flatten()[None, :])
+    d = X.shape[1]
+    left, right = np.triu_indices(d)  # sklearn's order of the products x_i * x_j, i <= j
+    row = np.empty((1, 1 + d + len(left)))
+    row[0, 0] = 1.0
+
+    def loss_function_sm(x: Any) -> float:  # _quad_features of one point, into one buffer
+        x = np.asarray(x, dtype=dtype).ravel()
+        row[0, 1:1 + d] = x
+        np.multiply(x[left], x[right], out=row[0, 1 + d:])
         return float((row @ coef + intercept)[0])
 
     try:
@@ -91,8 +103,6 @@ def powell(f: Any, dim: int, budget: int) -> np.ndarray:
     ``_NonObjectMinimizeBase`` does), cut off at ``budget`` evaluations, and the recommendation
     nevergrad makes then: the point of least loss in its archive (``current_bests["minimum"]``,
     with its tie and re-evaluation rules), or scipy's result when scipy finished first."""
-    from scipy import optimize as scipyoptimize
-
     archive: dict[bytes, list] = {}  # point bytes -> [point, least loss], insertion ordered
     best: list = [None, np.inf]
 
@@ -120,10 +130,9 @@ def powell(f: Any, dim: int, budget: int) -> np.ndarray:
     best_x, best_res = np.zeros(dim), np.inf
     try:
         while budget - count[0] > 0:
-            res = scipyoptimize.minimize(objective, best_x, method="Powell",
-                                         options={"maxiter": budget - count[0]}, tol=0)
-            if res.fun < best_res:
-                best_res, best_x = res.fun, res.x
+            res_x, res_fun = scipy_powell.minimize(objective, best_x, budget - count[0])
+            if res_fun < best_res:
+                best_res, best_x = res_fun, res_x
     except _Spent:
         return np.array(best[0], copy=True)
     return np.array(best[0] if best[0] is not None else best_x, copy=True)
@@ -141,14 +150,17 @@ def _upstream_de(f: Any, dim: int) -> np.ndarray:
 def install() -> None:
     """Make nevergrad's ``MetaModel`` (and so NGOpt) use :func:`learn_on_k_best`, and its CMA
     per-candidate bookkeeping skipped where it cannot change anything (:mod:`.ngfast`)."""
-    global _UPSTREAM
-    from nevergrad.optimization import metamodel, optimizerlib
-
+    global _UPSTREAM, _OPTIMIZERLIB
     from huntflow.engine.optimize import ngfast
+
+    if _OPTIMIZERLIB is not None and _OPTIMIZERLIB.learn_on_k_best is learn_on_k_best and ngfast.installed():
+        return  # the common case: every ask and tell calls this
+    from nevergrad.optimization import metamodel, optimizerlib
 
     ngfast.install()
 
     if _UPSTREAM is None:
         _UPSTREAM = metamodel.learn_on_k_best
+        _OPTIMIZERLIB = optimizerlib
     if optimizerlib.learn_on_k_best is not learn_on_k_best:
         optimizerlib.learn_on_k_best = learn_on_k_best
