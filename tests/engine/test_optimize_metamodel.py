@@ -102,26 +102,63 @@ def test_demo_ngopt_batches_are_the_same_with_the_bookkeeping_skipped():
     from huntflow.engine.optimize import ngfast
     from huntflow.engine.optimize.backends import make_backend
 
-    def batches() -> list[str]:
+    from huntflow.engine.optimize import ngstack
+
+    def batches() -> tuple[list[str], dict]:
         backend = make_backend("ngopt", 4, 7, 2400, 32)
         digests = []
-        for _ in range(8):
+        for g in range(8):
             asked = [backend.ask() for _ in range(32)]
+            if g == 3:  # a known point told again (what dedup does) and a suggestion (exploit/recover)
+                backend.tell(asked[0][0], PROBLEMS["rosenbrock"](4 * asked[0][1] - 2))
+                token, u = backend.suggest(np.full(4, 0.75))
+                backend.tell(token, PROBLEMS["rosenbrock"](4 * u - 2))
             for token, u in asked:
                 backend.tell(token, PROBLEMS["rosenbrock"](4 * u - 2))
             digests.append(hashlib.sha256(b"".join(u.tobytes() for _, u in asked)).hexdigest())
         recommended = backend.optimizer.recommend().value.tobytes()
-        return digests + [hashlib.sha256(recommended).hexdigest()]
+        return digests + [hashlib.sha256(recommended).hexdigest()], _state(backend.optimizer)
 
     metamodel.install()
     assert optimizerlib._CMA.__dict__["es"].fget is ngfast._es
     assert core.Parameter.satisfies_constraints is ngfast._satisfies_constraints
-    fast = batches()
+    assert ngstack.stack(make_backend("ngopt", 4, 7, 2400, 32).optimizer) is None  # not before the first ask
+    fast, fast_state = batches()
     with ngfast.upstream():
         assert core.Parameter.satisfies_constraints is not ngfast._satisfies_constraints
-        slow = batches()
+        slow, slow_state = batches()
     assert core.Parameter.satisfies_constraints is ngfast._satisfies_constraints
     assert len(set(fast)) == len(fast) and fast == slow
+    assert fast_state.pop("fast_path_applies") and not slow_state.pop("fast_path_applies")
+    assert fast_state == slow_state
+
+
+def _state(ng) -> dict:
+    """What NGOpt's three levels hold, less the candidates' random uids."""
+    from huntflow.engine.optimize import ngstack
+
+    def mv(v):
+        return (v.count, v.mean, v._minimum, v.square, v.variance, v.parameter.value.tobytes(), v.parameter.loss,
+                v.parameter.generation, v.parameter._frozen)
+
+    out = {}
+    levels = (ng, ng.optim, ng.optim._optim)
+    for i, opt in enumerate(levels):
+        out[i] = {
+            "counts": (opt._num_ask, opt._num_tell, opt._num_tell_not_asked, len(opt._asked), opt.skip_constraints,
+                       opt._num_objectives),
+            "curve": list(opt.optim_curve),
+            "archive": [(k, mv(v)) for k, v in opt.archive.bytesdict.items()],
+            "bests": {n: mv(v) for n, v in opt.current_bests.items()},
+        }
+    cma = levels[2]
+    es = cma.es
+    out["cma"] = (list(map(bytes, cma._to_be_asked)), [c.value.tobytes() for c in cma._to_be_told],
+                  [(c.value.tobytes(), c.loss) for c in cma._parents], es.mean.tobytes(), float(es.sigma),
+                  es.countiter, es.C.tobytes())
+    out["uids"] = [sorted(opt._asked) == sorted(levels[0]._asked) for opt in levels[1:]]
+    out["fast_path_applies"] = ngstack.stack(ng) is not None  # (never inside ngfast.upstream())
+    return out
 
 
 def _left_half(x) -> bool:

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from huntflow.engine.optimize import metamodel
+from huntflow.engine.optimize import metamodel, ngstack
 
 NEVERGRAD_NAMES = {"ngopt": "NGOpt", "cma": "CMA", "twopointsde": "TwoPointsDE"}
 
@@ -149,7 +149,8 @@ class NevergradBackend:
         metamodel.install()  # also after unpickling: NGOpt's metamodel, the same points faster
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cand = self.optimizer.ask()
+            st = ngstack.stack(self.optimizer)
+            cand = self.optimizer.ask() if st is None else ngstack.ask(st)
         return cand, np.clip(np.asarray(cand.value, dtype=float), 0.0, 1.0)
 
     def suggest(self, u: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -170,7 +171,7 @@ class NevergradBackend:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                self.optimizer.tell(token, float(loss))
+                ngstack.tell(self.optimizer, token, float(loss))  # = optimizer.tell, cheaper on NGOpt's stack
             except TellNotAskedNotSupportedError:
                 self.suggestions_not_told = getattr(self, "suggestions_not_told", 0) + 1
 

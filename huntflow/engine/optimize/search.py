@@ -94,6 +94,15 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     def is_new(values: list, h: str) -> bool:
         return h not in known and h not in in_flight and h not in batch
 
+    memo: dict[bytes, tuple[list, str]] = {}  # u's bytes -> (decoded values, hash): each point once
+
+    def decoded(u: np.ndarray) -> tuple[list, str]:
+        key = np.asarray(u, dtype=float).tobytes()
+        if key not in memo:
+            values = hunt.space.decode(u)
+            memo[key] = (values, param_hash(values, hunt.names))
+        return memo[key]
+
     accepted: list[tuple] = []  # (token, u, p_feasible, source, extra decision fields)
     rejected: list[dict] = []
     repeats = 0
@@ -102,8 +111,7 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
         token, u = hunt.backend.ask()
         if hunt.space.discrete:
             u = hunt.space.canonical(u)
-        values = hunt.space.decode(u)
-        h = param_hash(values, hunt.names)
+        values, h = decoded(u)
         if not is_new(values, h):
             repeats += 1
             hunt._tell_known(token, known.get(h), stage.rung, mo)
@@ -159,7 +167,8 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     if hunt.n_obj > 1 and hunt.scalarization == "chebyshev":
         rng = np.random.default_rng([hunt.spec.seed, ask_id])
         weights = [rng.dirichlet(np.ones(hunt.n_obj)).tolist() for _ in accepted]
-    values = [hunt.space.decode(u) for _, u, _, _, _ in accepted]
+    values = [list(decoded(u)[0]) for _, u, _, _, _ in accepted]
+    hashes = [decoded(u)[1] for _, u, _, _, _ in accepted]
     decisions = []
     for i, (_, _, p, source, extra) in enumerate(accepted):
         d = {
@@ -181,7 +190,7 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
         tokens=[a[0] for a in accepted],
         u=[a[1] for a in accepted],
         values=values,
-        hashes=[param_hash(v, hunt.names) for v in values],
+        hashes=hashes,
         weights=weights,
         parents=None,
         sources=sources,
