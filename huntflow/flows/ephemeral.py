@@ -5,15 +5,17 @@ Without ``PREFECT_API_URL`` Prefect starts a temporary API server as a child pro
 from an ``atexit`` handler — which never runs when the command is killed (SIGKILL, OOM), so the
 server was left running, holding its port and SQLite file. :func:`start_guarded` starts that
 same server up front, with a tiny watchdog process that stops it as soon as the parent is gone,
-and hands it to Prefect's per-process ``SubprocessASGIServer`` singleton (the one its clients
-ask for the API; it stops the server at exit as before). It spawns the server itself, before
-importing ``prefect.server`` (seconds of imports this process no longer makes the server wait
-for), and polls its health every 50 ms.
+polls its health every 50 ms, points this process's Prefect clients at it (the ``api.url`` of
+Prefect's process-wide settings, not the environment: children don't inherit it) and stops it at
+exit, as ``SubprocessASGIServer`` would. Neither the spawn nor the clients import
+``prefect.server`` in this process (seconds of CPU under the GIL, while the command warms up).
 
 The server starts without registering Prefect's block types (``server.register_blocks_on_start``
 off): on a fresh ``PREFECT_HOME`` that registration takes most of its start (about 10 s of a
 quiet 2-core machine), and nothing huntflow runs on the ephemeral API uses blocks (its UI is off;
-a ``prefect server`` started later on the same home registers them itself). :func:`start_soon`
+a ``prefect server`` started later on the same home registers them itself), and a fresh home's
+SQLite database is created from a schema dump rather than by Prefect's migrations (about 5 s of
+CPU: :mod:`huntflow.flows.prefect_schema`). :func:`start_soon`
 starts it in a thread, so a command overlaps it with its own start (the embedded Postgres, JAX).
 """
 
@@ -24,6 +26,7 @@ import contextlib
 import os
 import random
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -142,25 +145,77 @@ def server_log() -> Path:
 def _start_guarded() -> int | None:
     from prefect.settings import get_current_settings, temporary_settings
 
+    if "watchdog" in _started:  # ours (the adopted URL is in the settings now)
+        return _started["watchdog"]
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return None
-    if "watchdog" in _started:
-        return _started["watchdog"]
+    _seed_database(settings)
     with temporary_settings(updates={"server.register_blocks_on_start": False}):  # exported to the server's env
         proc, port, watchdog = _spawn()
-    from prefect.server.api.server import SubprocessASGIServer  # imported while the server starts
-
-    server = SubprocessASGIServer()  # the per-process singleton Prefect's clients ask for the API
-    server.port, server.server_process, server.running = port, proc, True  # as its start() leaves them
+    server = _Server(proc, port)
     atexit.register(server.stop)
     try:
         proc, watchdog = _wait_healthy(server, watchdog, settings.server.ephemeral.startup_timeout_seconds)
     except BaseException:
         server.stop()
         raise
+    _adopt(server.api_url)
     _started["watchdog"], _started["server"] = watchdog, proc.pid
     return watchdog
+
+
+def server_pid() -> int | None:
+    """The pid of the API server this process started, or None."""
+    return _started.get("server")
+
+
+class _Server:
+    """The spawned server as ``SubprocessASGIServer`` keeps one: process, port, stop at exit."""
+
+    def __init__(self, proc: subprocess.Popen, port: int) -> None:
+        self.server_process, self.port = proc, port
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def stop(self) -> None:  # as SubprocessASGIServer.stop: terminate, 5 s, kill
+        proc, self.server_process = self.server_process, None
+        if proc is None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _adopt(api_url: str) -> None:
+    """Point this process's Prefect clients at the started API, as ``PREFECT_API_URL`` would,
+    through Prefect's process-wide settings context rather than the environment: child
+    processes (slurm jobs, chained ticks) must not inherit the URL of a server that ends with
+    this process. Prefect's clients then never import ``prefect.server`` here (its
+    ``SubprocessASGIServer`` singleton is what they would ask otherwise): about 3 s of CPU of
+    this process, under the GIL, while the command warms up."""
+    import prefect.context
+
+    current = prefect.context.SettingsContext.get() or prefect.context.get_settings_context()
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = prefect.context.SettingsContext(
+        profile=current.profile, settings=current.settings.copy_with_update(updates={"api.url": api_url}))
+
+
+def _seed_database(settings) -> None:
+    """A fresh home's SQLite database from the packaged schema dump instead of Prefect's
+    migrations (:mod:`huntflow.flows.prefect_schema`); a failure leaves it to the migrations."""
+    from huntflow.flows import prefect_schema
+
+    url = settings.server.database.connection_url
+    try:
+        prefect_schema.seed(url.get_secret_value() if hasattr(url, "get_secret_value") else str(url or ""))
+    except (OSError, sqlite3.Error):
+        pass
 
 
 def _wait_healthy(server, watchdog: int, timeout: float) -> tuple[subprocess.Popen, int]:

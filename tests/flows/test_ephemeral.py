@@ -38,10 +38,9 @@ def test_the_server_is_started_with_prefects_own_command(monkeypatch):
 
 
 CHILD = """
-import os, signal, psutil
+import os, signal, sys, psutil
 from prefect import flow
-from prefect.server.api.server import SubprocessASGIServer
-from huntflow.flows.ephemeral import start_guarded
+from huntflow.flows.ephemeral import server_pid, start_guarded
 
 watchdog = start_guarded()
 
@@ -50,14 +49,17 @@ def hello():
     return 41 + 1
 
 assert hello() == 42
+assert "prefect.server.api.server" not in sys.modules  # the client used the URL, not Prefect's singleton
+assert "PREFECT_API_URL" not in os.environ  # children don't inherit a server that ends with us
 servers = [c.pid for c in psutil.Process().children() if "uvicorn" in " ".join(c.cmdline())]
-print(servers, SubprocessASGIServer().server_process.pid, watchdog, flush=True)
+print(servers, server_pid(), watchdog, flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
 def test_a_flow_runs_on_the_started_api_and_a_killed_process_leaves_none_behind(tmp_path):
-    """One server (Prefect's client uses the one huntflow spawned), its output in its log file
+    """One server (Prefect's client uses the one huntflow spawned, without importing
+    ``prefect.server``), on a fresh home seeded from the schema dump, its output in its log file
     rather than on the command's terminal, and its watchdog ends it when the process is
     SIGKILLed (a fast variant of test_chaos's killed tick)."""
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
@@ -72,6 +74,7 @@ def test_a_flow_runs_on_the_started_api_and_a_killed_process_leaves_none_behind(
                                     timeout=30)
     assert not alive, f"orphaned: {[p.pid for p in alive]}"
     assert (tmp_path / "prefect" / "ephemeral-api.log").is_file()
+    assert (tmp_path / "prefect" / "prefect.db").is_file()
     assert "prefect.server" not in proc.stderr, proc.stderr[-2000:]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,6 +193,7 @@ def demo(
 ) -> None:
     """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
     prefect_env(wait=False)  # the API starts beside the database, the campaign and the warm-up
+    _open_store_soon()  # and the database beside the warm-up's imports and compile
     try:
         _demo(spec_file, max_ticks, tolerance, as_json)
     finally:
@@ -207,6 +209,7 @@ def _demo(spec_file: Path, max_ticks: int, tolerance: float, as_json: bool) -> N
     from huntflow.store.connection import session
 
     spec = load_spec(spec_file)
+    _warm(spec)  # needs no database: the embedded server starts meanwhile (_open_store_soon)
     with session() as conn:
         slug, n = spec.slug, 1
         while True:
@@ -219,7 +222,6 @@ def _demo(spec_file: Path, max_ticks: int, tolerance: float, as_json: bool) -> N
         spec = spec.model_copy(update={"slug": slug})
         campaigns.insert_campaign(conn, spec)
     model = spec.model.resolve().jax
-    _warm(spec)
     say = err if as_json else console
     say.print(f"demo campaign [bold]{escape(slug)}[/]: {escape(spec.title or spec.model.label)}")
     ticks, stopped = run_ticks(slug, True, max_ticks, show_progress=not as_json, say=say)
@@ -240,6 +242,25 @@ def _demo(spec_file: Path, max_ticks: int, tolerance: float, as_json: bool) -> N
             console.print(f"best objective {best:.6g}; known optimum {known.value:g}; gap {gap:.3g} {verdict} tolerance {tolerance:g}")
         if gap > tolerance:
             raise typer.Exit(1)
+
+
+def _open_store_soon() -> threading.Thread:
+    """Start the embedded database and apply the migrations in a thread (initdb and the server's
+    start are subprocesses: the GIL is free for the warm-up meanwhile). The first ``session()``
+    waits for it; a failure is raised there again, in the command's own words."""
+
+    def start() -> None:
+        from huntflow.store.connection import session
+
+        try:
+            with session():
+                pass
+        except Exception:
+            pass
+
+    thread = threading.Thread(target=start, name="store-start", daemon=True)
+    thread.start()
+    return thread
 
 
 def _warm(spec: Any) -> None:
