@@ -240,6 +240,24 @@ def set_best(conn: psycopg.Connection, campaign_id: UUID, objective: float | Non
     )
 
 
+def set_best_from(conn: psycopg.Connection, campaign_id: UUID, generation_id: UUID,
+                  objective: float) -> psycopg.Cursor:
+    """:func:`set_best` to the generation's first (candidate order) feasible succeeded evaluation
+    with this objective, found and stored in one statement (it may run in a pipeline); the
+    cursor yields that evaluation (as :func:`huntflow.store.summaries.best_evaluation`), or no
+    row (nothing stored) when there is none."""
+    return conn.execute(
+        "update hunt.campaigns c set best_objective = b.objective, best_evaluation_id = b.evaluation_id,"
+        " updated_at = now()"
+        " from (select e.evaluation_id, e.objective, e.params, e.fidelity, e.generation_id, e.candidate_index"
+        "   from hunt.evaluations e where e.generation_id = %s and e.status = 'succeeded' and e.feasible"
+        "   and e.objective is not null and e.objective = %s order by e.candidate_index limit 1) b"
+        " where c.campaign_id = %s"
+        " returning b.evaluation_id, b.objective, b.params, b.fidelity, b.generation_id, b.candidate_index",
+        (generation_id, objective, campaign_id),
+    )
+
+
 def finish_campaign(
     conn: psycopg.Connection, campaign_id: UUID, status: CampaignStatus, reason: str
 ) -> bool:

@@ -103,6 +103,40 @@ def transition(conn: psycopg.Connection, generation_id: UUID, expected: Iterable
     return cur.rowcount == 1
 
 
+def dispatch_planned(conn: psycopg.Connection, generation_id: UUID, ref: str) -> bool:
+    """``planned -> dispatched`` for its next attempt (``attempt + 1``) with ``dispatch_ref``, in
+    one statement; ``False`` when it was not planned (another dispatcher won, or it ran)."""
+    return conn.execute(
+        "update hunt.generations set status = 'dispatched', attempt = attempt + 1, dispatch_ref = %s,"
+        " dispatched_at = now(), heartbeat_at = now(), updated_at = now()"
+        " where generation_id = %s and status = 'planned'", (ref, generation_id)).rowcount == 1
+
+
+def start_running(conn: psycopg.Connection, generation_id: UUID, attempt: int | None = None,
+                  fence: str | None = None) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]] | None:
+    """A generation's run starts: ``planned``/``dispatched`` -> ``running`` (only at ``attempt``
+    and while ``dispatch_ref`` is ``fence``, when given), read back with its campaign's row and
+    its evaluation rows, in one round trip (a pipeline). None when it did not move (nothing
+    else is read then: the caller reads the row to say why)."""
+    gen_cols, campaign_cols = light(conn, "generations"), light(conn, "campaigns", "c")
+    with conn.pipeline():
+        moved = conn.execute(
+            "update hunt.generations set status = 'running', started_at = now(), heartbeat_at = now(),"
+            " updated_at = now() where generation_id = %(id)s and status in ('planned', 'dispatched')"
+            " and (%(attempt)s::int is null or attempt = %(attempt)s)"
+            " and (%(fence)s::text is null or dispatch_ref = %(fence)s)"
+            f" returning {gen_cols}", {"id": generation_id, "attempt": attempt, "fence": fence})
+        campaign = conn.execute(
+            f"select {campaign_cols} from hunt.campaigns c join hunt.generations g using (campaign_id)"
+            " where g.generation_id = %s", (generation_id,))
+        rows = conn.execute("select * from hunt.evaluations where generation_id = %s order by candidate_index",
+                            (generation_id,))
+    gen = moved.fetchone()
+    if gen is None:
+        return None
+    return gen, campaign.fetchone(), rows.fetchall()
+
+
 def set_dispatch_ref(conn: psycopg.Connection, generation_id: UUID, attempt: int, ref: str) -> bool:
     """Record where an attempt went, whatever its status now (the operator may already have
     started it). Returns ``False`` when the generation has moved to another attempt."""
@@ -167,6 +201,45 @@ def next_index(conn: psycopg.Connection, campaign_id: UUID) -> int:
     ).fetchone()["n"]
 
 
+def evolve_view(conn: psycopg.Connection, campaign_id: UUID, pending: list[int],
+                targets: list[summaries.Target]) -> dict[str, Any]:
+    """What evolve reads after loading the optimizer, four reads in one round trip (a pipeline):
+
+    * ``ready``: ask id -> the generation of each ``pending`` ask that is reviewed or failed for
+      good (verification re-runs left out), as :func:`by_status` gives them;
+    * ``evaluations``: generation id -> its evaluation rows in candidate order, for those;
+    * ``next_index``: as :func:`next_index`; ``fold``: as :func:`huntflow.store.folds.get`;
+    * ``history``: :func:`huntflow.store.summaries.for_campaign` after the stored fold."""
+    gen_cols = light(conn, "generations")  # cached column lists first: nothing may fetch inside the pipeline
+    ready_where = ("campaign_id = %s and status in ('reviewed', 'failed') and kind <> 'verification'"
+                   " and ask_id = any(%s)")
+    history_sql, history_params = summaries.campaign_query(campaign_id, targets, after_fold="state")
+    with conn.pipeline():
+        scalars = conn.execute(
+            "select (select coalesce(max(generation_index) + 1, 0) from hunt.generations"
+            "         where campaign_id = %(c)s and kind <> 'verification') as next_index,"
+            " f.state, f.previous from (select 1) one"
+            " left join hunt.campaign_folds f on f.campaign_id = %(c)s", {"c": campaign_id})
+        ready = conn.execute(f"select {gen_cols} from hunt.generations where {ready_where} order by ask_id",
+                             (campaign_id, list(pending)))
+        evals = conn.execute(
+            "select * from hunt.evaluations where generation_id in"
+            f" (select generation_id from hunt.generations where {ready_where})"
+            " order by generation_id, candidate_index", (campaign_id, list(pending)))
+        history = conn.execute(history_sql, history_params)
+    top = scalars.fetchone()
+    by_gen: dict[UUID, list[dict[str, Any]]] = {}
+    for e in evals.fetchall():
+        by_gen.setdefault(e["generation_id"], []).append(e)
+    return {
+        "ready": {g["ask_id"]: g for g in ready.fetchall()},
+        "evaluations": by_gen,
+        "next_index": top["next_index"],
+        "fold": None if top["state"] is None else {"state": top["state"], "previous": top["previous"]},
+        "history": history.fetchall(),
+    }
+
+
 def commit_evolve(
     conn: psycopg.Connection,
     campaign_id: UUID,
@@ -204,29 +277,30 @@ def commit_evolve(
         StaleTransition: another evolve committed first (``optimizer_seq`` moved) or a told
             generation was no longer ``reviewed``; nothing is written.
     """
-    new_ids: list[UUID] = []
-    with conn.transaction():
-        if journal_entry is None:  # a full checkpoint: the journal starts again
-            cur = conn.execute(
-                "update hunt.campaigns set optimizer_state = %s, optimizer_journal = '[]'::jsonb,"
-                " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
-                " where campaign_id = %s and optimizer_seq = %s",
-                (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
-            )
-        else:  # the checkpoint stays; this commit's operations go on its journal
-            cur = conn.execute(
-                "update hunt.campaigns set optimizer_journal = optimizer_journal || %s,"
-                " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
-                " where campaign_id = %s and optimizer_seq = %s and optimizer_state is not null",
-                (Jsonb([journal_entry]), Jsonb(summary), finished, campaign_id, expected_seq),
-            )
-        if cur.rowcount != 1:
-            raise StaleTransition(f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}")
-        for generation_id, annotations in told.items():
-            if generation_id not in already_final and not transition(conn, generation_id, [GS.REVIEWED], GS.TOLD):
-                raise StaleTransition(f"generation {generation_id} is no longer reviewed")
-            with conn.cursor() as c:
-                c.executemany(
+    transitioned = [gid for gid in told if gid not in already_final]
+    with conn.transaction():  # BEGIN, every write below in one pipelined round trip, COMMIT
+        with conn.pipeline():
+            if journal_entry is None:  # a full checkpoint: the journal starts again
+                cas = conn.execute(
+                    "update hunt.campaigns set optimizer_state = %s, optimizer_journal = '[]'::jsonb,"
+                    " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
+                    " where campaign_id = %s and optimizer_seq = %s",
+                    (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
+                )
+            else:  # the checkpoint stays; this commit's operations go on its journal
+                cas = conn.execute(
+                    "update hunt.campaigns set optimizer_journal = optimizer_journal || %s,"
+                    " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
+                    " where campaign_id = %s and optimizer_seq = %s and optimizer_state is not null",
+                    (Jsonb([journal_entry]), Jsonb(summary), finished, campaign_id, expected_seq),
+                )
+            moved = conn.execute(
+                "update hunt.generations set status = 'told', updated_at = now()"
+                " where generation_id = any(%s) and status = 'reviewed'", (transitioned,),
+            ) if transitioned else None
+            annotations = [(evaluation_id, a) for rows in told.values() for evaluation_id, a in rows]
+            if annotations:  # (a cursor left open: its results arrive when the pipeline syncs)
+                conn.cursor().executemany(
                     """
                     update hunt.evaluations set
                       objectives = %(objectives)s, objective = %(objective)s,
@@ -236,52 +310,65 @@ def commit_evolve(
                     where evaluation_id = %(evaluation_id)s
                     """,
                     [
-                        {
-                            "evaluation_id": evaluation_id,
-                            "objectives": a.get("objectives"),
-                            "objective": a.get("objective"),
-                            "constraints": a.get("constraints"),
-                            "feasible": a.get("feasible"),
-                            "alm_loss": a.get("alm_loss"),
-                            "alm_lambda": a.get("alm_lambda"),
-                            "alm_rho": a.get("alm_rho"),
-                            "alm_outer": a.get("alm_outer"),
-                        }
+                        {"evaluation_id": evaluation_id,
+                         **{k: a.get(k) for k in ("objectives", "objective", "constraints", "feasible",
+                                                 "alm_loss", "alm_lambda", "alm_rho", "alm_outer")}}
                         for evaluation_id, a in annotations
                     ],
                 )
-        for g in planned:
-            row = conn.execute(
-                """
-                insert into hunt.generations
-                  (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed,
-                   operator, max_attempts, optimizer_checkpoint, meta)
-                values (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                returning generation_id
-                """,
-                (
-                    campaign_id, g.generation_index, g.ask_id, g.kind, g.fidelity, g.fidelity_name,
-                    g.seed, g.operator, g.max_attempts, checkpoint if journal_entry is None else None, Jsonb(g.meta),
-                ),
-            ).fetchone()
-            gid = row["generation_id"]
-            copy_evaluations(conn, (
-                (gid, campaign_id, i, Jsonb(p), h, g.fidelity, Jsonb(d))
-                for i, (p, h, d) in enumerate(zip(g.candidates, g.param_hashes, g.decisions, strict=True))
-            ))
-            new_ids.append(gid)
-        summaries.record(conn, told, targets or [])
-        if fold is not None:
-            folds.put(conn, campaign_id, fold[0], fold[1])
-        if planned:
-            conn.execute(  # the newest CHECKPOINTS_KEPT copies stay (verification runs carry none)
-                "update hunt.generations set optimizer_checkpoint = null where campaign_id = %(c)s"
-                " and optimizer_checkpoint is not null and generation_index < (select min(generation_index) from"
-                " (select generation_index from hunt.generations where campaign_id = %(c)s"
-                "  and optimizer_checkpoint is not null order by generation_index desc limit %(k)s) newest)",
-                {"c": campaign_id, "k": CHECKPOINTS_KEPT},
-            )
+            inserted = [_insert_planned(conn, campaign_id, g, checkpoint if journal_entry is None else None)
+                        for g in planned]
+            summaries.record(conn, told, targets or [])
+            if fold is not None:
+                folds.put(conn, campaign_id, fold[0], fold[1])
+            if planned:
+                conn.execute(  # the newest CHECKPOINTS_KEPT copies stay (verification runs carry none)
+                    "update hunt.generations set optimizer_checkpoint = null where campaign_id = %(c)s"
+                    " and optimizer_checkpoint is not null and generation_index < (select min(generation_index) from"
+                    " (select generation_index from hunt.generations where campaign_id = %(c)s"
+                    "  and optimizer_checkpoint is not null order by generation_index desc limit %(k)s) newest)",
+                    {"c": campaign_id, "k": CHECKPOINTS_KEPT},
+                )
+        # the pipeline is synced: every result is in; a failed check undoes the whole transaction
+        if cas.rowcount != 1:
+            raise StaleTransition(f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}")
+        if moved is not None and moved.rowcount != len(transitioned):
+            raise StaleTransition(f"generations {', '.join(map(str, transitioned))}: not all still reviewed")
+        new_ids = [cur.fetchone()["generation_id"] for cur in inserted]
     return new_ids
+
+
+def _insert_planned(conn: psycopg.Connection, campaign_id: UUID, g: PlannedGeneration,
+                    checkpoint: bytes | None) -> psycopg.Cursor:
+    """Queue one planned generation and its pending evaluation rows as one statement (in
+    commit_evolve's pipeline); its cursor yields the new ``generation_id``."""
+    if not len(g.candidates) == len(g.param_hashes) == len(g.decisions):
+        raise ValueError(f"ask {g.ask_id}: candidates, param hashes and decisions differ in length")
+    return conn.execute(
+        """
+        with g as (
+          insert into hunt.generations
+            (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed,
+             operator, max_attempts, optimizer_checkpoint, meta)
+          values (%(c)s, %(index)s, %(ask)s, %(kind)s, %(fidelity)s, %(fidelity_name)s, %(seed)s, %(operator)s,
+                  %(attempts)s, %(checkpoint)s, %(meta)s)
+          returning generation_id
+        ), e as (
+          insert into hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,
+                                        decision)
+          select g.generation_id, %(c)s, r.i - 1, r.p, r.h, %(fidelity)s, r.d
+            from g, unnest(%(params)s::jsonb[], %(hashes)s::text[], %(decisions)s::jsonb[])
+                    with ordinality as r(p, h, d, i)
+          returning 1
+        )
+        select generation_id from g
+        """,
+        {"c": campaign_id, "index": g.generation_index, "ask": g.ask_id, "kind": g.kind, "fidelity": g.fidelity,
+         "fidelity_name": g.fidelity_name, "seed": g.seed, "operator": g.operator, "attempts": g.max_attempts,
+         "checkpoint": checkpoint, "meta": Jsonb(g.meta),
+         "params": [Jsonb(p) for p in g.candidates], "hashes": list(g.param_hashes),
+         "decisions": [Jsonb(d) for d in g.decisions]},
+    )
 
 
 def mark_succeeded(
@@ -303,32 +390,38 @@ def record_parsed(
 
     ``rows``: dicts with ``candidate_index, status, failure_category, metrics, provenance,
     wall_seconds`` and optionally ``failure_detail`` (what went wrong, for a failed one).
-    """
-    with conn.transaction():
-        if not transition(conn, generation_id, [GS.SUCCEEDED], GS.PARSED):
-            return False
-        with conn.cursor() as c:
-            c.executemany(
-                "update hunt.evaluations set status = %(status)s, failure_category = %(failure_category)s,"
-                " failure_detail = %(failure_detail)s,"
-                " metrics = %(metrics)s, provenance = %(provenance)s, wall_seconds = %(wall_seconds)s,"
-                " updated_at = now() where generation_id = %(generation_id)s and candidate_index = %(candidate_index)s",
-                [
-                    {
-                        **r,
-                        "generation_id": generation_id,
-                        "metrics": Jsonb(r["metrics"]) if r.get("metrics") is not None else None,
-                        "provenance": Jsonb(r["provenance"]),
-                        "failure_detail": Jsonb(r["failure_detail"]) if r.get("failure_detail") else None,
-                    }
-                    for r in rows
-                ],
-            )
-        conn.execute(
-            "update hunt.generations set meta = meta || %s where generation_id = %s",
-            (Jsonb({"parse": summary}), generation_id),
+    One statement (atomic by itself): the generation moves only from ``succeeded``, and only
+    then are its evaluations written (from one JSON array of the rows)."""
+    payload = [
+        {
+            "candidate_index": int(r["candidate_index"]), "status": r["status"],
+            "failure_category": r.get("failure_category"), "failure_detail": r.get("failure_detail") or None,
+            "metrics": r.get("metrics"), "provenance": r.get("provenance"), "wall_seconds": r.get("wall_seconds"),
+        }
+        for r in rows
+    ]
+    row = conn.execute(
+        """
+        with moved as (
+          update hunt.generations set status = 'parsed', updated_at = now(), meta = meta || %(meta)s
+           where generation_id = %(id)s and status = 'succeeded'
+          returning generation_id
+        ), written as (
+          update hunt.evaluations e
+             set status = r.status::hunt.evaluation_status, failure_category = r.failure_category,
+                 failure_detail = r.failure_detail, metrics = r.metrics, provenance = r.provenance,
+                 wall_seconds = r.wall_seconds, updated_at = now()
+            from moved, jsonb_to_recordset(%(rows)s) as r(candidate_index integer, status text,
+                   failure_category text, failure_detail jsonb, metrics jsonb, provenance jsonb,
+                   wall_seconds double precision)
+           where e.generation_id = moved.generation_id and e.candidate_index = r.candidate_index
+          returning 1
         )
-    return True
+        select count(*) as moved from moved
+        """,
+        {"id": generation_id, "meta": Jsonb({"parse": summary}), "rows": Jsonb(payload)},
+    ).fetchone()
+    return row["moved"] == 1
 
 
 def record_reviewed(conn: psycopg.Connection, generation_id: UUID, rejected: list[UUID]) -> bool:
@@ -445,6 +538,23 @@ def lost(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) ->
         " and status in ('dispatched', 'running')"
         " and coalesce(heartbeat_at, dispatched_at) < now() - make_interval(secs => %s) order by ask_id",
         (campaign_id, float(timeout_seconds)),
+    ).fetchall()
+
+
+def parse_view(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: float) -> list[dict[str, Any]]:
+    """What parse reads, in one statement: the campaign's launched and succeeded generations in
+    ask order, each with ``lost`` (launched, heartbeat or dispatch time older than
+    ``timeout_seconds``, as :func:`lost`) and, for a succeeded one, ``candidate_indices`` (its
+    evaluation rows' indices in order, as :func:`evaluations` lists them)."""
+    return conn.execute(
+        f"select {light(conn, 'generations', 'g')},"
+        " (g.status in ('dispatched', 'running')"
+        "  and coalesce(g.heartbeat_at, g.dispatched_at) < now() - make_interval(secs => %s)) as lost,"
+        " case when g.status = 'succeeded' then (select array_agg(e.candidate_index order by e.candidate_index)"
+        "   from hunt.evaluations e where e.generation_id = g.generation_id) end as candidate_indices"
+        " from hunt.generations g where g.campaign_id = %s and g.status in ('dispatched', 'running', 'succeeded')"
+        " order by g.ask_id",
+        (float(timeout_seconds), campaign_id),
     ).fetchall()
 
 

@@ -73,32 +73,40 @@ def for_campaign(conn: psycopg.Connection, campaign_id: UUID, targets: list[Targ
     when given: ``generation_id, ask_id, generation_index, kind, fidelity, fidelity_name,
     status, evaluations, used, feasible, best_min, best_max, target_hits, summarized`` (whether
     the numbers come from its stored row)."""
+    return conn.execute(*campaign_query(campaign_id, targets, after)).fetchall()
+
+
+def campaign_query(campaign_id: UUID, targets: list[Target], after: int | None = None,
+                   after_fold: str | None = None, recorded: bool = False) -> tuple[str, list[Any]]:
+    """:func:`for_campaign`'s one statement and its parameters (to run it in a pipeline with
+    other reads). ``after_fold``: instead of ``after``, only the generations after the
+    campaign's stored fold (``"state"``: its ``ask_id``; ``"oldest"``: the older of it and its
+    ``previous``; all of them without a fold). ``recorded``: add whether each has its
+    trajectory row. A generation without a summary row is summarised from its evaluation rows
+    in the same statement (the lateral aggregate runs for those only)."""
+    agg, params = _aggregate(targets)
     cols = ("g.generation_id, g.ask_id, g.generation_index, g.kind, g.fidelity, g.fidelity_name,"
             " g.status::text as status")
-    stored = conn.execute(
-        f"select {cols}, s.evaluations, s.used, s.feasible, s.best_min, s.best_max, s.target_hits,"
-        " s.generation_id is not null as summarized"
-        " from hunt.generations g left join hunt.generation_summaries s using (generation_id)"
-        " where g.campaign_id = %s and g.kind <> 'verification'"
-        + ("" if after is None else " and g.ask_id > %s") + " order by g.ask_id",
-        (campaign_id,) if after is None else (campaign_id, int(after)),
-    ).fetchall()
-    missing = [r["generation_id"] for r in stored if r["evaluations"] is None]
-    if missing:
-        agg, params = _aggregate(targets)
-        live = {
-            r["generation_id"]: r for r in conn.execute(
-                f"select e.generation_id, {agg} from hunt.evaluations e"
-                " where e.generation_id = any(%s) group by e.generation_id",
-                (*params, missing),
-            ).fetchall()
-        }
-        empty = {"evaluations": 0, "used": 0, "feasible": 0, "best_min": None, "best_max": None, "target_hits": 0}
-        for r in stored:
-            if r["evaluations"] is None:
-                got = live.get(r["generation_id"], empty)
-                r.update({k: got[k] for k in empty})
-    return stored
+    nums = ("evaluations", "used", "feasible", "best_min", "best_max", "target_hits")
+    where, args = " where g.campaign_id = %s and g.kind <> 'verification'", [campaign_id]
+    if after_fold is not None:
+        fold_ask = {"state": "f.ask_id",
+                    "oldest": "least(f.ask_id, (f.previous->>'ask_id')::int)"}[after_fold]
+        where += (f" and g.ask_id > coalesce((select {fold_ask} from hunt.campaign_folds f"
+                  " where f.campaign_id = %s), -2147483648)")
+        args.append(campaign_id)
+    elif after is not None:
+        where += " and g.ask_id > %s"
+        args.append(int(after))
+    flag = (", exists (select 1 from hunt.trajectories t where t.generation_id = g.generation_id) as recorded"
+            if recorded else "")
+    sql = (f"select {cols}, " + ", ".join(f"coalesce(s.{n}, a.{n}) as {n}" for n in nums)
+           + ", s.generation_id is not null as summarized" + flag
+           + " from hunt.generations g left join hunt.generation_summaries s using (generation_id)"
+           f" left join lateral (select {agg} from hunt.evaluations e"
+           "   where e.generation_id = g.generation_id and s.generation_id is null) a on true"
+           + where + " order by g.ask_id")
+    return sql, [*params, *args]
 
 
 def best_evaluation(conn: psycopg.Connection, generation_id: UUID, objective: float) -> dict[str, Any] | None:

@@ -39,11 +39,11 @@ def ask_id(parent_ask_id: int, position: int) -> int:
 
 def of(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
     """The verification generations of a checked generation, by perturbation position."""
-    return conn.execute(
-        "select * from hunt.generations where kind = 'verification'"
-        " and meta -> 'verification' ->> 'verifies' = %s order by ask_id desc",
-        (str(generation_id),),
-    ).fetchall()
+    return conn.execute(_OF, (str(generation_id),)).fetchall()
+
+
+_OF = ("select * from hunt.generations where kind = 'verification'"
+       " and meta -> 'verification' ->> 'verifies' = %s order by ask_id desc")
 
 
 def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, perturbation: str, seed: int,
@@ -60,39 +60,40 @@ def insert(conn: psycopg.Connection, parent: dict[str, Any], *, position: int, p
             "position": position, "fixed": fixed, "settings": settings}
     if promotion is not None:
         meta["promotion"] = str(promotion["generation_id"])
-    with conn.transaction():
-        row = conn.execute(
-            """
-            insert into hunt.generations
-              (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed, operator,
-               max_attempts, meta)
-            values (%(cid)s, %(index)s, %(ask)s, 'verification', %(fid)s, %(fname)s,
-                    %(seed)s, %(op)s, %(attempts)s, %(meta)s)
-            on conflict (campaign_id, ask_id) do nothing
-            returning generation_id
-            """,
-            {"cid": parent["campaign_id"], "index": parent["generation_index"], "ask": ask_id(owner["ask_id"], position),
-             "fid": parent["fidelity"],
-             "fname": parent["fidelity_name"], "seed": int(seed), "op": parent["operator"],
-             "attempts": parent["max_attempts"],
-             "meta": Jsonb({"verification": meta})},
-        ).fetchone()
-        if row is None:
-            return conn.execute(
-                "select generation_id from hunt.generations where campaign_id = %s and ask_id = %s",
-                (parent["campaign_id"], ask_id(owner["ask_id"], position)),
-            ).fetchone()["generation_id"]
-        gid = row["generation_id"]
-        with conn.cursor() as c:
-            c.executemany(
-                "insert into hunt.evaluations"
-                " (generation_id, campaign_id, candidate_index, params, param_hash, fidelity, decision)"
-                " values (%s, %s, %s, %s, %s, %s, %s)",
-                [(gid, parent["campaign_id"], i, Jsonb(e["params"]), e["param_hash"], parent["fidelity"],
-                  Jsonb({"verifies": str(e["evaluation_id"]), "key_index": int(k)}))
-                 for i, (e, k) in enumerate(zip(sources, key_indices, strict=True))],
-            )
-    return gid
+    if len(sources) != len(key_indices):
+        raise ValueError("verification: sources and key indices differ in length")
+    ask = ask_id(owner["ask_id"], position)
+    # one statement: the generation and its rows, or (planned before) the existing one's id
+    return conn.execute(
+        """
+        with g as (
+          insert into hunt.generations
+            (campaign_id, generation_index, ask_id, kind, fidelity, fidelity_name, seed, operator,
+             max_attempts, meta)
+          values (%(cid)s, %(index)s, %(ask)s, 'verification', %(fid)s, %(fname)s,
+                  %(seed)s, %(op)s, %(attempts)s, %(meta)s)
+          on conflict (campaign_id, ask_id) do nothing
+          returning generation_id
+        ), e as (
+          insert into hunt.evaluations
+            (generation_id, campaign_id, candidate_index, params, param_hash, fidelity, decision)
+          select g.generation_id, %(cid)s, r.i - 1, r.p, r.h, %(fid)s, r.d
+            from g, unnest(%(params)s::jsonb[], %(hashes)s::text[], %(decisions)s::jsonb[])
+                    with ordinality as r(p, h, d, i)
+          returning 1
+        )
+        select generation_id from g
+        union all
+        select generation_id from hunt.generations
+         where campaign_id = %(cid)s and ask_id = %(ask)s and not exists (select 1 from g)
+        """,
+        {"cid": parent["campaign_id"], "index": parent["generation_index"], "ask": ask,
+         "fid": parent["fidelity"], "fname": parent["fidelity_name"], "seed": int(seed), "op": parent["operator"],
+         "attempts": parent["max_attempts"], "meta": Jsonb({"verification": meta}),
+         "params": [Jsonb(e["params"]) for e in sources], "hashes": [e["param_hash"] for e in sources],
+         "decisions": [Jsonb({"verifies": str(e["evaluation_id"]), "key_index": int(k)})
+                       for e, k in zip(sources, key_indices, strict=True)]},
+    ).fetchone()["generation_id"]
 
 
 def of_promotion(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
@@ -132,41 +133,59 @@ def rung_before(conn: psycopg.Connection, generation: dict[str, Any]) -> dict[st
     not known yet while it is uncleared) is not, else
     ``{"best_min", "best_max"}`` (the feasible objective told) and ``"untold"``: the succeeded
     rows of reviewed generations not told yet (their objective is not stored yet).
+    Its five reads go in one round trip (a pipeline).
     """
+    with conn.pipeline():
+        curs = [conn.execute(q, p) for q, p in _rung_queries(generation)]
+    return _rung_result([c.fetchall() for c in curs])
+
+
+def review_reads(conn: psycopg.Connection, generation: dict[str, Any]
+                 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """What review reads about a parsed generation, in one round trip (a pipeline): its
+    evaluation rows (as :func:`huntflow.store.generations.evaluations`), its verification
+    generations (:func:`of`) and :func:`rung_before`."""
+    gid = generation["generation_id"]
+    with conn.pipeline():
+        rows = conn.execute("select * from hunt.evaluations where generation_id = %s order by candidate_index", (gid,))
+        checks = conn.execute(_OF, (str(gid),))
+        curs = [conn.execute(q, p) for q, p in _rung_queries(generation)]
+    return rows.fetchall(), checks.fetchall(), _rung_result([c.fetchall() for c in curs])
+
+
+def _rung_queries(generation: dict[str, Any]) -> list[tuple[str, Any]]:
     # one aggregate over the rung's generations, and each best by one walk of an index in
     # objective order (hunt.evaluations_rung_best_idx): no read of every evaluation row
     key = (generation["campaign_id"], generation["fidelity"], generation["ask_id"])
-    rung = conn.execute(
-        "select count(*) filter (where status not in ('reviewed', 'told', 'failed', 'cancelled')) as unsettled,"
-        " coalesce(array_agg(generation_id) filter (where status = 'reviewed'), '{}') as reviewed"
-        " from hunt.generations where campaign_id = %s and fidelity = %s and ask_id < %s and kind <> 'verification'",
-        key,
-    ).fetchone()
-    # an earlier promotion from this rung that its own result checks may still reject rows here
-    promotions = conn.execute(
-        "select status::text as status from hunt.generations where campaign_id = %s and fidelity = %s"
-        " and ask_id < %s and kind in ('promotion', 'certification')"
-        " and jsonb_array_length(coalesce(meta -> 'review' -> 'ladder', '[\"?\"]'::jsonb)) > 0",
-        (generation["campaign_id"], int(generation["fidelity"]) + 1, generation["ask_id"]),
-    ).fetchall()
-    settled = (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value)
-    if rung["unsettled"] or any(g["status"] not in settled for g in promotions):
-        return None
-    best = {}
-    for name, order in (("best_min", "asc"), ("best_max", "desc")):
-        row = conn.execute(
+    rung_where = "campaign_id = %s and fidelity = %s and ask_id < %s and kind <> 'verification'"
+    queries: list[tuple[str, Any]] = [
+        ("select count(*) filter (where status not in ('reviewed', 'told', 'failed', 'cancelled')) as unsettled"
+         f" from hunt.generations where {rung_where}", key),
+        # an earlier promotion from this rung that its own result checks may still reject rows here
+        ("select status::text as status from hunt.generations where campaign_id = %s and fidelity = %s"
+         " and ask_id < %s and kind in ('promotion', 'certification')"
+         " and jsonb_array_length(coalesce(meta -> 'review' -> 'ladder', '[\"?\"]'::jsonb)) > 0",
+         (generation["campaign_id"], int(generation["fidelity"]) + 1, generation["ask_id"])),
+    ]
+    for order in ("asc", "desc"):  # best_min, best_max
+        queries.append((
             "select e.objective from hunt.evaluations e join hunt.generations g using (generation_id)"
             " where e.campaign_id = %s and e.fidelity = %s and e.status = 'succeeded' and e.feasible"
             " and e.objective is not null and g.ask_id < %s and g.kind <> 'verification' and g.status = 'told'"
-            f" order by e.objective {order} limit 1",
-            key,
-        ).fetchone()
-        best[name] = row["objective"] if row else None
-    untold = conn.execute(
-        "select * from hunt.evaluations where generation_id = any(%s) and status = 'succeeded'",
-        (rung["reviewed"],),
-    ).fetchall() if rung["reviewed"] else []
-    return {"best_min": best["best_min"], "best_max": best["best_max"], "untold": untold}
+            f" order by e.objective {order} limit 1", key))
+    queries.append((
+        "select * from hunt.evaluations where status = 'succeeded' and generation_id in"
+        f" (select generation_id from hunt.generations where {rung_where} and status = 'reviewed')", key))
+    return queries
+
+
+def _rung_result(results: list[list[dict[str, Any]]]) -> dict[str, Any] | None:
+    rung, promotions, best_min, best_max, untold = results
+    settled = (GS.REVIEWED.value, GS.TOLD.value, GS.FAILED.value, GS.CANCELLED.value)
+    if rung[0]["unsettled"] or any(g["status"] not in settled for g in promotions):
+        return None
+    return {"best_min": best_min[0]["objective"] if best_min else None,
+            "best_max": best_max[0]["objective"] if best_max else None, "untold": untold}
 
 
 def clear_promotion(conn: psycopg.Connection, promotion: dict[str, Any], check_ids: list[UUID],
@@ -201,16 +220,29 @@ def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids:
     (with its rejections), in one transaction; a promotion's findings on its parents
     (``on_parents``: by parent generation) and their rejections too. ``False``: another review
     got there first."""
-    with conn.transaction():
-        if not generations.record_reviewed(conn, parent["generation_id"], rejected):
-            return False
-        for gid in verification_ids:
-            generations.transition(conn, gid, [GS.PARSED], GS.REVIEWED)
-        findings_store.insert_findings(conn, parent["campaign_id"], parent["generation_id"], found)
-        for gid, fs in (on_parents or {}).items():
-            findings_store.insert_findings(conn, parent["campaign_id"], gid, fs)
-        generations.reject(conn, list(parents_rejected or []))
+    try:
+        with conn.transaction():  # BEGIN, the writes in one pipelined round trip, COMMIT
+            with conn.pipeline():
+                moved = conn.execute(
+                    "update hunt.generations set status = 'reviewed', updated_at = now()"
+                    " where generation_id = %s and status = 'parsed'", (parent["generation_id"],))
+                generations.reject(conn, rejected)
+                if verification_ids:
+                    conn.execute("update hunt.generations set status = 'reviewed', updated_at = now()"
+                                 " where generation_id = any(%s) and status = 'parsed'", (list(verification_ids),))
+                findings_store.insert_findings(conn, parent["campaign_id"], parent["generation_id"], found)
+                for gid, fs in (on_parents or {}).items():
+                    findings_store.insert_findings(conn, parent["campaign_id"], gid, fs)
+                generations.reject(conn, list(parents_rejected or []))
+            if moved.rowcount != 1:
+                raise _Undo  # another review got there first: nothing of this is written
+    except _Undo:
+        return False
     return True
+
+
+class _Undo(Exception):
+    """Rolls :func:`complete`'s transaction back after its pipeline showed it lost the race."""
 
 
 def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:

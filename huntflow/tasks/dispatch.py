@@ -103,7 +103,10 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
     executor = None if inline_runner is not None else executor_of(ctx.owner)
     mine = inline_ref(ctx)
     recovered = []
-    for g in generations.by_status(conn, campaign["campaign_id"], [GS.DISPATCHED, GS.RUNNING]):
+    gens = generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED, GS.DISPATCHED, GS.RUNNING])
+    for g in gens:
+        if g["status"] == GS.PLANNED.value:
+            continue
         if g["operator"] == "inline" and g["dispatch_ref"] != mine:
             status = generations.requeue_interrupted(
                 conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
@@ -112,7 +115,9 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             recovered.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
     launched, held, rejected, refused = [], [], [], []
     gated = campaigns.spec_of(campaign).gates.promotion
-    for g in generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED]):
+    planned = [g for g in gens if g["status"] == GS.PLANNED.value] if not recovered else \
+        generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED])  # requeued ones are planned now
+    for g in planned:
         gid = g["generation_id"]
         if gated and g["kind"] in ("promotion", "certification"):
             gate = gates.request(conn, campaign["campaign_id"], "promotion", _promotion_subject(conn, g), gid)

@@ -49,7 +49,7 @@ from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
 from huntflow.errors import StaleTransition
-from huntflow.store import campaigns, folds, gates, generations, summaries
+from huntflow.store import campaigns, gates, generations, summaries
 from huntflow.store.generations import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
@@ -157,22 +157,22 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     failed: set[UUID] = set()
     told_reviewed: set[int] = set()  # ask ids told from review (a failure told is no "told" generation)
     # ready to tell: reviewed (review's re-runs are never told), or failed for good (told as failures)
-    ready = {g["ask_id"]: g for g in generations.by_status(conn, cid, [GS.REVIEWED, GS.FAILED])
-             if g["kind"] != "verification"}
+    targets = learn.objective_targets(spec)
+    view = generations.evolve_view(conn, cid, list(live.pending), targets)  # one round trip
+    ready = view["ready"]
     operator = ctx.operator
     in_flight = max_in_flight(spec, operator)
     waiting = bool(spec.gates.completion and _completion_pending(conn, cid))
-    targets = learn.objective_targets(spec)
     planned: list[PlannedGeneration] = []
-    index = generations.next_index(conn, cid)
-    stored_fold = folds.get(conn, cid)
+    index = view["next_index"]
+    stored_fold = view["fold"]
     start = None if stored_fold is None else stored_fold["state"]
-    history: dict[str, Any] = {}  # summaries after the stored fold, read once, when first needed
+    history: dict[str, Any] = {}  # summaries after the stored fold (read with the view)
 
     def replay() -> tuple[Any, dict[str, Any] | None]:
         """The mode (and the fold) after what is told so far, as the rows will read after the commit."""
         if "gens" not in history:
-            history["gens"] = summaries.for_campaign(conn, cid, targets, after=None if start is None else start["ask_id"])
+            history["gens"] = view["history"]
             history["told"] = {g["ask_id"] for g in history["gens"] if g["status"] == GS.TOLD.value}
         gens = [{**g, **fresh[g["generation_id"]]} if g["generation_id"] in fresh else g for g in history["gens"]]
         return fold.replay(spec, start, gens, history["told"] | told_reviewed, campaign["evaluations_budget"],
@@ -210,7 +210,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         gen = ready.get(ask_id)
         if gen is None:
             break  # the next ask in order is not back yet: what came back after it waits for it
-        rows = generations.evaluations(conn, gen["generation_id"])
+        rows = view["evaluations"].get(gen["generation_id"], [])
         t0 = time.perf_counter()
         annotations = hunt.tell(ask_id, [outcome_of(e) for e in rows])
         clock["optimizer"] += time.perf_counter() - t0

@@ -117,20 +117,16 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None,
     """
     generation_id = UUID(str(generation_id))
     with session() as conn:
-        gen = generations.get(conn, generation_id)
-        if GS(gen["status"]) in _DONE or GS(gen["status"]).is_finished():
+        started = generations.start_running(conn, generation_id, attempt, dispatch_ref)  # one round trip
+        if started is None:  # not runnable: say why
+            gen = generations.get(conn, generation_id)
+            if attempt is not None and int(gen["attempt"]) != int(attempt) \
+                    and not (GS(gen["status"]) in _DONE or GS(gen["status"]).is_finished()):
+                return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"],
+                        "stale_attempt": int(attempt), "attempt": int(gen["attempt"])}
             return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
-        if attempt is not None and int(gen["attempt"]) != int(attempt):
-            return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"],
-                    "stale_attempt": int(attempt), "attempt": int(gen["attempt"])}
-        if not generations.transition(
-            conn, generation_id, [GS.PLANNED, GS.DISPATCHED], GS.RUNNING, fence=dispatch_ref,
-            started_at="now()", heartbeat_at="now()",
-        ):
-            return {"generation_id": str(generation_id), "status": "noop", "was": gen["status"]}
-        campaign = campaigns.get_campaign(conn, gen["campaign_id"])
+        gen, campaign, rows = started
         spec = campaigns.spec_of(campaign)
-        rows = generations.evaluations(conn, generation_id)
 
     fidelity = spec.fidelities[gen["fidelity"]]
     names = spec.param_names

@@ -44,7 +44,7 @@ from huntflow.engine.optimize.pareto import hypervolume
 from huntflow.engine.spec import CampaignSpec
 from huntflow.engine.summary import front
 from huntflow.engine.summary import better as _better
-from huntflow.store import campaigns, folds, gates, generations, summaries, trajectories
+from huntflow.store import campaigns, gates, generations, summaries, trajectories
 from huntflow.store.states import CampaignStatus, Mode, Stage
 from huntflow.tasks import fold
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays, run_stage
@@ -139,28 +139,30 @@ def current_mode(spec: CampaignSpec, evals: list[dict[str, Any]], told_ask_ids: 
     return mode
 
 
-def _continue_from(conn: psycopg.Connection, spec: CampaignSpec, cid: UUID,
-                   count: int) -> tuple[dict[str, Any] | None, list[dict[str, Any]], set[UUID]]:
+def _continue_from(conn: psycopg.Connection, spec: CampaignSpec, cid: UUID, count: int,
+                   view: dict[str, Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]], set[UUID]]:
     """Where learn continues: a stored fold every told generation of which has its trajectory
     row (``count`` rows in all), the generation summaries after it and which of those have a
-    row. Falls back to no fold (every generation) when neither stored state qualifies."""
-    stored = folds.get(conn, cid)
-    targets = objective_targets(spec)
+    row (from ``view``, :func:`huntflow.store.trajectories.learn_view`: the summaries after the
+    older of the two stored states). Falls back to no fold (every generation, read now) when
+    neither stored state qualifies."""
+    stored = view["fold"]
     bases = [] if stored is None else [b for b in (stored["state"], stored["previous"]) if b is not None]
     for base in bases:
-        gens = summaries.for_campaign(conn, cid, targets, after=base["ask_id"])
-        recorded = trajectories.recorded_among(conn, [g["generation_id"] for g in gens if g["status"] == "told"])
+        gens = [g for g in view["gens"] if g["ask_id"] > base["ask_id"]]
+        recorded = {g["generation_id"] for g in gens if g["status"] == "told" and g["recorded"]}
         if count == base["told"] + len(recorded):
             return base, gens, recorded
-    gens = summaries.for_campaign(conn, cid, targets)
+    gens = summaries.for_campaign(conn, cid, objective_targets(spec))
     return None, gens, trajectories.recorded_among(conn, [g["generation_id"] for g in gens if g["status"] == "told"])
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
-    state = trajectories.latest_state(conn, cid, IMPROVEMENT_TOL)
-    base, gens, recorded_ids = _continue_from(conn, spec, cid, state["count"])
+    view = trajectories.learn_view(conn, cid, IMPROVEMENT_TOL, objective_targets(spec))  # one round trip
+    state = view["state"]
+    base, gens, recorded_ids = _continue_from(conn, spec, cid, state["count"], view)
     new_gens = [g for g in gens if g["status"] == "told" and g["generation_id"] not in recorded_ids]
     prev_best = state["best_objective"]
     stagnant = state["stagnant"]
@@ -168,7 +170,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     feasible_rows = None
     if len(spec.objectives) >= 2 and spec.reference_point is not None:
         feasible_rows = summaries.feasible_evaluations(conn, cid)
-    recorded = []
+    recorded, rows = [], []
     for gen in new_gens:
         upto = fold.Sweep(spec, base, campaign["evaluations_budget"])
         for g in gens:
@@ -192,7 +194,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
             "mode": mode.value, "reward": reward,
             "details": {"kind": gen["kind"], "fidelity": gen["fidelity_name"], "stagnant": stagnant},
         }
-        trajectories.record(conn, row)
+        rows.append(row)
         recorded.append({k: row[k] for k in ("generation_index", "best_objective", "improvement", "mode")})
         if best_value is not None:
             prev_best = best_value
@@ -200,15 +202,17 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     for g in gens:
         everything.add(g)
     best = None
-    if everything.best_gen is not None:
-        best = summaries.best_evaluation(conn, UUID(str(everything.best_gen)), everything.value)
-    if best is not None:
-        campaigns.set_best(conn, cid, best["objective"], best["evaluation_id"])
-    if mode.value != campaign["mode"]:
-        campaigns.set_mode(conn, cid, mode)
+    with conn.pipeline():  # this tick's writes, one round trip
+        trajectories.record_many(conn, rows)
+        found = None if everything.best_gen is None else \
+            campaigns.set_best_from(conn, cid, UUID(str(everything.best_gen)), everything.value)
+        if mode.value != campaign["mode"]:
+            campaigns.set_mode(conn, cid, mode)
+    if found is not None:
+        best = found.fetchone()
 
     facts = {"hits": everything.s["hits"] if objective_targets(spec) else 0, "used": everything.s["used"]}
-    reason = completion_reason(conn, spec, campaign, facts, stagnant)
+    reason = completion_reason(conn, spec, campaign, facts, stagnant, current=True)
     gate = None
     if reason is not None and spec.gates.completion:
         reason, gate = completion_gate(conn, spec, campaign, reason, best, facts, stagnant,
@@ -230,12 +234,13 @@ def target_hits(spec: CampaignSpec, gens: list[dict[str, Any]]) -> int:
 
 
 def completion_reason(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
-                      facts: dict[str, int], stagnant: int) -> str | None:
+                      facts: dict[str, int], stagnant: int, current: bool = False) -> str | None:
     """Why the campaign completes now, if it does. ``facts``: ``hits`` (:func:`target_hits`)
-    and ``used`` (evaluations not pending)."""
+    and ``used`` (evaluations not pending). ``current``: ``campaign`` was read after the
+    last evolve committed (learn's own stage row), so it is not read again."""
     if facts["hits"] > 0:
         return "target_met"
-    fresh = campaigns.get_campaign(conn, campaign["campaign_id"])
+    fresh = campaign if current else campaigns.get_campaign(conn, campaign["campaign_id"])
     if fresh["search_finished"] and generations.in_flight_count(conn, campaign["campaign_id"]) == 0:
         return "budget_spent"
     if spec.budget.wall_time_hours is not None:

@@ -61,7 +61,10 @@ def _from_artifact(path: str | None, n: int) -> list[ParsedCandidate]:
 def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: list[str]) -> dict[str, Any]:
     """Parse one succeeded generation; returns what happened to it."""
     gid = gen["generation_id"]
-    rows = generations.evaluations(conn, gid)
+    indices = gen.get("candidate_indices")  # read with the generation (parse's view), else read now
+    if indices is None:
+        indices = [r["candidate_index"] for r in generations.evaluations(conn, gid)]
+    rows = [{"candidate_index": i} for i in indices]
     n = len(rows)
     tier, problem = 1, None
     try:
@@ -109,15 +112,20 @@ def parse_generation(conn: psycopg.Connection, gen: dict[str, Any], required: li
             "failure_detail": p.failure,
         })
     summary = {"tier": tier, "parsed": len(parsed), "candidates": n, "problem": problem}
-    generations.record_parsed(conn, gid, updates, summary)
+    if not generations.record_parsed(conn, gid, updates, summary):  # no longer succeeded: someone else moved it
+        return {"generation_id": str(gid), "outcome": "moved", **summary}
     return {"generation_id": str(gid), "outcome": "parsed", **summary}
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     required = sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints})
-    lost = _ended_slurm_jobs(conn, campaign["campaign_id"])
-    for g in generations.lost(conn, campaign["campaign_id"], generation_timeout()):
+    gens = generations.parse_view(conn, campaign["campaign_id"], generation_timeout())  # one read for all below
+    launched = [g for g in gens if g["status"] in (GS.DISPATCHED.value, GS.RUNNING.value)]
+    lost = _ended_slurm_jobs(conn, launched)
+    for g in launched:
+        if not g["lost"] or g.get("slurm_ended"):
+            continue
         if g["operator"] in ("inline", "manual"):
             continue  # dispatch recovers inline runs (it knows which tick launched them); a kit may take days
         jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
@@ -128,19 +136,19 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         if jid is not None and status is not None:
             slurm.cancel(jid)
         lost.append({"generation_id": str(g["generation_id"]), "now": status and status.value})
-    results = [parse_generation(conn, g, required)
-               for g in generations.by_status(conn, campaign["campaign_id"], [GS.SUCCEEDED])]
+    results = [parse_generation(conn, g, required) for g in gens if g["status"] == GS.SUCCEEDED.value]
     return {"parsed": results, "lost": lost}
 
 
-def _ended_slurm_jobs(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
+def _ended_slurm_jobs(conn: psycopg.Connection, launched: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Slurm generations whose job ended without them succeeding: sent back at once."""
     out = []
-    for g in generations.by_status(conn, campaign_id, [GS.DISPATCHED, GS.RUNNING]):
+    for g in launched:
         jid = slurm.job_id(g["dispatch_ref"]) if g["operator"] == "slurm" else None
         state = slurm.job_state(jid) if jid is not None else None
         if state not in slurm.ENDED:
             continue
+        g["slurm_ended"] = True  # sent back here, not again as lost
         # guarded on the status: a generation that succeeded since it was read is left alone
         status = generations.retry_or_fail(conn, g["generation_id"], [GS.DISPATCHED, GS.RUNNING],
                                            f"lost: slurm job {jid} is {state} and the generation did not succeed")

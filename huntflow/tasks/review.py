@@ -88,23 +88,23 @@ def check_metrics(spec: CampaignSpec, evaluation: dict[str, Any]) -> list[Findin
     return out
 
 
-def _run_inline(conn: psycopg.Connection, spec: CampaignSpec, vid: UUID, ctx: TickContext) -> None:
-    """Run an inline verification generation now and parse it (what dispatch and parse would do)."""
+def _run_inline(conn: psycopg.Connection, spec: CampaignSpec, vid: UUID, ctx: TickContext) -> dict[str, Any]:
+    """Run an inline verification generation now and parse it (what dispatch and parse would
+    do); returns its row as it stands after."""
     from huntflow.tasks.execute import execute_generation
     from huntflow.tasks.parse import parse_generation
 
-    v = generations.get(conn, vid)
     ref = f"inline:{ctx.tick_id}"
-    if v["status"] == GS.PLANNED.value and generations.transition(
-            conn, vid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref=ref,
-            attempt=v["attempt"] + 1, dispatched_at="now()", heartbeat_at="now()"):
+    if generations.dispatch_planned(conn, vid, ref):  # planned -> dispatched at its next attempt
         try:
             execute_generation(vid, dispatch_ref=ref)
         except Exception:  # sent back or failed by execute_generation; the next tick retries it
             pass
-        v = generations.get(conn, vid)
+    v = generations.get(conn, vid)
     if v["status"] == GS.SUCCEEDED.value:
-        parse_generation(conn, v, sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints}))
+        done = parse_generation(conn, v, sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints}))
+        v = {**v, "status": GS.PARSED.value} if done["outcome"] == "parsed" else generations.get(conn, vid)
+    return v
 
 
 def _verdicts(spec: CampaignSpec, v: dict[str, Any], vrows: list[dict[str, Any]],
@@ -143,8 +143,9 @@ def _settle(conn: psycopg.Connection, spec: CampaignSpec, owner: dict[str, Any],
                                        seed=c.seed, fixed=c.fixed, settings=c.settings, sources=c.sources,
                                        key_indices=c.key_indices, promotion=None if owner is gen else owner)
         if gen["operator"] == "inline" and ctx is not None:
-            _run_inline(conn, spec, vid, ctx)
-        v = generations.get(conn, vid)
+            v = _run_inline(conn, spec, vid, ctx)
+        else:
+            v = generations.get(conn, vid)
         vids.append(vid)
         runs.append({"generation_id": str(vid), "perturbation": c.perturbation.name, "round": round_,
                      "candidates": len({e["evaluation_id"] for e in c.sources}), "status": v["status"]})
@@ -221,7 +222,8 @@ def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[st
     Only contenders are re-run: rows that would become the best at their rung against what
     earlier asks there established (so it waits while one of those is not reviewed yet)."""
     gid = gen["generation_id"]
-    rows = [e for e in generations.evaluations(conn, gid) if e["status"] == "succeeded"]
+    every, checks_of, before = verifications.review_reads(conn, gen)  # one round trip
+    rows = [e for e in every if e["status"] == "succeeded"]
     found: list[Finding] = []
     for e in rows:
         found.extend(check_metrics(spec, e))
@@ -229,16 +231,15 @@ def review_generation(conn: psycopg.Connection, spec: CampaignSpec, gen: dict[st
     if gen["kind"] in verifications.PROMOTED:
         parents = verifications.parents(conn, gen)
         found.extend(_parent_findings(gen, rows, {p["promoted"]: p["evaluation_id"] for p in parents}))
-        own, on_parents = _ladder_findings(spec, gen, generations.evaluations(conn, gid), parents)
+        own, on_parents = _ladder_findings(spec, gen, every, parents)
         found.extend(own)
     bad = {f.evaluation_id for f in found}
     clean = [e for e in rows if e["evaluation_id"] not in bad]
     claimed = {e["evaluation_id"]: e for e in clean}
-    before = verifications.rung_before(conn, gen)
     if before is None:
         return {"generation_id": str(gid), "checked": len(rows), "waiting": "an earlier ask at this rung"}
     incumbent = _incumbent(spec, before)
-    existing = {int(v["meta"]["verification"]["position"]): v["generation_id"] for v in verifications.of(conn, gid)
+    existing = {int(v["meta"]["verification"]["position"]): v["generation_id"] for v in checks_of
                 if "promotion" not in v["meta"]["verification"]}
     verified: set[UUID] = set()
     vids: list[UUID] = []
@@ -314,11 +315,11 @@ def review_promotion(conn: psycopg.Connection, spec: CampaignSpec, promo: dict[s
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
     spec = campaigns.spec_of(campaign)
     cid = campaign["campaign_id"]
-    promotions = [review_promotion(conn, spec, g, ctx) for g in generations.by_status(conn, cid, [GS.PLANNED])
-                  if g["kind"] in verifications.PROMOTED and not verifications.cleared(g)]
-    out = {"reviewed": [review_generation(conn, spec, g, ctx)
-                        for g in generations.by_status(conn, cid, [GS.PARSED])
-                        if g["kind"] != verifications.KIND]}
+    gens = generations.by_status(conn, cid, [GS.PLANNED, GS.PARSED])  # one read for both lists
+    promotions = [review_promotion(conn, spec, g, ctx) for g in gens if g["status"] == GS.PLANNED.value
+                  and g["kind"] in verifications.PROMOTED and not verifications.cleared(g)]
+    out = {"reviewed": [review_generation(conn, spec, g, ctx) for g in gens
+                        if g["status"] == GS.PARSED.value and g["kind"] != verifications.KIND]}
     if promotions:
         out["promotions"] = promotions
     return out

@@ -10,6 +10,7 @@ counts, so it is a decision and not an accident (see docs/architecture.md, "Roun
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import uuid
 from collections import Counter
@@ -30,34 +31,52 @@ STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIE
           (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "rosenbrock_4d.yaml"
 
-BOUND_PER_TICK = 95
-"""Round trips of one steady tick (measured: see docs/architecture.md); was ~127 before merging; tightened as stages merge."""
-BOUND_PER_STAGE = {"discover": 5, "dispatch": 11, "parse": 14, "review": 26, "evolve": 25, "learn": 14,
-                   "account": 2, "snapshots": 2, "release": 1}
+BOUND_PER_TICK = 42
+"""Round trips of one steady tick: ~39 measured (review varies with how many verification batches
+it runs); ~127 before statements were merged and pipelined."""
+BOUND_PER_STAGE = {"discover": 4, "dispatch": 6, "parse": 4, "review": 12, "evolve": 7, "learn": 4,
+                   "account": 1, "snapshots": 2, "release": 1}
 
 
 class _Counter:
-    """Counts ``Connection.wait`` calls (one per round trip) on this thread, by label."""
+    """Counts round trips on this thread, by label: ``Connection.wait`` calls (one per execute,
+    BEGIN or COMMIT) outside a pipeline, and one per pipeline block (its statements are sent
+    together and waited for once, at its end)."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.label: str | None = None
         self._thread = threading.current_thread()
-        self._orig = psycopg.Connection.wait
+        self._wait, self._pipeline = psycopg.Connection.wait, psycopg.Connection.pipeline
+        self._depth = 0
+
+    def _mine(self) -> bool:
+        return self.label is not None and threading.current_thread() is self._thread
 
     def __enter__(self) -> _Counter:
-        counter, orig = self, self._orig
+        counter, wait_, pipeline_ = self, self._wait, self._pipeline
 
         def wait(conn, *args, **kwargs):
-            if counter.label is not None and threading.current_thread() is counter._thread:
+            if counter._mine() and counter._depth == 0:
                 counter.counts[counter.label] += 1
-            return orig(conn, *args, **kwargs)
+            return wait_(conn, *args, **kwargs)
 
-        psycopg.Connection.wait = wait
+        @contextlib.contextmanager
+        def pipeline(conn):
+            counter._depth += 1
+            try:
+                with pipeline_(conn) as p:
+                    yield p
+            finally:
+                counter._depth -= 1
+                if counter._mine() and counter._depth == 0:
+                    counter.counts[counter.label] += 1
+
+        psycopg.Connection.wait, psycopg.Connection.pipeline = wait, pipeline
         return self
 
     def __exit__(self, *exc) -> None:
-        psycopg.Connection.wait = self._orig
+        psycopg.Connection.wait, psycopg.Connection.pipeline = self._wait, self._pipeline
 
     def run(self, label: str, fn, *args, **kwargs):
         self.label = label
