@@ -248,3 +248,16 @@ def test_fast_freeze_and_items_leave_parameters_as_upstream_does():
     with ngfast.upstream():
         theirs = list(utils.Subobjects.items(child._subobjects))
     assert child._subobjects.items() == theirs
+
+
+def test_linear_fit_is_sklearns_bit_for_bit():
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(5)
+    for n, p in ((15, 15), (28, 28), (40, 10), (15, 21)):  # square, and rank-deficient (n < p + 1, n < p)
+        X, y = rng.normal(size=(n, p)), rng.random(n)
+        model = LinearRegression().fit(X, y)
+        coef, intercept, outputs = metamodel.linear_fit(X, y)
+        assert coef.tobytes() == model.coef_.T.tobytes()
+        assert np.asarray(intercept).tobytes() == np.asarray(model.intercept_).tobytes()
+        assert outputs.tobytes() == model.predict(X).tobytes()

@@ -55,12 +55,8 @@ def learn_on_k_best(archive: Any, k: int, algorithm: str = "quad", degree: int =
     if not max(y) - min(y) > 1e-20:
         raise MetaModelFailure
     y = (y - min(y)) / (max(y) - min(y))
-    from sklearn.linear_model import LinearRegression
-
-    model = LinearRegression()
-    model.fit(X2, y)
-    model_outputs = model.predict(X2)
-    coef, intercept, dtype = model.coef_.T, model.intercept_, X[0].dtype
+    coef, intercept, model_outputs = linear_fit(X2, y)
+    dtype = X[0].dtype
     indices = np.argsort(y)
     ordered = [model_outputs[i] for i in indices]
     if not np.all(np.diff(ordered) > 0):
@@ -90,6 +86,31 @@ def learn_on_k_best(archive: Any, k: int, algorithm: str = "quad", degree: int =
     if np.sum(minimum**2) > 1.0:
         raise MetaModelFailure("huge meta-model optimum in learn_on_k_best.")
     return middle + normalization * minimum.flatten()
+
+
+def linear_fit(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
+    """``(coef_.T, intercept_, predict(X))`` of scikit-learn's ``LinearRegression().fit(X, y)``
+    for dense float64 ``X`` (n, p) and ``y`` (n,): with scikit-learn 1.9.1 the same operations
+    it runs past its input validation (copies, column means subtracted, ``scipy.linalg.lstsq``
+    with ``cond=1e-6``, ``intercept = y_mean - X_mean @ coef``, ``X @ coef + intercept``), so
+    the same bits; another version goes through scikit-learn itself."""
+    import sklearn
+
+    if sklearn.__version__ != "1.9.1" or X.dtype != np.float64 or y.dtype != np.float64 or X.ndim != 2 or y.ndim != 1:
+        from sklearn.linear_model import LinearRegression
+
+        model = LinearRegression().fit(X, y)
+        return model.coef_.T, model.intercept_, model.predict(X)
+    from scipy import linalg
+
+    Xc, yc = np.array(X, copy=True), np.array(y, copy=True)
+    x_offset = np.asarray(np.average(Xc, axis=0)).astype(Xc.dtype, copy=False)
+    Xc -= x_offset
+    y_offset = np.asarray(np.average(yc, axis=0))
+    yc -= y_offset
+    coef = np.ravel(linalg.lstsq(Xc, yc, cond=1e-6)[0].T).astype(x_offset.dtype, copy=False)
+    intercept = y_offset - x_offset @ coef
+    return coef.T, intercept, X @ coef + intercept
 
 
 class _Spent(Exception):
