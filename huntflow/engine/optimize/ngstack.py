@@ -95,6 +95,7 @@ def ask(st: tuple[Any, Any, Any]) -> Any:
     d = mm.dimension
     sample_size = int((d * (d - 1)) / 2 + 2 * d + 1)
     freq = max(13, mm.num_workers, d, int(mm.frequency_ratio * sample_size))
+    cand = None
     if len(mm.archive) >= sample_size and not mm._num_ask % freq:
         try:
             shape = par.value.shape
@@ -104,12 +105,13 @@ def ask(st: tuple[Any, Any, Any]) -> Any:
             data = _CLS["optimizerlib"].learn_on_k_best(mm.archive, sample_size, mm.algorithm, mm.degree, shape, par)
             cand = par.spawn_child().set_standardized_data(data)
         except (OverflowError, MetaModelFailure):
-            cand = _cma_ask(cma)
+            pass
+    if cand is None:
+        cand = _cma_ask(cma)  # read and frozen there (upstream's later reads and freezes change nothing)
     else:
-        cand = _cma_ask(cma)
+        cand.value  # noqa: B018 -- a metamodel candidate's first read, then frozen
+        cand.freeze()
     _finish_ask(mm, cand)
-    cand.value  # noqa: B018 -- a metamodel candidate's first read
-    cand.freeze()
     _finish_ask(ng, cand)
     return cand
 
