@@ -93,8 +93,10 @@ def main() -> None:
         args.ticks, args.history, args.campaigns = 4, "1000,10000", 10
     skip = set(filter(None, args.skip.split(",")))
 
+    from huntflow.flows.cli.common import prefect_defaults
     from huntflow.store.connection import database_url
 
+    prefect_defaults()  # the ephemeral API configured as the CLI configures it
     url = database_url()
     os.environ["SUPABASE_DB_URL"] = url
     out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
