@@ -57,6 +57,8 @@ if alive(child):
 """
 
 _started: dict[str, int] = {}
+_spawned: list[tuple] = []
+"""A server :func:`start_soon` spawned that has not answered yet: (server, watchdog, timeout)."""
 _LOCK = threading.Lock()
 
 
@@ -78,8 +80,19 @@ def start_guarded() -> int | None:
 
 
 def start_soon() -> threading.Thread:
-    """:func:`start_guarded` in a daemon thread (join it, or call :func:`start_guarded`, which
-    waits for the start under way, before the first flow run)."""
+    """Spawn the server now, in the calling thread, and wait for its answer in a daemon thread
+    (join it, or call :func:`start_guarded`, which waits for the start under way, before the
+    first flow run). The spawn needs Prefect's settings (about 1.5 s of imports this process
+    makes anyway): from a thread it competed for the GIL with the command's own imports and
+    the server started seconds later."""
+    with _LOCK:
+        if "watchdog" not in _started and not _spawned:
+            try:
+                got = _spawn_guarded()
+            except Exception:  # start_guarded() tries again and says why
+                got = None
+            if got is not None:
+                _spawned.append(got)
     thread = threading.Thread(target=_start_quietly, name="ephemeral-api-start", daemon=True)
     thread.start()
     return thread
@@ -143,10 +156,27 @@ def server_log() -> Path:
 
 
 def _start_guarded() -> int | None:
-    from prefect.settings import get_current_settings, temporary_settings
-
     if "watchdog" in _started:  # ours (the adopted URL is in the settings now)
         return _started["watchdog"]
+    got = _spawned.pop() if _spawned else _spawn_guarded()
+    if got is None:
+        return None
+    server, watchdog, timeout = got
+    try:
+        proc, watchdog = _wait_healthy(server, watchdog, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    _adopt(server.api_url)
+    _started["watchdog"], _started["server"] = watchdog, proc.pid
+    return watchdog
+
+
+def _spawn_guarded() -> tuple | None:
+    """Spawn the server and its watchdog: ``(server, watchdog pid, startup timeout)``, or None
+    when an API is configured or ephemeral mode is off."""
+    from prefect.settings import get_current_settings, temporary_settings
+
     settings = get_current_settings()
     if settings.api.url or not settings.server.ephemeral.enabled:
         return None
@@ -155,14 +185,7 @@ def _start_guarded() -> int | None:
         proc, port, watchdog = _spawn()
     server = _Server(proc, port)
     atexit.register(server.stop)
-    try:
-        proc, watchdog = _wait_healthy(server, watchdog, settings.server.ephemeral.startup_timeout_seconds)
-    except BaseException:
-        server.stop()
-        raise
-    _adopt(server.api_url)
-    _started["watchdog"], _started["server"] = watchdog, proc.pid
-    return watchdog
+    return server, watchdog, settings.server.ephemeral.startup_timeout_seconds
 
 
 def server_pid() -> int | None:

@@ -40,9 +40,10 @@ def test_the_server_is_started_with_prefects_own_command(monkeypatch):
 CHILD = """
 import os, signal, sys, psutil
 from prefect import flow
-from huntflow.flows.ephemeral import server_pid, start_guarded
+from huntflow.flows.ephemeral import server_pid, start_guarded, start_soon
 
-watchdog = start_guarded()
+start_soon()  # spawned here, awaited in a thread (as the demo does)
+watchdog = start_guarded()  # waits for that start
 
 @flow
 def hello():

@@ -192,8 +192,8 @@ def demo(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Add the example campaign and tick until it is done (embedded Postgres, ephemeral Prefect)."""
-    prefect_env(wait=False)  # the API starts beside the database, the campaign and the warm-up
-    _open_store_soon()  # and the database beside the warm-up's imports and compile
+    _open_store_soon()  # the database starts beside the API, the warm-up's imports and compile
+    prefect_env(wait=False)  # the API is spawned now; its answer is awaited in a thread
     try:
         _demo(spec_file, max_ticks, tolerance, as_json)
     finally:
