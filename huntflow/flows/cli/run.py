@@ -267,19 +267,23 @@ def _warm(spec: Any) -> None:
     """While the API starts: what the first tick would otherwise wait for — the tick's and
     Prefect's engine modules, the optimizer's import and first ask (a throwaway hunt; the tick
     starts its own from the same seed) and the model's compiled executable for the first
-    generation (kept in this process)."""
+    generation (kept in this process). The executable compiles in a thread beside the rest:
+    XLA's compile runs without the GIL, the imports and the ask need it."""
+    from huntflow.tasks.warmup import warm_campaign
+
+    compiling = threading.Thread(target=warm_campaign, args=(spec,), name="demo-warm-compile", daemon=True)
+    compiling.start()  # warm_campaign never raises (a failure is logged; the tick compiles)
     import prefect.flow_engine  # noqa: F401  (imported here, not after the API answers)
     import prefect.task_engine  # noqa: F401
 
     import huntflow.flows.tick  # noqa: F401
     from huntflow.engine.optimize import Hunt
-    from huntflow.tasks.warmup import warm_campaign
 
     try:
         Hunt.start(spec).ask()
     except Exception:  # the tick meets the same problem and says it in its own words
         pass
-    warm_campaign(spec)
+    compiling.join()
 
 
 def serve(
