@@ -90,14 +90,14 @@ def checkpoint_and_journal(conn: psycopg.Connection, campaign_id: UUID) -> tuple
     return row["optimizer_seq"], None if state is None else bytes(state), list(row["optimizer_journal"] or [])
 
 
+DIGEST_SQL = ("select optimizer_seq, md5(optimizer_state) || ':' || jsonb_array_length(optimizer_journal) as digest"
+              " from hunt.campaigns where campaign_id = %s")
+
+
 def checkpoint_digest(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, str | None]:
     """``(optimizer_seq, digest)`` with digest ``"<md5 of optimizer_state>:<journal entries>"``,
     hashed by the database (no bytes travel); :func:`state_digest` computes the same locally."""
-    row = conn.execute(
-        "select optimizer_seq, md5(optimizer_state) || ':' || jsonb_array_length(optimizer_journal) as digest"
-        " from hunt.campaigns where campaign_id = %s",
-        (campaign_id,),
-    ).fetchone()
+    row = conn.execute(DIGEST_SQL, (campaign_id,)).fetchone()
     if row is None:
         raise KeyError(f"no campaign {campaign_id!s}")
     return row["optimizer_seq"], row["digest"]

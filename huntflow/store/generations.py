@@ -25,10 +25,14 @@ from psycopg.types.json import Jsonb
 
 from huntflow.errors import StaleTransition
 from huntflow.store import folds, summaries
+from huntflow.store.campaigns import DIGEST_SQL
 from huntflow.store.columns import light
 from huntflow.store.states import GenerationStatus as GS
 
 
+STALE_SQLSTATE = "HF412"
+"""Raised by ``hunt.expect`` (migration ``20261205010000_expect.sql``): a precondition checked
+inside a pipelined transaction did not hold; the transaction was rolled back."""
 CHECKPOINTS_KEPT = 2
 """Generations that keep their copy of the optimizer checkpoint (the newest); resume reads the
 campaign's own (``hunt.campaigns.optimizer_state``), so older copies are dropped at each commit
@@ -202,19 +206,22 @@ def next_index(conn: psycopg.Connection, campaign_id: UUID) -> int:
 
 
 def evolve_view(conn: psycopg.Connection, campaign_id: UUID, pending: list[int],
-                targets: list[summaries.Target]) -> dict[str, Any]:
-    """What evolve reads after loading the optimizer, four reads in one round trip (a pipeline):
+                targets: list[summaries.Target], digest: bool = False) -> dict[str, Any]:
+    """What evolve reads besides the checkpoint, four reads in one round trip (a pipeline):
 
     * ``ready``: ask id -> the generation of each ``pending`` ask that is reviewed or failed for
       good (verification re-runs left out), as :func:`by_status` gives them;
     * ``evaluations``: generation id -> its evaluation rows in candidate order, for those;
     * ``next_index``: as :func:`next_index`; ``fold``: as :func:`huntflow.store.folds.get`;
-    * ``history``: :func:`huntflow.store.summaries.for_campaign` after the stored fold."""
+    * ``history``: :func:`huntflow.store.summaries.for_campaign` after the stored fold;
+    * with ``digest``, also ``digest``: :func:`huntflow.store.campaigns.checkpoint_digest` (the
+      live optimizer's check, so the reads can use its pending asks in the same round trip)."""
     gen_cols = light(conn, "generations")  # cached column lists first: nothing may fetch inside the pipeline
     ready_where = ("campaign_id = %s and status in ('reviewed', 'failed') and kind <> 'verification'"
                    " and ask_id = any(%s)")
     history_sql, history_params = summaries.campaign_query(campaign_id, targets, after_fold="state")
     with conn.pipeline():
+        stored = conn.execute(DIGEST_SQL, (campaign_id,)) if digest else None
         scalars = conn.execute(
             "select (select coalesce(max(generation_index) + 1, 0) from hunt.generations"
             "         where campaign_id = %(c)s and kind <> 'verification') as next_index,"
@@ -228,10 +235,17 @@ def evolve_view(conn: psycopg.Connection, campaign_id: UUID, pending: list[int],
             " order by generation_id, candidate_index", (campaign_id, list(pending)))
         history = conn.execute(history_sql, history_params)
     top = scalars.fetchone()
+    out: dict[str, Any] = {}
+    if stored is not None:
+        row = stored.fetchone()
+        if row is None:
+            raise KeyError(f"no campaign {campaign_id!s}")
+        out["digest"] = (row["optimizer_seq"], row["digest"])
     by_gen: dict[UUID, list[dict[str, Any]]] = {}
     for e in evals.fetchall():
         by_gen.setdefault(e["generation_id"], []).append(e)
     return {
+        **out,
         "ready": {g["ask_id"]: g for g in ready.fetchall()},
         "evaluations": by_gen,
         "next_index": top["next_index"],
@@ -278,26 +292,36 @@ def commit_evolve(
             generation was no longer ``reviewed``; nothing is written.
     """
     transitioned = [gid for gid in told if gid not in already_final]
-    with conn.transaction():  # BEGIN, every write below in one pipelined round trip, COMMIT
-        with conn.pipeline():
+    stale = f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}"
+    try:
+        # one round trip: BEGIN, every write, COMMIT sent together (a pipeline); the two
+        # preconditions are checked in their statements (hunt.expect), so a failed one rolls
+        # the whole transaction back
+        with conn.pipeline(), conn.transaction():
             if journal_entry is None:  # a full checkpoint: the journal starts again
-                cas = conn.execute(
-                    "update hunt.campaigns set optimizer_state = %s, optimizer_journal = '[]'::jsonb,"
+                conn.execute(
+                    "with cas as (update hunt.campaigns set optimizer_state = %s, optimizer_journal = '[]'::jsonb,"
                     " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
-                    " where campaign_id = %s and optimizer_seq = %s",
-                    (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq),
+                    " where campaign_id = %s and optimizer_seq = %s returning 1)"
+                    " select hunt.expect(exists (select 1 from cas), %s)",
+                    (checkpoint, Jsonb(summary), finished, campaign_id, expected_seq, stale),
                 )
             else:  # the checkpoint stays; this commit's operations go on its journal
-                cas = conn.execute(
-                    "update hunt.campaigns set optimizer_journal = optimizer_journal || %s,"
+                conn.execute(
+                    "with cas as (update hunt.campaigns set optimizer_journal = optimizer_journal || %s,"
                     " optimizer_seq = optimizer_seq + 1, search_summary = %s, search_finished = %s, updated_at = now()"
-                    " where campaign_id = %s and optimizer_seq = %s and optimizer_state is not null",
-                    (Jsonb([journal_entry]), Jsonb(summary), finished, campaign_id, expected_seq),
+                    " where campaign_id = %s and optimizer_seq = %s and optimizer_state is not null returning 1)"
+                    " select hunt.expect(exists (select 1 from cas), %s)",
+                    (Jsonb([journal_entry]), Jsonb(summary), finished, campaign_id, expected_seq, stale),
                 )
-            moved = conn.execute(
-                "update hunt.generations set status = 'told', updated_at = now()"
-                " where generation_id = any(%s) and status = 'reviewed'", (transitioned,),
-            ) if transitioned else None
+            if transitioned:
+                conn.execute(
+                    "with moved as (update hunt.generations set status = 'told', updated_at = now()"
+                    " where generation_id = any(%s) and status = 'reviewed' returning 1)"
+                    " select hunt.expect((select count(*) from moved) = %s, %s)",
+                    (transitioned, len(transitioned),
+                     f"generations {', '.join(map(str, transitioned))}: not all still reviewed"),
+                )
             annotations = [(evaluation_id, a) for rows in told.values() for evaluation_id, a in rows]
             if annotations:  # (a cursor left open: its results arrive when the pipeline syncs)
                 conn.cursor().executemany(
@@ -329,12 +353,11 @@ def commit_evolve(
                     "  and optimizer_checkpoint is not null order by generation_index desc limit %(k)s) newest)",
                     {"c": campaign_id, "k": CHECKPOINTS_KEPT},
                 )
-        # the pipeline is synced: every result is in; a failed check undoes the whole transaction
-        if cas.rowcount != 1:
-            raise StaleTransition(f"campaign {campaign_id}: optimizer checkpoint moved past seq {expected_seq}")
-        if moved is not None and moved.rowcount != len(transitioned):
-            raise StaleTransition(f"generations {', '.join(map(str, transitioned))}: not all still reviewed")
-        new_ids = [cur.fetchone()["generation_id"] for cur in inserted]
+    except psycopg.Error as e:
+        if getattr(e, "sqlstate", None) == STALE_SQLSTATE:
+            raise StaleTransition(str(e.diag.message_primary or stale)) from None
+        raise
+    new_ids = [cur.fetchone()["generation_id"] for cur in inserted]
     return new_ids
 
 

@@ -16,7 +16,14 @@ def get_setting(conn: psycopg.Connection, key: str, default: Any) -> Any:
 
 def get_settings_of(conn: psycopg.Connection, defaults: dict[str, Any]) -> dict[str, Any]:
     """:func:`get_setting` of several keys in one statement: ``{key: value or its default}``."""
-    rows = conn.execute("select key, value from hunt.settings where key = any(%s)", (list(defaults),)).fetchall()
+    return settings_from(conn.execute(MANY_SQL, (list(defaults),)).fetchall(), defaults)
+
+
+MANY_SQL = "select key, value from hunt.settings where key = any(%s)"
+""":func:`get_settings_of`'s statement (to run in a pipeline); :func:`settings_from` reads its rows."""
+
+
+def settings_from(rows: list[dict[str, Any]], defaults: dict[str, Any]) -> dict[str, Any]:
     found = {r["key"]: r["value"] for r in rows}
     return {k: found.get(k, d) for k, d in defaults.items()}
 

@@ -165,12 +165,19 @@ def reap_orphans(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]
     Returns:
         The closed rows (``stage_run_id``, ``tick_id``, ``campaign_id``, ``stage``).
     """
-    return conn.execute(
-        """
+    return conn.execute(REAP_SQL, {"tick": tick_id}).fetchall()
+
+
+REAP_SQL = """
         update hunt.stage_runs s
            set status = 'crashed', finished_at = now(),
                error = 'crashed: tick ' || s.tick_id || ' ended without closing this row'
-                       || coalesce(' (campaign now leased by ' || c.lease_owner || ')', ' (its lease lapsed)')
+                       || case when c.lease_owner is distinct from coalesce(s.owner, 'tick:' || s.tick_id)
+                                    and c.lease_owner is not null
+                               then ' (campaign now leased by ' || c.lease_owner || ')'
+                               when c.lease_owner is not null and c.lease_expires_at > now()
+                               then ' (its heartbeat session is gone)'
+                               else ' (its lease lapsed)' end
           from hunt.stage_runs s2
           left join hunt.campaigns c on c.campaign_id = s2.campaign_id
          where s.stage_run_id = s2.stage_run_id and s.status = 'running' and s.tick_id <> %(tick)s
@@ -180,6 +187,5 @@ def reap_orphans(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]
                               and (c.lease_pid is null or hunt.lease_session_alive(c.lease_pid)))
                end
         returning s.stage_run_id, s.tick_id, s.campaign_id, s.stage
-        """,
-        {"tick": tick_id},
-    ).fetchall()
+        """
+""":func:`reap_orphans`' statement (parameter ``tick``), to run it in a pipeline with other statements."""

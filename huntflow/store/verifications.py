@@ -221,28 +221,27 @@ def complete(conn: psycopg.Connection, parent: dict[str, Any], verification_ids:
     (``on_parents``: by parent generation) and their rejections too. ``False``: another review
     got there first."""
     try:
-        with conn.transaction():  # BEGIN, the writes in one pipelined round trip, COMMIT
-            with conn.pipeline():
-                moved = conn.execute(
-                    "update hunt.generations set status = 'reviewed', updated_at = now()"
-                    " where generation_id = %s and status = 'parsed'", (parent["generation_id"],))
-                generations.reject(conn, rejected)
-                if verification_ids:
-                    conn.execute("update hunt.generations set status = 'reviewed', updated_at = now()"
-                                 " where generation_id = any(%s) and status = 'parsed'", (list(verification_ids),))
-                findings_store.insert_findings(conn, parent["campaign_id"], parent["generation_id"], found)
-                for gid, fs in (on_parents or {}).items():
-                    findings_store.insert_findings(conn, parent["campaign_id"], gid, fs)
-                generations.reject(conn, list(parents_rejected or []))
-            if moved.rowcount != 1:
-                raise _Undo  # another review got there first: nothing of this is written
-    except _Undo:
-        return False
+        # one round trip: BEGIN, the writes, COMMIT sent together (a pipeline); the move from
+        # 'parsed' is checked in its statement (hunt.expect), so losing the race rolls it all back
+        with conn.pipeline(), conn.transaction():
+            conn.execute(
+                "with moved as (update hunt.generations set status = 'reviewed', updated_at = now()"
+                " where generation_id = %s and status = 'parsed' returning 1)"
+                " select hunt.expect(exists (select 1 from moved), 'another review got there first')",
+                (parent["generation_id"],))
+            generations.reject(conn, rejected)
+            if verification_ids:
+                conn.execute("update hunt.generations set status = 'reviewed', updated_at = now()"
+                             " where generation_id = any(%s) and status = 'parsed'", (list(verification_ids),))
+            findings_store.insert_findings(conn, parent["campaign_id"], parent["generation_id"], found)
+            for gid, fs in (on_parents or {}).items():
+                findings_store.insert_findings(conn, parent["campaign_id"], gid, fs)
+            generations.reject(conn, list(parents_rejected or []))
+    except psycopg.Error as e:
+        if getattr(e, "sqlstate", None) == generations.STALE_SQLSTATE:
+            return False
+        raise
     return True
-
-
-class _Undo(Exception):
-    """Rolls :func:`complete`'s transaction back after its pipeline showed it lost the race."""
 
 
 def share(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any]:

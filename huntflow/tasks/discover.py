@@ -26,10 +26,15 @@ def run(ctx: TickContext, only: list[UUID] | None = None) -> list[UUID]:
         The claimed campaign ids, best ranked first.
     """
     with session() as conn:
-        got = settings.get_settings_of(conn, {"max_concurrent_campaigns": 4, "lease_seconds": ctx.lease_seconds})
+        defaults = {"max_concurrent_campaigns": 4, "lease_seconds": ctx.lease_seconds}
+        with conn.pipeline():  # the settings and the reaping in one round trip (reaping first decides the same:
+            # a row is an orphan when its tick no longer holds the campaign, claimed by us next or not)
+            got = conn.execute(settings.MANY_SQL, (list(defaults),))
+            reaping = conn.execute(stage_runs.REAP_SQL, {"tick": ctx.tick_id})
+        got = settings.settings_from(got.fetchall(), defaults)
+        reaped = reaping.fetchall()
         limit, lease = int(got["max_concurrent_campaigns"]), float(got["lease_seconds"])
         rows = campaigns.claim_cohort(conn, ctx.owner, limit, lease, only=only, session_pid=ctx.session_pid)
-        reaped = stage_runs.reap_orphans(conn, ctx.tick_id)
         stage_runs.record_done(conn, ctx.tick_id, Stage.DISCOVER, [
             (row["campaign_id"],
              {"rank": rank, "priority": row["priority"], "reward": row["rank_reward"],

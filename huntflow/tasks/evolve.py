@@ -87,22 +87,26 @@ LIVE_CAMPAIGNS = 32
 _LIVE_LOCK = threading.Lock()
 
 
-def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any],
-               key: bytes) -> tuple[Hunt, str | None]:
-    """The campaign's optimizer and the digest of the stored state it stands for (None: nothing
-    stored yet, a fresh hunt): the live one, or the checkpoint with its journal replayed."""
+def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], key: bytes,
+               targets: list[summaries.Target]) -> tuple[Hunt, str | None, dict[str, Any]]:
+    """The campaign's optimizer, the digest of the stored state it stands for (None: nothing
+    stored yet, a fresh hunt) and evolve's reads (:func:`huntflow.store.generations.evolve_view`):
+    the live optimizer when the stored digest still matches it (checked in the same round trip
+    as the reads, which use its pending asks), else the checkpoint with its journal replayed
+    (and the reads made for it)."""
     cid = campaign["campaign_id"]
     with _LIVE_LOCK:
         live = _LIVE.pop(cid, None)
-    if live is not None and live[0] == campaign["optimizer_seq"] \
-            and campaigns.checkpoint_digest(conn, cid) == (live[0], live[1]):
-        return live[2], live[1]
+    if live is not None and live[0] == campaign["optimizer_seq"]:
+        view = generations.evolve_view(conn, cid, list(live[2].pending), targets, digest=True)
+        if view["digest"] == (live[0], live[1]):
+            return live[2], live[1], view
     seq, state, entries = campaigns.checkpoint_and_journal(conn, cid)
     if seq != campaign["optimizer_seq"]:  # another evolve committed since the row was read
         raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
-    if not state:
-        return Hunt.start(spec), None
-    return journal.replay(Hunt.loads(state, key=key), entries), campaigns.state_digest(state, len(entries))
+    hunt = Hunt.start(spec) if not state else journal.replay(Hunt.loads(state, key=key), entries)
+    digest = campaigns.state_digest(state, len(entries)) if state else None
+    return hunt, digest, generations.evolve_view(conn, cid, list(hunt.pending), targets)
 
 
 def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> None:
@@ -144,7 +148,8 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     cid = campaign["campaign_id"]
     key = checkpoint_key()
     t0 = time.perf_counter()
-    live, digest = _load_hunt(conn, spec, campaign, key)
+    targets = learn.objective_targets(spec)
+    live, digest, view = _load_hunt(conn, spec, campaign, key, targets)  # one round trip when live
     hunt = journal.Recorder(live)  # what this commit does to the optimizer, for the journal
     clock = {"load": time.perf_counter() - t0, "optimizer": 0.0}
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
@@ -157,8 +162,6 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     failed: set[UUID] = set()
     told_reviewed: set[int] = set()  # ask ids told from review (a failure told is no "told" generation)
     # ready to tell: reviewed (review's re-runs are never told), or failed for good (told as failures)
-    targets = learn.objective_targets(spec)
-    view = generations.evolve_view(conn, cid, list(live.pending), targets)  # one round trip
     ready = view["ready"]
     operator = ctx.operator
     in_flight = max_in_flight(spec, operator)
