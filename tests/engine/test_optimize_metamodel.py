@@ -261,3 +261,25 @@ def test_linear_fit_is_sklearns_bit_for_bit():
         assert coef.tobytes() == model.coef_.T.tobytes()
         assert np.asarray(intercept).tobytes() == np.asarray(model.intercept_).tobytes()
         assert outputs.tobytes() == model.predict(X).tobytes()
+
+
+def test_demo_ngopt_resumed_from_a_pickle_asks_what_the_live_one_asks():
+    """The fast path (ngstack) keeps only nevergrad's own state: a backend pickled after the
+    metamodel has started (what a checkpoint holds) asks the same batches as the live one."""
+    import pickle
+
+    from huntflow.engine.optimize import ngstack
+    from huntflow.engine.optimize.backends import make_backend
+
+    def step(backend) -> bytes:
+        asked = [backend.ask() for _ in range(32)]
+        for token, u in asked:
+            backend.tell(token, PROBLEMS["rosenbrock"](4 * u - 2))
+        return b"".join(u.tobytes() for _, u in asked)
+
+    live = make_backend("ngopt", 4, 7, 2400, 32)
+    for _ in range(3):
+        step(live)
+    assert ngstack.stack(live.optimizer) is not None
+    resumed = pickle.loads(pickle.dumps(live))
+    assert [step(live) for _ in range(3)] == [step(resumed) for _ in range(3)]
