@@ -78,9 +78,8 @@ def _finish_ask(opt: Any, cand: Any) -> None:
 
 
 def _cma_ask(cma: Any) -> Any:
-    cand = cma._internal_ask_candidate()
+    cand = cma._internal_ask_candidate()  # its set_standardized_data read the value (Data does)
     _finish_ask(cma, cand)
-    cand.value  # noqa: B018 -- the first read (a bounded value is folded back here)
     cand.freeze()
     return cand
 
