@@ -5,7 +5,10 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
 * ``steady_tick_seconds`` — a steady inline tick of the demo campaign (4-D Rosenbrock,
   population 32), ticks inside one flow run as ``tick --until-done`` runs them, interleaved with
   ``no_prefect_tick_seconds``: the same stages called without Prefect (their difference is
-  Prefect's share); ``stage_seconds`` splits a tick by stage (from ``hunt.stage_runs``).
+  Prefect's share); ``stage_seconds`` splits a tick by stage (from ``hunt.stage_runs``);
+  ``steady_cpu_seconds`` the CPU seconds per tick of this process and of the ephemeral API (which
+  ingests the task runs' events off the tick's path), in blocks interleaved after the ticks, and
+  ``prefect_cpu_seconds_per_tick`` their difference (Prefect's share in CPU, robust to load).
 * ``per_evaluation_ms`` vs Optuna's RDB storage on the same Postgres (random sampler and TPE,
   32 trials a block), blocks interleaved with the ticks: ``optuna_random_ms``, ``optuna_tpe_ms``.
   ``per_evaluation_ms`` is the demo's NGOpt (the issue's number); ``per_evaluation_ms_random``
@@ -182,6 +185,46 @@ def _tick_without_prefect(cid: uuid.UUID) -> float:
     return time.perf_counter() - t
 
 
+def _api_pid() -> int | None:
+    """The ephemeral Prefect API this process started (a child running uvicorn; Linux /proc)."""
+    try:
+        for d in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+                if int(stat[1]) == os.getpid() and b"uvicorn" in Path(f"/proc/{d}/cmdline").read_bytes():
+                    return int(d)
+            except (OSError, ValueError, IndexError):
+                continue
+    except OSError:
+        pass
+    return None
+
+
+def _cpu(api: int | None) -> tuple[float, float]:
+    """CPU seconds used so far by this process (all its threads) and by the API server."""
+    t = os.times()
+    used = 0.0
+    if api is not None:
+        try:
+            f = Path(f"/proc/{api}/stat").read_text().rsplit(")", 1)[1].split()
+            used = (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            pass
+    return t.user + t.system, used
+
+
+def _cpu_per_tick(tick, ticks: int, api: int | None) -> dict:
+    """CPU seconds per tick of ``tick()`` run ``ticks`` times, then 1.5 s for the API to write
+    what they sent (it ingests events in batches, off the tick's path): less sensitive to the
+    machine's load than wall time."""
+    own0, api0 = _cpu(api)
+    for _ in range(ticks):
+        tick()
+    time.sleep(1.5)
+    own1, api1 = _cpu(api)
+    return {"process": (own1 - own0) / ticks, "api": (api1 - api0) / ticks}
+
+
 def _stage_seconds(cid: uuid.UUID, last: int) -> dict:
     from huntflow.store.connection import session
 
@@ -250,10 +293,20 @@ def steady(url: str, ticks: int) -> dict:
             study.optimize(rosen, n_trials=32)
             opt[name].append((time.perf_counter() - t) / 32)
     tick = statistics.median(with_prefect)
+    api = _api_pid()
+    cpu: dict[str, list[dict]] = {"with_prefect": [], "no_prefect": []}
+    for _ in range(2):  # CPU per tick, blocks interleaved
+        cpu["with_prefect"].append(_cpu_per_tick(lambda: _tick([a]), 6, api))
+        cpu["no_prefect"].append(_cpu_per_tick(lambda: _tick_without_prefect(b), 6, api))
+    cpu_tick = {k: {part: round(statistics.mean(x[part] for x in v), 4) for part in ("process", "api")}
+                for k, v in cpu.items()}
     return {
         "steady_tick_seconds": _med(with_prefect),
         "steady_tick_range": [round(min(with_prefect), 3), round(max(with_prefect), 3)],
         "no_prefect_tick_seconds": _med(raw),
+        # CPU seconds per tick (this process's threads; the ephemeral API's, None when not found)
+        "steady_cpu_seconds": cpu_tick if api is not None else {k: v["process"] for k, v in cpu_tick.items()},
+        "prefect_cpu_seconds_per_tick": round(sum(cpu_tick["with_prefect"].values()) - sum(cpu_tick["no_prefect"].values()), 4),
         "stage_seconds": _stage_seconds(a, ticks),
         "per_evaluation_ms": round(tick / 32 * 1000, 2),
         "optuna_random_ms": round(statistics.median(opt["random"]) * 1000, 2),
