@@ -19,9 +19,9 @@ its cost does not grow with the history; it writes the artifact (by the id this 
 saw, without reading the API) only when the percentage moved.
 Publishing never fails a tick: errors are logged as warnings. It also never holds a tick up:
 :func:`publish_later` hands the work to one background thread (:class:`Publisher`; a newer
-request for a campaign's progress/dashboard replaces one still queued, batch tables all go), and
-the flow that ticks waits for it once, at its end (:func:`flush`), so the artifacts of every
-tick are in the UI when its run finishes.
+request for a campaign's progress/dashboard replaces one still queued and runs at most every
+:func:`progress_seconds`; batch tables all go), and the flow that ticks waits for it once, at
+its end (:func:`flush`), so the artifacts of every tick are in the UI when its run finishes.
 """
 
 from __future__ import annotations
@@ -233,39 +233,60 @@ def _publish(campaign_id: UUID | str) -> dict[str, Any]:
     return {"keys": k, "progress": pct, "plots": keep is None}
 
 
+class _Anonymous(int):
+    """The key of a job queued without one (never replaced, never spaced)."""
+
+
 class Publisher:
-    """One daemon thread that publishes artifacts in the order asked, off the tick's path.
+    """One daemon thread that sends what the UI shows (artifacts, the run's name) to the Prefect
+    API in the order asked, off the tick's path.
 
     Jobs run in the context (flow run) they were queued from, so the artifacts link to it. A
     job queued under a key that is still waiting replaces it (the campaign's newest state is all
-    the UI shows); jobs without a key (batch tables: one version per generation) never do.
+    the UI shows); jobs without a key (batch tables: one version per generation) never do. A
+    keyed job may ask for ``spacing``: it runs at least that many seconds after the last job of
+    its key ran (each API write costs the API ~10 ms of CPU, and back-to-back ticks would write
+    a campaign's progress several times a second); :meth:`flush` runs what waits at once.
     """
 
     def __init__(self) -> None:
-        self._jobs: OrderedDict[Any, tuple[contextvars.Context, Callable[[], Any]]] = OrderedDict()
+        self._jobs: OrderedDict[Any, tuple[contextvars.Context, Callable[[], Any], float]] = OrderedDict()
+        self._last: dict[Any, float] = {}
         self._cond = threading.Condition()
         self._busy = False
+        self._hurry = 0
         self._thread: threading.Thread | None = None
         self._seq = 0
 
-    def submit(self, job: Callable[[], Any], key: Any = None) -> None:
+    def submit(self, job: Callable[[], Any], key: Any = None, spacing: float = 0.0) -> None:
         with self._cond:
             if key is None:
                 self._seq += 1
-                key = ("job", self._seq)
+                key = _Anonymous(self._seq)
             self._jobs.pop(key, None)
-            self._jobs[key] = (contextvars.copy_context(), job)
+            not_before = self._last.get(key, -math.inf) + spacing if spacing > 0 else -math.inf
+            self._jobs[key] = (contextvars.copy_context(), job, not_before)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="huntflow-artifacts", daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
+    def _next(self) -> tuple[Any, contextvars.Context, Callable[[], Any]]:
+        """The first job due, in the order queued, waiting for one (holding ``self._cond``)."""
+        while True:
+            now = time.monotonic()
+            soonest = math.inf
+            for key, (ctx, job, not_before) in self._jobs.items():
+                if not_before <= now or self._hurry:
+                    del self._jobs[key]
+                    return key, ctx, job
+                soonest = min(soonest, not_before)
+            self._cond.wait(None if soonest == math.inf else soonest - now)
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs:
-                    self._cond.wait()
-                _, (ctx, job) = self._jobs.popitem(last=False)
+                key, ctx, job = self._next()
                 self._busy = True
             try:
                 ctx.run(job)
@@ -273,31 +294,54 @@ class Publisher:
                 _log.warning("artifact not published: %s: %s", type(e).__name__, e)
             finally:
                 with self._cond:
+                    if not isinstance(key, _Anonymous):  # keys are campaigns and runs: few
+                        self._last[key] = time.monotonic()
                     self._busy = False
                     self._cond.notify_all()
 
     def flush(self, timeout: float = 60.0) -> bool:
-        """Wait until every queued job ran (False: ``timeout`` passed first)."""
+        """Run every queued job now, spaced or not, and wait until they ran (False: ``timeout``
+        passed first)."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._jobs or self._busy:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._hurry += 1
+            self._cond.notify_all()
+            try:
+                while self._jobs or self._busy:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._hurry -= 1
         return True
 
 
 _PUBLISHER = Publisher()
 
 
+def progress_seconds() -> float:
+    """Least seconds between two updates of one campaign's progress/dashboard
+    (``HUNTFLOW_PROGRESS_SECONDS``, default 1; its last state is always published, at the
+    latest when the run ends)."""
+    return float(os.environ.get("HUNTFLOW_PROGRESS_SECONDS", "1"))
+
+
 def publish_later(slug: str, campaign_id: UUID | str, dispatched: Any = None) -> bool:
     """Queue the batch tables of ``dispatched`` and the campaign's progress/dashboard update
-    (:func:`batch_tables`, :func:`publish_campaign`) on the background publisher; True once queued."""
+    (:func:`batch_tables`, :func:`publish_campaign`; at most every :func:`progress_seconds`) on
+    the background publisher; True once queued."""
     if isinstance(dispatched, dict) and (dispatched.get("launched") or dispatched.get("finished")):
         _PUBLISHER.submit(lambda: batch_tables(slug, dispatched))
-    _PUBLISHER.submit(lambda: publish_campaign(campaign_id), key=("campaign", str(campaign_id)))
+    _PUBLISHER.submit(lambda: publish_campaign(campaign_id), key=("campaign", str(campaign_id)),
+                      spacing=progress_seconds())
     return True
+
+
+def later(job: Callable[[], Any], key: Any = None) -> None:
+    """Run ``job`` on the background publisher: an API write the UI shows that must never fail
+    or hold up a tick (it catches its own errors); a newer job of ``key`` replaces one waiting."""
+    _PUBLISHER.submit(job, key=key)
 
 
 def flush(timeout: float = 60.0) -> bool:

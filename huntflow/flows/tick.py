@@ -19,11 +19,11 @@ advanced concurrently (:func:`tick_concurrency` threads; each keeps its lease an
 stage order), so a tick of many campaigns takes about as long as its slowest few.
 
 What a person sees in the Prefect UI: the run is named after the campaigns it advanced
-(``tick: slug-a, slug-b``), each stage's task run after its stage and campaign
-(``evolve · slug-a``); after each campaign the tick emits the events its stages caused
-(:mod:`huntflow.flows.events`) and queues the update of the campaign's artifacts
-(:mod:`huntflow.flows.artifacts`, published by a background thread; the flow waits for them at its
-end), including the batch table of an inline generation.
+(``tick: slug-a, slug-b``; a loop of ticks: all it advanced), each stage's task run after its
+stage and campaign (``evolve · slug-a``); after each campaign the tick emits the events its
+stages caused (:mod:`huntflow.flows.events`) and queues the update of the campaign's artifacts
+(:mod:`huntflow.flows.artifacts`, published by a background thread, as is the run's name; the
+flow waits for them at its end), including the batch table of an inline generation.
 """
 
 from __future__ import annotations
@@ -232,22 +232,38 @@ def _snapshots(campaign_ids: list[UUID]) -> dict[UUID, dict[str, Any]]:
         return {}
 
 
-_NAMED: dict[str, str] = {}
-"""Flow run id -> the name this process gave it (a loop of ticks renames its run once)."""
+_NAMED: dict[str, list[str]] = {}
+"""Flow run id -> the campaigns (slugs) this process named it after, in the order first advanced."""
 
 
-def _rename(name: str) -> None:
-    """Rename the flow run this tick runs in (``tick --until-done``: its one run), unless this
-    process already gave it that name."""
+def _rename(slugs: list[str]) -> None:
+    """Name the flow run this tick runs in after every campaign it advanced (``tick
+    --until-done``: its one run, whichever campaigns its ticks took), when that adds one. The
+    write goes to the API off the tick's path (:func:`artifacts.later`; the run waits for it at
+    its end, with its artifacts)."""
     try:
-        from prefect.client.orchestration import get_client
         from prefect.runtime import flow_run
 
         run_id = flow_run.id
-        if run_id and _NAMED.get(run_id) != name:
-            with get_client(sync_client=True) as client:
-                client.update_flow_run(run_id, name=name)
-            _NAMED[run_id] = name
+    except Exception as e:  # a name is never a reason to fail the tick
+        logging.getLogger(__name__).debug("tick run not renamed: %s", e)
+        return
+    if not run_id:
+        return
+    named = _NAMED.setdefault(run_id, [])
+    new = [s for s in slugs if s not in named]
+    if not new:
+        return
+    named.extend(new)
+    artifacts.later(functools.partial(_set_name, run_id, "tick: " + _names(named)), key=("run-name", run_id))
+
+
+def _set_name(run_id: str, name: str) -> None:
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(run_id, name=name)
     except Exception as e:
         logging.getLogger(__name__).debug("tick run not renamed: %s", e)
 
@@ -315,7 +331,7 @@ def tick_concurrency() -> int:
 def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> dict[str, Any]:
     slugs = _slugs(claimed)
     if claimed:
-        _rename("tick: " + _names([slugs[c] for c in claimed if c in slugs]))
+        _rename([slugs[c] for c in claimed if c in slugs])
     before = _snapshots(claimed)  # the whole cohort's "before" in one read
     workers = min(len(claimed), tick_concurrency())
     if workers <= 1:

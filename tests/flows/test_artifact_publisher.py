@@ -1,10 +1,12 @@
 """The background artifact publisher: jobs run in order, off the caller's thread, in the caller's
-context; a newer job for the same key replaces one still waiting; flush waits for all."""
+context; a newer job for the same key replaces one still waiting, a spaced key waits its turn;
+flush runs and waits for all."""
 
 from __future__ import annotations
 
 import contextvars
 import threading
+import time
 
 from huntflow.flows.artifacts import Publisher
 
@@ -35,3 +37,30 @@ def test_a_failing_job_does_not_stop_the_ones_after_it_and_flush_times_out_hones
     assert pub.flush(timeout=0.05) is False  # still running
     gate.set()
     assert pub.flush(timeout=10)
+
+
+def _until(cond, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_spaced_key_waits_its_turn_without_holding_up_others_and_flush_runs_it_at_once():
+    pub, ran = Publisher(), []
+
+    def mark(what):
+        return lambda: ran.append((what, time.monotonic()))
+
+    pub.submit(mark("progress-1"), key="campaign-a", spacing=0.3)  # nothing ran for the key yet: at once
+    assert _until(lambda: len(ran) == 1)
+    pub.submit(mark("progress-2"), key="campaign-a", spacing=0.3)
+    pub.submit(mark("progress-3"), key="campaign-a", spacing=0.3)  # replaces the waiting one
+    pub.submit(mark("batch"))  # no key: not held up behind the spaced one
+    assert _until(lambda: len(ran) == 3)
+    assert [w for w, _ in ran] == ["progress-1", "batch", "progress-3"]
+    assert ran[2][1] - ran[0][1] >= 0.3  # the key's next write came its spacing after the last
+    pub.submit(mark("progress-4"), key="campaign-a", spacing=600)
+    assert pub.flush(timeout=10) and ran[-1][0] == "progress-4"  # the run's end does not wait

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from huntflow.flows.cli.common import EPHEMERAL_API_DEFAULTS, prefect_defaults
 
 
@@ -33,3 +35,29 @@ def test_a_value_the_user_set_wins_over_the_defaults(monkeypatch):
     prefect_defaults()
     assert Settings().server.services.task_run_recorder.batch_size == 7
     assert Settings().logging.level == "DEBUG"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_loop_of_ticks_names_its_one_run_after_every_campaign_it_advanced(db, make_spec):
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from huntflow.flows import artifacts
+    from huntflow.flows.tick import run_tick
+    from huntflow.store import campaigns
+
+    a = campaigns.insert_campaign(db, make_spec(slug="name-a"))
+    b = campaigns.insert_campaign(db, make_spec(slug="name-b", seed=4))
+
+    @flow(name="hunt-tick")
+    def loop() -> str:
+        from prefect.runtime import flow_run
+
+        for cid in (a, b, a):
+            run_tick([str(cid)])
+        assert artifacts.flush(timeout=60)  # the name is written off the ticks' path
+        return str(flow_run.id)
+
+    run_id = loop()
+    with get_client(sync_client=True) as client:
+        assert client.read_flow_run(run_id).name == "tick: name-a, name-b"
