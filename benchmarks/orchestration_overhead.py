@@ -38,7 +38,10 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   whole run, compilation counted as compute; ``overhead_fraction_per_tick`` the old per-tick
   definition (synchronous runs); ``best_objective`` of each run (search quality at the budget).
 * ``demo_wall_seconds`` — ``huntflow demo`` as a user runs it (a fresh process, its own
-  embedded Postgres and ephemeral API).
+  embedded Postgres and ephemeral API, fresh ``HUNTFLOW_DATA_DIR`` and ``PREFECT_HOME``; median
+  of ``--demo-reps``), ``demo_first_line_seconds`` when its first line appeared; with
+  ``--demo-baseline DIR`` (another revision's checkout, run with this environment) alternating
+  with a baseline run: ``demo_baseline_*``.
 
 The last stdout line is one JSON object. The machine's load is recorded at start and end
 (the machine may be shared: read the interleaved ratios).
@@ -90,6 +93,9 @@ def main() -> None:
     ap.add_argument("--cgl-reps", type=int, default=2, help="CGL runs of each kind (overlap, synchronous), interleaved")
     ap.add_argument("--cgl-in-flight", default=None,
                     help="max_in_flight of the overlap runs, a comma list (default: the example's)")
+    ap.add_argument("--demo-reps", type=int, default=1, help="demo runs (each kind)")
+    ap.add_argument("--demo-baseline", default=None,
+                    help="a checkout of another revision: its demo alternates with this one's (same environment)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: steady,rows,history,campaigns,demo,cgl")
     args = ap.parse_args()
     if args.quick:
@@ -129,7 +135,7 @@ def main() -> None:
         bench()
     if "demo" not in skip:
         _log("demo")
-        out.update(demo_wall())
+        out.update(demo_wall(args.demo_reps, args.demo_baseline))
     out["machine"]["load_end"] = os.getloadavg()
     out["total_seconds"] = round(time.perf_counter() - t_all, 1)
     from huntflow.store.connection import stop_embedded
@@ -637,19 +643,51 @@ def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
                     "stage_seconds": _stage_seconds(runs[head][0]["cid"], got[head][0]["generations"])}}
 
 
-def demo_wall() -> dict:
+def _demo_once(tag: str, baseline: str | None = None) -> dict:
+    """One ``huntflow demo`` in a fresh process with fresh dirs; ``baseline``: another checkout's
+    ``huntflow`` package (on ``PYTHONPATH``) run with this environment. Returns its wall, when
+    its first line appeared, its exit code and its last lines."""
     env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_DB_URL", "PREFECT_API_URL")}
-    env["HUNTFLOW_DATA_DIR"] = str(DATA / "demo")
-    env["PREFECT_HOME"] = str(DATA / "demo-prefect")
+    run = DATA / f"demo-{tag}"
+    env["HUNTFLOW_DATA_DIR"] = str(run / "data")
+    env["PREFECT_HOME"] = str(run / "prefect")
+    if baseline:
+        env["PYTHONPATH"] = baseline
+    lines: list[str] = []
+    first = None
     t = time.perf_counter()
-    proc = subprocess.run([str(Path(sys.executable).parent / "huntflow"), "demo"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800)
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "huntflow"), "demo"], env=env,
+                            cwd=baseline or ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in proc.stdout:
+        if first is None and line.strip():
+            first = time.perf_counter() - t
+        lines.append(line.rstrip())
+    code = proc.wait(timeout=1800)
     wall = time.perf_counter() - t
+    return {"wall": round(wall, 1), "first_line": round(first or 0.0, 1), "exit_code": code, "tail": lines[-3:],
+            "load": [round(x, 2) for x in os.getloadavg()]}
+
+
+def demo_wall(reps: int = 1, baseline: str | None = None) -> dict:
+    """``huntflow demo`` as a user runs it, ``reps`` times; with ``baseline`` (another checkout)
+    alternating with it, baseline first (the interleaved before/after of RESULTS.md)."""
+    runs, base = [], []
+    for i in range(reps):
+        if baseline:
+            base.append(_demo_once(f"baseline-{i}", baseline))
+            _log(f"demo baseline {base[-1]}")
+        runs.append(_demo_once(f"{i}"))
+        _log(f"demo {runs[-1]}")
     import prefect  # whether the environment's bytecode is compiled (uv's compile-bytecode)
 
     compiled = any((Path(prefect.__file__).parent / "__pycache__").glob("__init__.*.pyc"))
-    return {"demo_wall_seconds": round(wall, 1), "demo_exit_code": proc.returncode, "demo_bytecode_compiled": compiled,
-            "demo_tail": proc.stdout.strip().splitlines()[-3:] if proc.stdout else proc.stderr[-500:]}
+    out = {"demo_wall_seconds": _med([r["wall"] for r in runs]), "demo_first_line_seconds":
+           _med([r["first_line"] for r in runs]), "demo_exit_code": max(r["exit_code"] for r in runs),
+           "demo_bytecode_compiled": compiled, "demo_tail": runs[-1]["tail"], "demo_runs": runs}
+    if baseline:
+        out.update(demo_baseline_wall_seconds=_med([r["wall"] for r in base]),
+                   demo_baseline_first_line_seconds=_med([r["first_line"] for r in base]), demo_baseline_runs=base)
+    return out
 
 
 if __name__ == "__main__":
