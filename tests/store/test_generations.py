@@ -50,6 +50,21 @@ def test_stale_evolve_commit_writes_nothing(db, campaign):
     assert campaigns.checkpoint(db, campaign) == (1, b"ckpt")
 
 
+def test_a_large_population_is_copied_and_a_stale_commit_with_one_writes_nothing(db, campaign):
+    """Above COPY_ABOVE candidates the rows go by COPY after the commit's pipeline; a small
+    generation of the same commit still goes in the pipeline; a stale commit undoes both."""
+    big = generations.COPY_ABOVE + 3
+    small_gid, big_gid = _commit(db, campaign, 0, [_planned(0, 0), _planned(1, 1, n=big)])
+    assert [e["candidate_index"] for e in generations.evaluations(db, big_gid)] == list(range(big))
+    assert generations.evaluations(db, big_gid)[-1]["params"]["x0"] == pytest.approx(0.1 * (big - 1))
+    assert len(generations.evaluations(db, small_gid)) == 3
+    with pytest.raises(StaleTransition):
+        _commit(db, campaign, 0, [_planned(2, 2, n=big)], state=b"other")
+    assert generations.next_index(db, campaign) == 2
+    assert db.execute("select count(*) as n from hunt.evaluations where campaign_id = %s",
+                      (campaign,)).fetchone()["n"] == big + 3
+
+
 def test_transition_reports_a_lost_race(db, campaign):
     (gid,) = _commit(db, campaign, 0, [_planned(0, 0)])
     assert generations.transition(db, gid, [GS.PLANNED], GS.DISPATCHED, dispatch_ref="a") is True
