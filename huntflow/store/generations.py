@@ -165,6 +165,17 @@ def get(conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any]:
     return row
 
 
+def get_for_parse(conn: psycopg.Connection, generation_id: UUID) -> dict[str, Any]:
+    """:func:`get` with ``candidate_indices`` (as :func:`parse_view` gives them), in one statement."""
+    row = conn.execute(
+        f"select {light(conn, 'generations', 'g')}, (select array_agg(e.candidate_index order by e.candidate_index)"
+        " from hunt.evaluations e where e.generation_id = g.generation_id) as candidate_indices"
+        " from hunt.generations g where g.generation_id = %s", (generation_id,)).fetchone()
+    if row is None:
+        raise KeyError(f"no generation {generation_id}")
+    return row
+
+
 def evaluations(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
     """A generation's evaluation rows in candidate order."""
     return conn.execute(

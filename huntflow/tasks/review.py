@@ -100,7 +100,7 @@ def _run_inline(conn: psycopg.Connection, spec: CampaignSpec, vid: UUID, ctx: Ti
             execute_generation(vid, dispatch_ref=ref)
         except Exception:  # sent back or failed by execute_generation; the next tick retries it
             pass
-    v = generations.get(conn, vid)
+    v = generations.get_for_parse(conn, vid)  # with its candidate indices: parse reads nothing more
     if v["status"] == GS.SUCCEEDED.value:
         done = parse_generation(conn, v, sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints}))
         v = {**v, "status": GS.PARSED.value} if done["outcome"] == "parsed" else generations.get(conn, vid)
