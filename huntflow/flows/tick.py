@@ -329,10 +329,12 @@ def tick_concurrency() -> int:
 
 
 def _advance(ctx: TickContext, beat: leases.Heartbeat, claimed: list[UUID]) -> dict[str, Any]:
-    slugs = _slugs(claimed)
+    before = _snapshots(claimed)  # the whole cohort's "before" in one read, slugs included
+    slugs = {c: s["slug"] for c, s in before.items() if s.get("slug")}
+    if len(slugs) < len(claimed):  # the snapshots could not be read
+        slugs = _slugs(claimed)
     if claimed:
         _rename([slugs[c] for c in claimed if c in slugs])
-    before = _snapshots(claimed)  # the whole cohort's "before" in one read
     workers = min(len(claimed), tick_concurrency())
     if workers <= 1:
         return {str(c): _advance_one(ctx, beat, c, slugs.get(c, str(c)), before.get(c, {})) for c in claimed}
