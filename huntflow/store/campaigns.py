@@ -15,7 +15,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from huntflow.engine.spec_limits import LIMITS
-from huntflow.errors import HuntflowError, InputError, StaleTransition, TerminalStateError
+from huntflow.errors import InputError, StaleTransition, TerminalStateError
 from huntflow.store.columns import light
 from huntflow.store.states import CampaignStatus, Mode, Stage
 

@@ -49,8 +49,8 @@ from huntflow.engine.optimize.hunt import Hunt, Outcome
 from huntflow.engine.optimize.ladder import param_hash
 from huntflow.engine.spec import CampaignSpec
 from huntflow.errors import StaleTransition
-from huntflow.store import campaigns, gates, generations, summaries
-from huntflow.store.generations import PlannedGeneration
+from huntflow.store import campaigns, evolve_commit, gates, summaries
+from huntflow.store.evolve_commit import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks import fold, learn
@@ -90,7 +90,7 @@ _LIVE_LOCK = threading.Lock()
 def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], key: bytes,
                targets: list[summaries.Target]) -> tuple[Hunt, str | None, dict[str, Any]]:
     """The campaign's optimizer, the digest of the stored state it stands for (None: nothing
-    stored yet, a fresh hunt) and evolve's reads (:func:`huntflow.store.generations.evolve_view`):
+    stored yet, a fresh hunt) and evolve's reads (:func:`huntflow.store.evolve_commit.evolve_view`):
     the live optimizer when the stored digest still matches it (checked in the same round trip
     as the reads, which use its pending asks), else the checkpoint with its journal replayed
     (and the reads made for it)."""
@@ -98,7 +98,7 @@ def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str,
     with _LIVE_LOCK:
         live = _LIVE.pop(cid, None)
     if live is not None and live[0] == campaign["optimizer_seq"]:
-        view = generations.evolve_view(conn, cid, list(live[2].pending), targets, digest=True)
+        view = evolve_commit.evolve_view(conn, cid, list(live[2].pending), targets, digest=True)
         if view["digest"] == (live[0], live[1]):
             return live[2], live[1], view
     seq, state, entries = campaigns.checkpoint_and_journal(conn, cid)
@@ -106,7 +106,7 @@ def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str,
         raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
     hunt = Hunt.start(spec) if not state else journal.replay(Hunt.loads(state, key=key), entries)
     digest = campaigns.state_digest(state, len(entries)) if state else None
-    return hunt, digest, generations.evolve_view(conn, cid, list(hunt.pending), targets)
+    return hunt, digest, evolve_commit.evolve_view(conn, cid, list(hunt.pending), targets)
 
 
 def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> None:
@@ -236,7 +236,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     full = digest is None or entries + 1 >= journal.COMMITS_PER_CHECKPOINT
     checkpoint = live.dumps(key=key) if full else None
     clock["dump"] = time.perf_counter() - t0
-    new_ids = generations.commit_evolve(
+    new_ids = evolve_commit.commit_evolve(
         conn, cid, expected_seq=campaign["optimizer_seq"], checkpoint=checkpoint,
         summary=summary, finished=live.is_finished(), told=told, planned=planned,
         already_final=frozenset(failed), targets=targets,

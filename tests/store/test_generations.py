@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from huntflow.errors import StaleTransition
-from huntflow.store import campaigns, generations
-from huntflow.store.generations import PlannedGeneration
+from huntflow.store import campaigns, evolve_commit, generations
+from huntflow.store.evolve_commit import PlannedGeneration
 from huntflow.store.states import GenerationStatus as GS
 
 
@@ -25,7 +25,7 @@ def campaign(db, make_spec):
 
 
 def _commit(db, cid, seq, planned=(), told=None, state=b"ckpt"):
-    return generations.commit_evolve(db, cid, expected_seq=seq, checkpoint=state, summary={"s": seq},
+    return evolve_commit.commit_evolve(db, cid, expected_seq=seq, checkpoint=state, summary={"s": seq},
                                      finished=False, told=told or {}, planned=list(planned))
 
 
@@ -53,7 +53,7 @@ def test_stale_evolve_commit_writes_nothing(db, campaign):
 def test_a_large_population_is_copied_and_a_stale_commit_with_one_writes_nothing(db, campaign):
     """Above COPY_ABOVE candidates the rows go by COPY after the commit's pipeline; a small
     generation of the same commit still goes in the pipeline; a stale commit undoes both."""
-    big = generations.COPY_ABOVE + 3
+    big = evolve_commit.COPY_ABOVE + 3
     small_gid, big_gid = _commit(db, campaign, 0, [_planned(0, 0), _planned(1, 1, n=big)])
     assert [e["candidate_index"] for e in generations.evaluations(db, big_gid)] == list(range(big))
     assert generations.evaluations(db, big_gid)[-1]["params"]["x0"] == pytest.approx(0.1 * (big - 1))

@@ -10,7 +10,7 @@ import pytest
 
 from huntflow.engine.optimize import journal
 from huntflow.engine.summary import best_of
-from huntflow.store import campaigns, folds, generations, summaries, trajectories
+from huntflow.store import campaigns, evolve_commit, folds, generations, summaries, trajectories
 from huntflow.store.states import Stage
 from huntflow.tasks import dispatch, evolve, fold, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
@@ -99,10 +99,10 @@ def test_checkpoints_are_bounded_and_not_rewritten_when_nothing_changed(db, make
                       " and optimizer_checkpoint is not null order by generation_index", (cid,)).fetchall()
     asks = db.execute("select generation_index from hunt.generations where campaign_id = %s"
                       " and kind <> 'verification' order by generation_index", (cid,)).fetchall()
-    assert len(asks) > generations.CHECKPOINTS_KEPT
+    assert len(asks) > evolve_commit.CHECKPOINTS_KEPT
     # copies go with full checkpoints only (the commits between journal what they did), the
     # newest CHECKPOINTS_KEPT of them stay; the campaign's journal is shorter than the period
-    assert 1 <= len(kept) <= generations.CHECKPOINTS_KEPT and set(map(str, kept)) <= set(map(str, asks))
+    assert 1 <= len(kept) <= evolve_commit.CHECKPOINTS_KEPT and set(map(str, kept)) <= set(map(str, asks))
     row = db.execute("select optimizer_state is not null as has, jsonb_array_length(optimizer_journal) as n"
                      " from hunt.campaigns where campaign_id = %s", (cid,)).fetchone()
     assert row["has"] and 0 < row["n"] < journal.COMMITS_PER_CHECKPOINT
