@@ -18,6 +18,7 @@ from huntflow.engine.spec_limits import LIMITS
 from huntflow.errors import InputError, StaleTransition, TerminalStateError
 from huntflow.store.columns import light
 from huntflow.store.states import CampaignStatus, Mode, Stage
+from huntflow.store.summaries import BEST_EVALUATION_SQL
 
 if TYPE_CHECKING:  # the spec module loads the model registry (JAX): reading rows does not need it
     from huntflow.engine.spec import CampaignSpec
@@ -244,15 +245,11 @@ def set_best_from(conn: psycopg.Connection, campaign_id: UUID, generation_id: UU
                   objective: float) -> psycopg.Cursor:
     """:func:`set_best` to the generation's first (candidate order) feasible succeeded evaluation
     with this objective, found and stored in one statement (it may run in a pipeline); the
-    cursor yields that evaluation (as :func:`huntflow.store.summaries.best_evaluation`), or no
+    cursor yields that evaluation (:data:`huntflow.store.summaries.BEST_EVALUATION_SQL`), or no
     row (nothing stored) when there is none."""
     return conn.execute(
         "update hunt.campaigns c set best_objective = b.objective, best_evaluation_id = b.evaluation_id,"
-        " updated_at = now()"
-        " from (select e.evaluation_id, e.objective, e.params, e.fidelity, e.generation_id, e.candidate_index"
-        "   from hunt.evaluations e where e.generation_id = %s and e.status = 'succeeded' and e.feasible"
-        "   and e.objective is not null and e.objective = %s order by e.candidate_index limit 1) b"
-        " where c.campaign_id = %s"
+        f" updated_at = now() from ({BEST_EVALUATION_SQL}) b where c.campaign_id = %s"
         " returning b.evaluation_id, b.objective, b.params, b.fidelity, b.generation_id, b.candidate_index",
         (generation_id, objective, campaign_id),
     )

@@ -16,8 +16,11 @@ from psycopg.types.json import Jsonb
 
 def get(conn: psycopg.Connection, campaign_id: UUID) -> dict[str, Any] | None:
     """``{"state", "previous"}`` of the campaign's fold (``previous`` may be None), or None."""
-    return conn.execute("select state, previous from hunt.campaign_folds where campaign_id = %s",
-                        (campaign_id,)).fetchone()
+    return conn.execute(GET_SQL, (campaign_id,)).fetchone()
+
+
+GET_SQL = "select state, previous from hunt.campaign_folds where campaign_id = %s"
+""":func:`get`'s statement (parameter: the campaign id), to run it in a pipeline."""
 
 
 def put(conn: psycopg.Connection, campaign_id: UUID, state: dict[str, Any], previous: dict[str, Any] | None) -> None:

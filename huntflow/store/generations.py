@@ -148,9 +148,11 @@ def get_for_parse(conn: psycopg.Connection, generation_id: UUID) -> dict[str, An
 
 def evaluations(conn: psycopg.Connection, generation_id: UUID) -> list[dict[str, Any]]:
     """A generation's evaluation rows in candidate order."""
-    return conn.execute(
-        "select * from hunt.evaluations where generation_id = %s order by candidate_index", (generation_id,)
-    ).fetchall()
+    return conn.execute(EVALUATIONS_SQL, (generation_id,)).fetchall()
+
+
+EVALUATIONS_SQL = "select * from hunt.evaluations where generation_id = %s order by candidate_index"
+""":func:`evaluations`' statement (parameter: the generation id), to run it in a pipeline."""
 
 
 def by_status(conn: psycopg.Connection, campaign_id: UUID, statuses: Iterable[GS]) -> list[dict[str, Any]]:

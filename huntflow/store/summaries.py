@@ -109,14 +109,13 @@ def campaign_query(campaign_id: UUID, targets: list[Target], after: int | None =
     return sql, [*params, *args]
 
 
-def best_evaluation(conn: psycopg.Connection, generation_id: UUID, objective: float) -> dict[str, Any] | None:
-    """The generation's first (candidate order) feasible succeeded evaluation with this objective."""
-    return conn.execute(
-        "select e.evaluation_id, e.objective, e.params, e.fidelity, e.generation_id, e.candidate_index"
-        f" from hunt.evaluations e where e.generation_id = %s and {_OK} and e.objective = %s"
-        " order by e.candidate_index limit 1",
-        (generation_id, objective),
-    ).fetchone()
+BEST_EVALUATION_SQL = (
+    "select e.evaluation_id, e.objective, e.params, e.fidelity, e.generation_id, e.candidate_index"
+    f" from hunt.evaluations e where e.generation_id = %s and {_OK} and e.objective = %s"
+    " order by e.candidate_index limit 1")
+"""A generation's first (candidate order) feasible succeeded evaluation with this objective
+(parameters: the generation id, the objective); :func:`huntflow.store.campaigns.set_best_from`
+stores it."""
 
 
 def feasible_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:

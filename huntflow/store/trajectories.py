@@ -37,12 +37,12 @@ def learn_view(conn: psycopg.Connection, campaign_id: UUID, tol: float, targets:
     ``fold`` (as :func:`huntflow.store.folds.get`) and ``gens``: the generation summaries after
     the older of the fold's two states (:func:`huntflow.store.summaries.campaign_query`), each
     with ``recorded`` (whether it has its trajectory row)."""
-    from huntflow.store import summaries
+    from huntflow.store import folds, summaries
 
     gens_sql, gens_params = summaries.campaign_query(campaign_id, targets, after_fold="oldest", recorded=True)
     with conn.pipeline():
         state = conn.execute(_LATEST_STATE, {"c": campaign_id, "tol": float(tol)})
-        fold = conn.execute("select state, previous from hunt.campaign_folds where campaign_id = %s", (campaign_id,))
+        fold = conn.execute(folds.GET_SQL, (campaign_id,))
         gens = conn.execute(gens_sql, gens_params)
     return {"state": state.fetchone(), "fold": fold.fetchone(), "gens": gens.fetchall()}
 

@@ -147,7 +147,7 @@ def review_reads(conn: psycopg.Connection, generation: dict[str, Any]
     generations (:func:`of`) and :func:`rung_before`."""
     gid = generation["generation_id"]
     with conn.pipeline():
-        rows = conn.execute("select * from hunt.evaluations where generation_id = %s order by candidate_index", (gid,))
+        rows = conn.execute(generations.EVALUATIONS_SQL, (gid,))
         checks = conn.execute(_OF, (str(gid),))
         curs = [conn.execute(q, p) for q, p in _rung_queries(generation)]
     return rows.fetchall(), checks.fetchall(), _rung_result([c.fetchall() for c in curs])

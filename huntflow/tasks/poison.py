@@ -41,16 +41,19 @@ def _first_line(text: str) -> str:
     return (text or "").strip().splitlines()[0][:500] if (text or "").strip() else ""
 
 
+_LAST_FINISHED = (
+    "select g.generation_id, g.status, g.error from hunt.generations g where g.campaign_id = %(c)s"
+    " and g.status in ('told', 'failed') and not exists (select 1 from hunt.evaluations e"
+    "   where e.generation_id = g.generation_id and e.failure_category = 'gate_rejected')"
+    " order by g.ask_id desc limit {limit}")
+"""The campaign's last finished generations, newest first (gate rejections are decisions, not
+generations that finished); ``{limit}``: the SQL of how many."""
+
+
 def failed_generations(conn: psycopg.Connection, campaign_id: UUID, limit: int) -> list[dict[str, Any]]:
     """The campaign's last ``limit`` finished generations when all of them failed their
     attempts (gate rejections are decisions, not failures), else ``[]``."""
-    rows = conn.execute(
-        "select g.generation_id, g.status, g.error from hunt.generations g where g.campaign_id = %s"
-        " and g.status in ('told', 'failed') and not exists (select 1 from hunt.evaluations e"
-        "   where e.generation_id = g.generation_id and e.failure_category = 'gate_rejected')"
-        " order by g.ask_id desc limit %s",
-        (campaign_id, int(limit)),
-    ).fetchall()
+    rows = conn.execute(_LAST_FINISHED.format(limit="%(n)s"), {"c": campaign_id, "n": int(limit)}).fetchall()
     if len(rows) < limit or any(r["status"] != "failed" for r in rows):
         return []
     return rows
@@ -117,10 +120,7 @@ def _quiet_check(conn: psycopg.Connection, owner: str, campaign_id: UUID, reset:
            where %(reset)s and campaign_id = %(c)s and failure_streak <> 0 and lease_owner = %(owner)s
           returning 1
         ), last as (
-          select g.status from hunt.generations g where g.campaign_id = %(c)s
-             and g.status in ('told', 'failed') and not exists (select 1 from hunt.evaluations e
-               where e.generation_id = g.generation_id and e.failure_category = 'gate_rejected')
-           order by g.ask_id desc limit (select n from lim)
+        """ + _LAST_FINISHED.format(limit="(select n from lim)") + """
         )
         select (select n from lim) as n, count(*) as finished, count(*) filter (where status = 'failed') as failed
           from last
