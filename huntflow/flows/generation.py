@@ -31,6 +31,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from uuid import UUID
@@ -134,8 +135,6 @@ class DeviceSlots:
 
     @contextlib.contextmanager
     def hold(self, key: float, run_id: Any = None) -> Iterator[None]:
-        import time
-
         with self._cv:
             if run_id is not None:  # the key it was expected under (the same scheduled start)
                 key = self._expected.pop(str(run_id), key)
