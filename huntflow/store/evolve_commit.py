@@ -242,17 +242,16 @@ def _insert_planned(conn: psycopg.Connection, campaign_id: UUID, g: PlannedGener
         ), e as (
           insert into hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,
                                         decision)
-          select g.generation_id, %(c)s, r.i - 1, r.p, r.h, %(fidelity)s, r.d
-            from g, unnest(%(params)s::jsonb[], %(hashes)s::text[], %(decisions)s::jsonb[])
-                    with ordinality as r(p, h, d, i)
-           where %(rows)s
+          select g.generation_id, %(c)s, r.i - 1, r.x -> 0, r.x ->> 1, %(fidelity)s, r.x -> 2
+            from g, jsonb_array_elements(%(rows)s) with ordinality as r(x, i)
           returning 1
         )
         select generation_id from g
         """,
+        # the rows as one JSON array of [params, hash, decision] (one dump; a jsonb[] parameter
+        # quoted each element through psycopg's array dumper: ~2 ms a generation of 32)
         {"c": campaign_id, "index": g.generation_index, "ask": g.ask_id, "kind": g.kind, "fidelity": g.fidelity,
          "fidelity_name": g.fidelity_name, "seed": g.seed, "operator": g.operator, "attempts": g.max_attempts,
          "checkpoint": checkpoint, "meta": Jsonb(g.meta),
-         "rows": rows, "params": [Jsonb(p) for p in g.candidates] if rows else [],
-         "hashes": list(g.param_hashes) if rows else [], "decisions": [Jsonb(d) for d in g.decisions] if rows else []},
+         "rows": Jsonb([[p, h, d] for p, h, d in zip(g.candidates, g.param_hashes, g.decisions)] if rows else [])},
     )
