@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 
 from huntflow.errors import StaleTransition
@@ -96,9 +99,18 @@ def test_told_generation_gets_annotations_and_a_stale_tell_is_refused(db, campai
     evals = generations.evaluations(db, gid)
     ann = {"objectives": [1.0], "objective": 1.0, "constraints": [], "feasible": True, "alm_loss": 1.0,
            "alm_lambda": [], "alm_rho": 1.0, "alm_outer": 0}
-    _commit(db, campaign, 1, told={gid: [(e["evaluation_id"], ann) for e in evals]})
+    # every value as it was given, to the bit: non-finite doubles and numpy scalars included
+    odd = {"objectives": [0.1 + 0.2, np.float64(1e-300)], "objective": 0.1 + 0.2, "constraints": [-np.inf, 2.5e300],
+           "feasible": np.bool_(False), "alm_loss": math.inf, "alm_lambda": [np.float64(0.5), math.nan],
+           "alm_rho": 1 / 3, "alm_outer": np.int64(7)}
+    _commit(db, campaign, 1, told={gid: [(evals[0]["evaluation_id"], ann), (evals[1]["evaluation_id"], odd)]})
     assert generations.get(db, gid)["status"] == "told"
-    assert all(e["feasible"] and e["alm_rho"] == 1.0 for e in generations.evaluations(db, gid))
+    got = generations.evaluations(db, gid)
+    assert got[0]["feasible"] and got[0]["alm_rho"] == 1.0 and got[0]["constraints"] == []
+    assert got[1]["objectives"] == [0.1 + 0.2, 1e-300] and got[1]["objective"] == 0.1 + 0.2
+    assert got[1]["constraints"] == [-math.inf, 2.5e300] and got[1]["feasible"] is False
+    assert got[1]["alm_loss"] == math.inf and got[1]["alm_lambda"][0] == 0.5 and math.isnan(got[1]["alm_lambda"][1])
+    assert got[1]["alm_rho"] == 1 / 3 and got[1]["alm_outer"] == 7
     with pytest.raises(StaleTransition):
         _commit(db, campaign, 2, told={gid: []})
 
