@@ -7,7 +7,8 @@ by owner). dispatch hands it the inline generations it marked ``dispatched`` (re
 ``inline:<loop id>``) instead of running them as a plain call; one worker thread — one device
 slot — runs them one at a time, in the order dispatch handed them over
 (:func:`~huntflow.tasks.execute.execute_generation`, fenced by that reference like any inline
-run), and says when one finished, so the tick waits on that instead of polling
+run; review's verification batches go ahead of the queued ones, since the tell that the next
+asks wait for waits for them), and says when one finished, so the tick waits on that instead of polling
 (:meth:`Executor.wait`). The loop :meth:`drains <Executor.close>` it before it ends, so no
 generation is left ``dispatched``.
 
@@ -21,8 +22,8 @@ dies, the session's lock goes with it and the next tick of anyone requeues the g
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -52,7 +53,7 @@ class Executor:
     def __init__(self, owner: str, runner: Callable[[str, str], dict[str, Any]] | None = None) -> None:
         self.owner = owner
         self._runner = runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
-        self._queue: queue.Queue[tuple[UUID, str, str] | None] = queue.Queue()
+        self._queue: collections.deque[tuple[UUID, str, str] | None] = collections.deque()
         self._cond = threading.Condition()
         self._queued: dict[UUID, int] = {}  # campaign -> generations queued or running
         self._done: dict[UUID, list[dict[str, Any]]] = {}  # campaign -> results not yet handed back
@@ -75,25 +76,32 @@ class Executor:
         running now is finished; the queued ones stay ``dispatched`` under the loop's reference
         and the next tick of anyone requeues them without spending an attempt."""
         if abandon:
-            while True:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None:
-                    self._finish(item[0], {"generation_id": item[1], "status": "abandoned"})
+            with self._cond:
+                left = [item for item in self._queue if item is not None]
+                self._queue.clear()
+            for item in left:
+                self._finish(item[0], {"generation_id": item[1], "status": "abandoned"})
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.owner) is self:
                 _REGISTRY.pop(self.owner)
         if self._thread is not None:
-            self._queue.put(None)
+            with self._cond:
+                self._queue.append(None)
+                self._cond.notify_all()
             self._thread.join()
             self._thread = None
 
-    def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str) -> None:
+    def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str, first: bool = False) -> None:
+        """Queue a generation; ``first``: ahead of the queued ones, after the one running now
+        (review's verification batches: the tell the next asks wait for waits for them)."""
         with self._cond:
             self._queued[campaign_id] = self._queued.get(campaign_id, 0) + 1
-        self._queue.put((campaign_id, str(generation_id), dispatch_ref))
+            item = (campaign_id, str(generation_id), dispatch_ref)
+            if first:
+                self._queue.appendleft(item)
+            else:
+                self._queue.append(item)
+            self._cond.notify_all()
 
     def busy(self, campaign_id: UUID | None = None) -> bool:
         """Whether a generation (of ``campaign_id``, or of any campaign) is queued or running."""
@@ -121,7 +129,9 @@ class Executor:
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            with self._cond:
+                self._cond.wait_for(lambda: self._queue)
+                item = self._queue.popleft()
             if item is None:
                 return
             campaign_id, gid, ref = item

@@ -41,9 +41,10 @@ that is neither a contender nor promoted is told unverified.
 
 The re-runs are verification generations (:mod:`huntflow.store.verifications`) on the checked
 generation's own operator: inline ones run here at once (in-process, as dispatch runs inline
-generations); pool, Slurm and kit ones are launched by the next dispatch, and the checked
-generation stays ``parsed`` until they are parsed — other generations stay in flight
-meanwhile. What is verified, and under which seeds, is a function of stored rows (a generation
+generations), or, in a loop that owns an executor, on that executor ahead of its queued
+generations (a later tick's review finds them back); pool, Slurm and kit ones are launched by
+the next dispatch. Until they are parsed the checked generation stays ``parsed`` (not told);
+other generations stay in flight meanwhile. What is verified, and under which seeds, is a function of stored rows (a generation
 waits while an earlier ask at its rung is not reviewed) and seeds, so a crash anywhere changes
 nothing the optimizer is told.
 """
@@ -88,18 +89,30 @@ def check_metrics(spec: CampaignSpec, evaluation: dict[str, Any]) -> list[Findin
     return out
 
 
-def _run_inline(conn: psycopg.Connection, spec: CampaignSpec, vid: UUID, ctx: TickContext) -> dict[str, Any]:
-    """Run an inline verification generation now and parse it (what dispatch and parse would
-    do); returns its row as it stands after."""
+def _run_inline(conn: psycopg.Connection, spec: CampaignSpec, vid: UUID, ctx: TickContext,
+                campaign_id: UUID) -> dict[str, Any]:
+    """Run an inline verification generation (what dispatch would do) and parse it once it is
+    back (what parse would do); returns its row as it stands after.
+
+    In a loop that owns an executor (:mod:`huntflow.tasks.inline`) the batch is queued there,
+    ahead of the queued search generations (the next asks wait for the tell it holds back),
+    under the loop's dispatch reference, and this review waits for it like a pool's: a later
+    tick's review finds it back. Otherwise it runs here at once, on the tick's thread."""
+    from huntflow.tasks.dispatch import inline_ref
     from huntflow.tasks.execute import execute_generation
+    from huntflow.tasks.inline import executor_of
     from huntflow.tasks.parse import parse_generation
 
-    ref = f"inline:{ctx.tick_id}"
+    executor = executor_of(ctx.owner) if ctx.owner else None
+    ref = inline_ref(ctx) if executor is not None else f"inline:{ctx.tick_id}"
     if generations.dispatch_planned(conn, vid, ref):  # planned -> dispatched at its next attempt
-        try:
-            execute_generation(vid, dispatch_ref=ref)
-        except Exception:  # sent back or failed by execute_generation; the next tick retries it
-            pass
+        if executor is not None:
+            executor.submit(campaign_id, str(vid), ref, first=True)
+        else:
+            try:
+                execute_generation(vid, dispatch_ref=ref)
+            except Exception:  # sent back or failed by execute_generation; the next tick retries it
+                pass
     v = generations.get_for_parse(conn, vid)  # with its candidate indices: parse reads nothing more
     if v["status"] == GS.SUCCEEDED.value:
         done = parse_generation(conn, v, sorted({o.metric for o in spec.objectives} | {c.metric for c in spec.constraints}))
@@ -143,7 +156,7 @@ def _settle(conn: psycopg.Connection, spec: CampaignSpec, owner: dict[str, Any],
                                        seed=c.seed, fixed=c.fixed, settings=c.settings, sources=c.sources,
                                        key_indices=c.key_indices, promotion=None if owner is gen else owner)
         if gen["operator"] == "inline" and ctx is not None:
-            v = _run_inline(conn, spec, vid, ctx)
+            v = _run_inline(conn, spec, vid, ctx, gen["campaign_id"])
         else:
             v = generations.get(conn, vid)
         vids.append(vid)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
 
@@ -80,6 +81,19 @@ def test_the_executor_path_asks_and_finds_what_the_synchronous_path_does_interru
     assert {r[2] for r in rows} >= {"search", "certification"} and len(rows) >= 28
     assert _evaluations(db, loop) == rows
     assert _evaluations(db, resumed) == rows
+    # review's verification batches: the same ones (rows, seeds, results) on every path; the
+    # loop's ran on its executor (its dispatch reference), the one-shot ticks' in review
+    checks = {cid: db.execute("select g.seed, g.fidelity, g.dispatch_ref, e.candidate_index, e.params, e.metrics"
+                              " from hunt.generations g join hunt.evaluations e using (generation_id)"
+                              " where g.campaign_id = %s and g.kind = 'verification'"
+                              " order by g.ask_id, e.candidate_index", (cid,)).fetchall()
+              for cid in (sync, loop, resumed)}
+    assert checks[sync] and all(r["dispatch_ref"].startswith("inline:") for r in checks[sync])
+    assert {r["dispatch_ref"] for r in checks[loop]} == {f"inline:{owner.split(':', 1)[1]}"}
+
+    def same(rs):
+        return [(r["seed"], r["fidelity"], r["candidate_index"], r["params"], r["metrics"]) for r in rs]
+    assert same(checks[loop]) == same(checks[sync]) == same(checks[resumed])
     for cid in (sync, loop, resumed):
         assert campaigns.get_campaign(db, cid)["status"] == "completed"
 
@@ -182,8 +196,9 @@ def test_the_loop_keeps_one_owner_drains_its_executor_and_releases_its_leases(db
 
 
 def test_the_executor_runs_in_order_says_when_one_is_done_and_drains_or_abandons_the_queue():
-    """One slot, FIFO; wait() returns once one of the campaign's is back; a normal end runs
-    what is queued, an interrupted one finishes only the running generation."""
+    """One slot, FIFO (``first``: ahead of the queued ones, never of the running one); wait()
+    returns once one of the campaign's is back; a normal end runs what is queued, an
+    interrupted one finishes only the running generation."""
     ran: list[str] = []
 
     def slow(gid: str, ref: str) -> dict:
@@ -198,6 +213,19 @@ def test_the_executor_runs_in_order_says_when_one_is_done_and_drains_or_abandons
         ex.submit(b, "b0", "inline:t1")
         assert ex.wait(a, timeout=30) and [r["generation_id"] for r in ex.finished(a)] == ["a0"]
     assert ran == ["a0", "a1", "a2", "b0"] and not ex.busy()
+    ran.clear()
+    gate = threading.Event()
+
+    def held(gid: str, ref: str) -> dict:
+        gate.wait(30)
+        return slow(gid, ref)
+
+    with Executor("loop:t0", runner=held) as ex:  # a verification batch goes ahead of the queued ones
+        for i in range(3):
+            ex.submit(a, f"a{i}", "inline:t0")
+        ex.submit(a, "v0", "inline:t0", first=True)
+        gate.set()
+    assert ran[1:] == ["v0", "a1", "a2"] or ran == ["v0", "a0", "a1", "a2"]  # a0 may have started already
     ran.clear()
     with pytest.raises(KeyboardInterrupt):
         with Executor("loop:t2", runner=slow) as ex:
