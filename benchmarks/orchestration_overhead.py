@@ -36,7 +36,15 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   2 shared cores the tick's Python slows an overlapped generation, so its own wall seconds would
   flatter the fraction: that variant is ``overhead_fraction_in_loop``); ``*_whole_run`` over the
   whole run, compilation counted as compute; ``overhead_fraction_per_tick`` the old per-tick
-  definition (synchronous runs); ``best_objective`` of each run (search quality at the budget).
+  definition (synchronous runs); ``best_objective`` of each run (search quality at the budget);
+  ``device_idle_seconds`` the window's time with no batch of any kind running (verification
+  included), ``verification_seconds_in_window`` review's batches' evaluation seconds (counted as
+  orchestration by ``overhead_fraction``). ``overhead_fraction_dedicated_cores`` (``--cgl-cores``,
+  default ``shared,dedicated``): the example's overlap run again with XLA's compute threads pinned
+  to one core and everything else (the tick, Prefect, the API server, Postgres) to the other,
+  isolated compute re-measured under the same pinning (:mod:`benchmarks.cores`): what is left is
+  the orchestration keeping the compute waiting, not taking its cores — the stand-in for a GPU
+  host. It is reported next to, never instead of, the shared-cores ``overhead_fraction``.
 * ``demo_wall_seconds`` — ``huntflow demo`` as a user runs it (a fresh process, its own
   embedded Postgres and ephemeral API, fresh ``HUNTFLOW_DATA_DIR`` and ``PREFECT_HOME``; median
   of ``--demo-reps``), ``demo_first_line_seconds`` when its first line appeared; with
@@ -93,6 +101,9 @@ def main() -> None:
     ap.add_argument("--cgl-reps", type=int, default=2, help="CGL runs of each kind (overlap, synchronous), interleaved")
     ap.add_argument("--cgl-in-flight", default=None,
                     help="max_in_flight of the overlap runs, a comma list (default: the example's)")
+    ap.add_argument("--cgl-cores", default="shared,dedicated",
+                    help="CGL layouts: shared (the machine as it is; the headline), dedicated (XLA's compute"
+                         " pinned to one core, the orchestration to the other: the stand-in for a GPU host)")
     ap.add_argument("--demo-reps", type=int, default=1, help="demo runs (each kind)")
     ap.add_argument("--demo-baseline", default=None,
                     help="a checkout of another revision: its demo alternates with this one's (same environment)")
@@ -102,6 +113,14 @@ def main() -> None:
         args.ticks, args.history, args.campaigns = 4, "1000,10000", 10
     skip = set(filter(None, args.skip.split(",")))
 
+    cores = None
+    if "cgl" not in skip and "dedicated" in args.cgl_cores.split(","):
+        import importlib.util  # by path: this script may measure another checkout's huntflow (its venv)
+
+        found = importlib.util.spec_from_file_location("bench_cores", Path(__file__).with_name("cores.py"))
+        module = importlib.util.module_from_spec(found)
+        found.loader.exec_module(module)
+        cores = module.Cores().start()  # before JAX's backend starts: records XLA's compute threads
     from huntflow.flows.cli.common import prefect_defaults
     from huntflow.store.connection import database_url
 
@@ -122,7 +141,7 @@ def main() -> None:
                     ("history", lambda: history([int(n) for n in args.history.split(",")], max(3, args.ticks // 2),
                                                  args.history_optimizer)),
                     ("campaigns", lambda: many_campaigns(args.campaigns, args.campaign_optimizer)),
-                    ("cgl", lambda: cgl_overhead(1 if args.quick else args.cgl_reps, args.cgl_in_flight))]
+                    ("cgl", lambda: cgl_overhead(1 if args.quick else args.cgl_reps, args.cgl_in_flight, cores))]
         for name, run in sections:
             if name in skip:
                 continue
@@ -566,7 +585,12 @@ def _cgl_run(spec, slug: str, overlap: bool) -> dict:
             (cid,)).fetchall()
         ended = conn.execute("select max(finished_at) as t from hunt.stage_runs where campaign_id = %s",
                              (cid,)).fetchone()["t"]
+        verifs = conn.execute(
+            "select generation_id, started_at, finished_at, result_document from hunt.generations"
+            " where campaign_id = %s and kind = 'verification' and started_at is not null order by started_at",
+            (cid,)).fetchall()
     return {"cid": cid, "wall": wall, "walls": walls, "computes": computes, "gens": gens, "ended": ended,
+            "verifs": verifs,
             "status": row["status"], "best": row["best_objective"]}
 
 
@@ -598,6 +622,22 @@ def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
         "whole_run_seconds": round(run["wall"], 2), "whole_run_isolated_seconds": round(all_iso, 3),
         "generations": len(run["gens"]), "best_objective": run["best"], "status": run["status"],
     }
+    # the window's split: no batch of any kind running (verification included), verification batches
+    start = warm[0]["started_at"]
+    spans = sorted((max(a, start), b) for a, b in
+                   [(g["started_at"], g["finished_at"]) for g in warm]
+                   + [(v["started_at"], v["finished_at"]) for v in run.get("verifs", []) if v["finished_at"]]
+                   if b > start)
+    idle, cur = 0.0, start
+    for a, b in spans:
+        idle += max(0.0, (a - cur).total_seconds())
+        cur = max(cur, b)
+    idle += max(0.0, (run["ended"] - cur).total_seconds())
+    ver = [v for v in run.get("verifs", []) if v["finished_at"] and v["started_at"] >= start]
+    out["device_idle_seconds"] = round(idle, 3)  # no batch of any kind running in the window
+    out["verification_batches_in_window"] = len(ver)
+    out["verification_seconds_in_window"] = round(sum(float((v["result_document"] or {}).get("wall_seconds") or 0)
+                                                      for v in ver), 3)
     if run["walls"]:
         total = sum(run["computes"])
         out["overhead_fraction_per_tick"] = round((sum(run["walls"]) - total) / total, 3) if total else None
@@ -605,11 +645,14 @@ def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
     return out
 
 
-def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
+def cgl_overhead(reps: int, in_flight: str | None = None, cores=None) -> dict:
     """The CGL example run to its end with overlap (the loop and its executor, at the example's
     ``max_in_flight`` and at any other listed in ``in_flight``, e.g. ``"2,3"``) and, interleaved,
     synchronously (one-shot ticks, ``max_in_flight`` 1: the path before overlap); after each run
-    its generations re-run alone (isolated compute)."""
+    its generations re-run alone (isolated compute). With ``cores`` (:class:`benchmarks.cores.Cores`,
+    started) the example's overlap run is repeated with XLA's compute on a core of its own and the
+    orchestration on the other (``overlap_m<k>_dedicated``; its isolated re-run under the same
+    pinning): ``overhead_fraction_dedicated_cores``, the stand-in for a GPU host."""
     from huntflow.engine.spec import load_spec
     from huntflow.store.connection import session
 
@@ -625,22 +668,40 @@ def cgl_overhead(reps: int, in_flight: str | None = None) -> dict:
             update={"options": {**options, "max_in_flight": k}})})
 
     kinds = ["synchronous", *[f"overlap_m{k}" for k in ks]]
+    if cores is not None:
+        kinds.append(f"overlap_m{m}_dedicated")
     runs: dict[str, list[dict]] = {name: [] for name in kinds}
     isolated: dict = {}
     for rep in range(reps):
         for name in kinds if rep % 2 == 0 else kinds[::-1]:
             _log(f"cgl {name} {rep}")
-            k = 1 if name == "synchronous" else int(name.rsplit("m", 1)[1])
-            runs[name].append(_cgl_run(with_in_flight(k), f"bench-cgl-{name.replace('_', '-')}-{rep}",
-                                       overlap=name != "synchronous"))
-            # the same generations re-run alone right after (interleaved: the same machine's load)
-            isolated.update({g["generation_id"]: _isolated(g["generation_id"]) for g in runs[name][-1]["gens"]})
+            k = 1 if name == "synchronous" else int(name.split("_")[1][1:])
+            dedicated = name.endswith("_dedicated")
+            if cores is not None:
+                cores.dedicated() if dedicated else cores.shared()
+            try:
+                runs[name].append(_cgl_run(with_in_flight(k), f"bench-cgl-{name.replace('_', '-')}-{rep}",
+                                           overlap=name != "synchronous"))
+                # the same generations re-run alone right after (interleaved: the same machine's load;
+                # the same pinning)
+                if dedicated:
+                    cores.dedicated()  # threads the run started (a new connection's backend) follow too
+                isolated.update({g["generation_id"]: _isolated(g["generation_id"]) for g in runs[name][-1]["gens"]})
+            finally:
+                if cores is not None:
+                    cores.shared()
     got = {name: [_cgl_numbers(r, isolated) for r in rs] for name, rs in runs.items()}
     head = f"overlap_m{m}" if f"overlap_m{m}" in got else kinds[1]
-    return {"overhead_fraction": _med([r["overhead_fraction"] for r in got[head]]),
-            "duty_cycle": _med([r["duty_cycle"] for r in got[head]]),
-            "cgl": {"max_in_flight": m, "headline": head, "load": os.getloadavg(), **got,
-                    "stage_seconds": _stage_seconds(runs[head][0]["cid"], got[head][0]["generations"])}}
+    out = {"overhead_fraction": _med([r["overhead_fraction"] for r in got[head]]),
+           "duty_cycle": _med([r["duty_cycle"] for r in got[head]]),
+           "cgl": {"max_in_flight": m, "headline": head, "load": os.getloadavg(), **got,
+                   "stage_seconds": _stage_seconds(runs[head][0]["cid"], got[head][0]["generations"])}}
+    if cores is not None:
+        ded = got[f"overlap_m{m}_dedicated"]
+        out["overhead_fraction_dedicated_cores"] = _med([r["overhead_fraction"] for r in ded])
+        out["duty_cycle_dedicated_cores"] = _med([r["duty_cycle"] for r in ded])
+        out["cgl"]["cores"] = cores.describe()
+    return out
 
 
 def _demo_once(tag: str, baseline: str | None = None) -> dict:
