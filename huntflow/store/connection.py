@@ -29,8 +29,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.types.json import set_json_loads
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -124,6 +126,7 @@ def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connecti
         conn = psycopg.connect(url, autocommit=True, row_factory=dict_row)
     except psycopg.Error as e:
         raise store_error(e, url, "cannot connect") from None
+    _json_rows(conn)
     if migrate and url not in _MIGRATED:
         from huntflow.store.migrations import apply_migrations
 
@@ -132,7 +135,16 @@ def connect(url: str | None = None, *, migrate: bool = True) -> psycopg.Connecti
     return conn
 
 
+def _json_rows(conn: psycopg.Connection) -> None:
+    """json/jsonb columns parsed by orjson (~10x the standard library's speed; a steady demo
+    tick reads ~350 such values). The same values: what Postgres sends is finite, standard JSON
+    (jsonb keeps no NaN and no duplicate keys), which both parse to the same objects, each
+    number correctly rounded."""
+    set_json_loads(orjson.loads, conn)
+
+
 def _opened(conn: psycopg.Connection) -> None:
+    _json_rows(conn)
     _RETURNED[id(conn)] = time.monotonic()
 
 
