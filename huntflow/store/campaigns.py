@@ -174,8 +174,19 @@ def claim_cohort(
     # one statement (one snapshot, no explicit transaction): the room left by other live ticks'
     # leases, then the best ranked free campaigns claimed
     rows = conn.execute(
-        f"""
-        with busy as (
+        f"with limits as (select %(limit)s::int as lim, %(lease)s::float8 as lease), {_claim_ctes(returning)}"
+        " select * from claimed",
+        {"owner": owner, "limit": int(limit), "lease": float(lease_seconds), "only": only, "pid": session_pid},
+    ).fetchall()
+    rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
+    return rows
+
+
+def _claim_ctes(returning: str) -> str:
+    """The claim as CTEs ``busy``, ``ranked``, ``claimed`` (the claimed rows: ``returning`` and
+    ``rank_reward``), reading ``lim`` and ``lease`` from a CTE ``limits`` the caller defines."""
+    return f"""
+        busy as (
           select count(*) as n from hunt.campaigns where status = 'active'
              and lease_expires_at > now() and lease_owner <> %(owner)s
              and (lease_pid is null or hunt.lease_session_alive(lease_pid))
@@ -192,21 +203,73 @@ def claim_cohort(
                  or (c.lease_pid is not null and not hunt.lease_session_alive(c.lease_pid)))
             and (%(only)s::uuid[] is null or c.campaign_id = any(%(only)s::uuid[]))
           order by c.priority desc, t.reward desc nulls last, c.created_at
-          limit greatest(0, %(limit)s - (select n from busy))
+          limit greatest(0, (select lim from limits) - (select n from busy))
           for update of c skip locked
+        ), claimed as (
+          update hunt.campaigns c
+             set lease_owner = %(owner)s,
+                 lease_expires_at = now() + make_interval(secs => (select lease from limits)),
+                 lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
+            from ranked
+           where c.campaign_id = ranked.campaign_id
+          returning {returning}, ranked.reward as rank_reward
+        )"""
+
+
+def discover_cohort(
+    conn: psycopg.Connection, tick_id: UUID, owner: str, defaults: dict[str, Any], reap_sql: str,
+    only: list[UUID] | None = None, session_pid: int | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any], int]:
+    """discover's writes in one statement (one round trip, one commit): the settings
+    (``max_concurrent_campaigns``, ``lease_seconds``; ``defaults`` when unset), the reaping of
+    dead ticks' rows (``reap_sql``, an ``UPDATE … RETURNING campaign_id`` of ``hunt.stage_runs``
+    taking ``%(tick)s``), :func:`claim_cohort`'s claim, and one succeeded ``discover`` stage row
+    per claimed campaign with its summary (rank, priority, reward, cohort size, limit, rows
+    reaped of it). One snapshot: the reaping decides as if it ran first (a row is an orphan when
+    its tick no longer holds the campaign, claimed by us next or not).
+
+    Returns:
+        ``(claimed rows in rank order, {"max_concurrent_campaigns", "lease_seconds"}, rows reaped)``.
+    """
+    returning = light(conn, "campaigns", "c")
+    rows = conn.execute(
+        f"""
+        with limits as (
+          select coalesce((select trunc((value #>> '{{}}')::numeric)::int from hunt.settings
+                            where key = 'max_concurrent_campaigns'), %(limit)s) as lim,
+                 coalesce((select (value #>> '{{}}')::float8 from hunt.settings
+                            where key = 'lease_seconds'), %(lease)s) as lease
+        ), reaped as ({reap_sql}), {_claim_ctes(returning)},
+        ranks as (
+          select c.campaign_id, c.priority, c.rank_reward,
+                 row_number() over (order by c.priority desc, c.rank_reward desc nulls last, c.created_at) - 1 as rank,
+                 count(*) over () as cohort
+            from claimed c
+        ), recorded as (
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, summary, finished_at)
+          select %(tick)s, r.campaign_id, 'discover', 'succeeded', 1,
+                 jsonb_build_object('rank', r.rank, 'priority', r.priority, 'reward', r.rank_reward,
+                                    'cohort_size', r.cohort, 'max_concurrent_campaigns', (select lim from limits),
+                                    'reaped', (select count(*) from reaped x where x.campaign_id = r.campaign_id)),
+                 now()
+            from ranks r
+          on conflict (tick_id, campaign_id, stage) do update set status = 'succeeded', attempt = 1,
+            summary = excluded.summary, error = null, started_at = now(), finished_at = now()
+          returning 1
         )
-        update hunt.campaigns c
-           set lease_owner = %(owner)s,
-               lease_expires_at = now() + make_interval(secs => %(lease)s),
-               lease_pid = %(pid)s, current_stage = 'discover', updated_at = now()
-          from ranked
-         where c.campaign_id = ranked.campaign_id
-        returning {returning}, ranked.reward as rank_reward
+        select l.lim as _limit, l.lease as _lease, (select count(*) from reaped)::int as _reaped,
+               (select count(*) from recorded)::int as _recorded, c.*
+          from limits l left join claimed c on true
         """,
-        {"owner": owner, "limit": int(limit), "lease": float(lease_seconds), "only": only, "pid": session_pid},
+        {"owner": owner, "limit": int(defaults["max_concurrent_campaigns"]),
+         "lease": float(defaults["lease_seconds"]), "only": only, "pid": session_pid, "tick": tick_id},
     ).fetchall()
-    rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
-    return rows
+    first = rows[0]
+    got = {"max_concurrent_campaigns": first["_limit"], "lease_seconds": first["_lease"]}
+    reaped = first["_reaped"]
+    claimed = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows if r["campaign_id"] is not None]
+    claimed.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
+    return claimed, got, reaped
 
 
 def release_lease(conn: psycopg.Connection, campaign_id: UUID, owner: str) -> bool:

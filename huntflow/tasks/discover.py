@@ -7,7 +7,7 @@ from uuid import UUID
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from huntflow.store import campaigns, settings, stage_runs
+from huntflow.store import campaigns, stage_runs
 from huntflow.store.connection import session
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import RETRIES, TickContext, retry_delays
@@ -26,25 +26,14 @@ def run(ctx: TickContext, only: list[UUID] | None = None) -> list[UUID]:
         The claimed campaign ids, best ranked first.
     """
     with session() as conn:
+        # one statement: the settings, the reaping, the claim and the claimed campaigns' stage rows
         defaults = {"max_concurrent_campaigns": 4, "lease_seconds": ctx.lease_seconds}
-        with conn.pipeline():  # the settings and the reaping in one round trip (reaping first decides the same:
-            # a row is an orphan when its tick no longer holds the campaign, claimed by us next or not)
-            got = conn.execute(settings.MANY_SQL, (list(defaults),))
-            reaping = conn.execute(stage_runs.REAP_SQL, {"tick": ctx.tick_id})
-        got = settings.settings_from(got.fetchall(), defaults)
-        reaped = reaping.fetchall()
-        limit, lease = int(got["max_concurrent_campaigns"]), float(got["lease_seconds"])
-        rows = campaigns.claim_cohort(conn, ctx.owner, limit, lease, only=only, session_pid=ctx.session_pid)
-        stage_runs.record_done(conn, ctx.tick_id, Stage.DISCOVER, [
-            (row["campaign_id"],
-             {"rank": rank, "priority": row["priority"], "reward": row["rank_reward"],
-              "cohort_size": len(rows), "max_concurrent_campaigns": limit,
-              "reaped": sum(1 for r in reaped if r["campaign_id"] == row["campaign_id"])})
-            for rank, row in enumerate(rows)])
+        rows, _, reaped = campaigns.discover_cohort(conn, ctx.tick_id, ctx.owner, defaults, stage_runs.REAP_SQL,
+                                                    only=only, session_pid=ctx.session_pid)
         if not rows:
             active = conn.execute("select count(*) as n from hunt.campaigns where status = 'active'").fetchone()["n"]
             stage_runs.record_done(conn, ctx.tick_id, Stage.DISCOVER,
-                                   [(None, {"claimed": 0, "active": active, "reaped": len(reaped)})])
+                                   [(None, {"claimed": 0, "active": active, "reaped": reaped})])
         return [r["campaign_id"] for r in rows]
 
 

@@ -31,10 +31,10 @@ STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIE
           (Stage.EVOLVE, evolve.run), (Stage.LEARN, learn.run)]
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "rosenbrock_4d.yaml"
 
-BOUND_PER_TICK = 36
-"""Round trips of one steady tick: ~32 measured (review varies with how many verification batches
-it runs); ~127 before statements were merged and pipelined."""
-BOUND_PER_STAGE = {"discover": 3, "dispatch": 6, "parse": 4, "review": 12, "evolve": 4, "learn": 4,
+BOUND_PER_TICK = 33
+"""Round trips of one steady tick: ~28-30 measured (review varies with how many verification batches
+it runs); ~127 before statements were merged and pipelined, ~32 before discover became one statement."""
+BOUND_PER_STAGE = {"discover": 1, "dispatch": 6, "parse": 4, "review": 12, "evolve": 4, "learn": 4,
                    "account": 1, "snapshots": 2, "release": 1}
 
 
