@@ -180,12 +180,15 @@ def _pool(url: str) -> ConnectionPool:
 
 
 def close_pools() -> None:
-    """Close this process's pooled connections (before the embedded server is stopped)."""
+    """Close this process's pooled connections and idle heartbeat sessions (before the embedded server is stopped)."""
     with _LOCK:
         pools = [p for (pid, _), p in _POOLS.items() if pid == os.getpid()]
         _POOLS.clear()
     for pool in pools:
         pool.close(timeout=1.0)
+    from huntflow.store.leases import close_spares  # idle heartbeat sessions too
+
+    close_spares()
 
 
 atexit.register(close_pools)

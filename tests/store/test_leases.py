@@ -125,3 +125,21 @@ def test_a_stage_past_its_limit_loses_the_lease_and_its_next_write_is_refused(db
     row = campaigns.get_campaign(db, cid)
     assert row["lease_owner"] is None and row["current_stage"] == "evolve"
     assert [r["campaign_id"] for r in campaigns.claim_cohort(db, "tick:next", 4, 30)] == [cid]  # free at once
+
+
+def test_a_heartbeat_session_is_reused_and_an_earlier_owners_lease_stays_free(db, make_spec, database_url):
+    cid = campaigns.insert_campaign(db, make_spec())
+    leases.close_spares()
+    with leases.Heartbeat(database_url, "tick:first", lease_seconds=600) as first:
+        assert campaigns.claim_cohort(db, "tick:first", 4, first.lease_seconds, session_pid=first.pid)
+        first.hold([cid])
+    # the tick ended without releasing its lease: its session gave the lock up, so it is free at once
+    assert not db.execute("select hunt.lease_session_alive(%s) as alive", (first.pid,)).fetchone()["alive"]
+    with leases.Heartbeat(database_url, "tick:second", lease_seconds=600) as second:
+        assert second.pid == first.pid  # the same session, taken again in one round trip
+        assert db.execute("select hunt.lease_session_alive(%s) as alive", (second.pid,)).fetchone()["alive"]
+        row = campaigns.get_campaign(db, cid)  # the earlier owner's lease does not look alive again
+        assert row["lease_owner"] is None and row["lease_pid"] is None
+        assert [r["campaign_id"] for r in campaigns.claim_cohort(db, "tick:second", 4, 30, session_pid=second.pid)] == [cid]
+    leases.close_spares()
+    assert not db.execute("select hunt.lease_session_alive(%s) as alive", (second.pid,)).fetchone()["alive"]
