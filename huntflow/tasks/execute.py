@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Mapping
 from uuid import UUID
 
@@ -51,36 +52,62 @@ def run_batch(*, generation_id: str, model: str | Mapping[str, Any], fixed: dict
         ``(result, result_document)``: the batch's :class:`~huntflow.engine.evaluate` result and
         the raw result document parse validates.
     """
-    ref = ModelRef.model_validate({"name": model, "fixed": dict(fixed or {})} if isinstance(model, str) else dict(model))
-    resolved = ref.resolve()
-    workdir = None
-    if resolved.is_external:
-        workdir = artifact_path.parent / f"{artifact_path.stem}.a{about.get('attempt') or 0}"
-    result = evaluate_population(ref, tuple(param_names), params, seed=int(seed), fixed=dict(ref.fixed),
-                                 fidelity=fidelity["settings"], dtype=dtype, workdir=workdir, space=space,
-                                 candidate_indices=None if candidate_indices is None else np.asarray(candidate_indices))
-    prov = {
-        **provenance.runtime(),
-        "dtype": dtype,
-        "seed": int(seed),
-        "fidelity": {"index": fidelity["index"], "name": fidelity["name"], **fidelity["settings"]},
-        "model": ref.label,
-        "model_source": resolved.source(),
-    }
-    if workdir is not None:
-        prov["workdir"] = str(workdir)
-    artifacts.write_generation(
-        artifact_path, param_names=tuple(param_names), params=params, result=result, provenance=prov,
-        generation={"generation_id": generation_id, **about, "model": ref.model_dump(mode="json", exclude_none=True),
-                    "fidelity": dict(fidelity["settings"])},
-    )
-    doc = build_result_document(
-        generation_id=generation_id, model=ref.label, fidelity=fidelity["settings"], seed=int(seed),
-        metrics=result.metrics, status=result.status, provenance=prov,
-        wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
-        failures=result.failures, candidate_seconds=result.candidate_seconds,
-    )
-    return result, doc
+    batch = _Batch(generation_id=generation_id, model=model, fixed=fixed, param_names=param_names, params=params,
+                   seed=seed, dtype=dtype, fidelity=fidelity, artifact_path=artifact_path, about=about, space=space,
+                   candidate_indices=candidate_indices)
+    result = batch.evaluate()
+    return result, batch.record(result)
+
+
+class _Batch:
+    """:func:`run_batch` in two halves: :meth:`evaluate` (the device's part) and :meth:`record`
+    (the host's: the HDF5 artifact and the result document), so the loop's executor can record
+    one generation while the next evaluates (:func:`begin_generation`)."""
+
+    def __init__(self, *, generation_id: str, model: str | Mapping[str, Any], fixed: dict[str, Any] | None,
+                 param_names: tuple[str, ...] | list[str], params: np.ndarray, seed: int, dtype: str,
+                 fidelity: dict[str, Any], artifact_path: Path, about: dict[str, Any],
+                 space: dict[str, Any] | None, candidate_indices: list[int] | None) -> None:
+        self.generation_id, self.param_names, self.params = generation_id, tuple(param_names), params
+        self.seed, self.dtype, self.fidelity, self.artifact_path = int(seed), dtype, fidelity, artifact_path
+        self.about, self.space, self.candidate_indices = about, space, candidate_indices
+        self.ref = ModelRef.model_validate({"name": model, "fixed": dict(fixed or {})} if isinstance(model, str)
+                                           else dict(model))
+        self.resolved = self.ref.resolve()
+        self.workdir = None
+        if self.resolved.is_external:
+            self.workdir = artifact_path.parent / f"{artifact_path.stem}.a{about.get('attempt') or 0}"
+
+    def evaluate(self) -> Any:
+        return evaluate_population(
+            self.ref, self.param_names, self.params, seed=self.seed, fixed=dict(self.ref.fixed),
+            fidelity=self.fidelity["settings"], dtype=self.dtype, workdir=self.workdir, space=self.space,
+            candidate_indices=None if self.candidate_indices is None else np.asarray(self.candidate_indices))
+
+    def record(self, result: Any) -> dict[str, Any]:
+        """Write the artifact; returns the result document."""
+        ref, fidelity = self.ref, self.fidelity
+        prov = {
+            **provenance.runtime(),
+            "dtype": self.dtype,
+            "seed": self.seed,
+            "fidelity": {"index": fidelity["index"], "name": fidelity["name"], **fidelity["settings"]},
+            "model": ref.label,
+            "model_source": self.resolved.source(),
+        }
+        if self.workdir is not None:
+            prov["workdir"] = str(self.workdir)
+        artifacts.write_generation(
+            self.artifact_path, param_names=self.param_names, params=self.params, result=result, provenance=prov,
+            generation={"generation_id": self.generation_id, **self.about,
+                        "model": ref.model_dump(mode="json", exclude_none=True), "fidelity": dict(fidelity["settings"])},
+        )
+        return build_result_document(
+            generation_id=self.generation_id, model=ref.label, fidelity=fidelity["settings"], seed=self.seed,
+            metrics=result.metrics, status=result.status, provenance=prov,
+            wall_seconds=result.wall_seconds, compile_seconds=result.compile_seconds,
+            failures=result.failures, candidate_seconds=result.candidate_seconds,
+        )
 
 
 def batch_inputs(spec: Any, gen: dict[str, Any], rows: list[dict[str, Any]]
@@ -115,6 +142,17 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None,
         Exception: evaluation failed; the generation is sent back for another attempt (or
             failed when out of attempts) before the error propagates.
     """
+    begun = begin_generation(generation_id, attempt, dispatch_ref)
+    return begun if isinstance(begun, dict) else begun()
+
+
+def begin_generation(generation_id: UUID | str, attempt: int | None = None,
+                     dispatch_ref: str | None = None) -> dict[str, Any] | Callable[[], dict[str, Any]]:
+    """:func:`execute_generation` up to the end of the evaluation: the generation is ``running``
+    and its batch evaluated; returns the rest (write the artifact and the result document, mark
+    it ``succeeded``, fenced as ever) as a call, which the loop's executor makes while the next
+    generation evaluates (:mod:`huntflow.tasks.inline`). Returns the summary instead when there
+    is nothing to run (``"noop"``); raises as :func:`execute_generation` does (the call too)."""
     generation_id = UUID(str(generation_id))
     with session() as conn:
         started = generations.start_running(conn, generation_id, attempt, dispatch_ref)  # one round trip
@@ -134,9 +172,15 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None,
     t0 = time.perf_counter()
     path = get_settings().artifacts_dir / spec.slug / f"gen-{gen['generation_index']:05d}-{generation_id}.h5"
     model, settings, indices = batch_inputs(spec, gen, rows)
+
+    def gave_up(e: Exception) -> None:
+        with session() as conn:
+            generations.retry_or_fail(conn, generation_id, [GS.RUNNING], f"evaluation failed: {type(e).__name__}: {e}",
+                                      fence=dispatch_ref)
+
     try:
-        result, doc = run_batch(
-            generation_id=str(generation_id), model=model,
+        batch = _Batch(
+            generation_id=str(generation_id), model=model, fixed=None,
             param_names=names, params=params, seed=int(gen["seed"]), dtype=spec.dtype,
             fidelity={"index": gen["fidelity"], "name": fidelity.name, "settings": settings},
             artifact_path=path, space=spec.model_dump(mode="json")["space"],
@@ -144,24 +188,32 @@ def execute_generation(generation_id: UUID | str, attempt: int | None = None,
                    "attempt": gen["attempt"]},
             candidate_indices=indices,
         )
+        result = batch.evaluate()
     except Exception as e:
-        with session() as conn:
-            generations.retry_or_fail(conn, generation_id, [GS.RUNNING], f"evaluation failed: {type(e).__name__}: {e}",
-                                      fence=dispatch_ref)
+        gave_up(e)
         raise
-    with session() as conn:
-        won = generations.mark_succeeded(conn, generation_id, result_document=doc, artifact_path=str(path),
-                                         fence=dispatch_ref)
-    ok = int(np.sum(result.status == 0))
-    return {
-        "generation_id": str(generation_id),
-        "campaign_id": str(gen["campaign_id"]),
-        "operator": gen["operator"],
-        "status": "succeeded" if won else "lost_race",
-        "candidates": len(rows),
-        "ok": ok,
-        "wall_seconds": round(time.perf_counter() - t0, 4),
-        "compile_seconds": round(result.compile_seconds, 4),
-        "artifact": str(path),
-        "best": {k: float(np.nanmin(v)) for k, v in result.metrics.items()} if ok else {},
-    }
+
+    def finish() -> dict[str, Any]:
+        try:
+            doc = batch.record(result)
+        except Exception as e:
+            gave_up(e)
+            raise
+        with session() as conn:
+            won = generations.mark_succeeded(conn, generation_id, result_document=doc, artifact_path=str(path),
+                                             fence=dispatch_ref)
+        ok = int(np.sum(result.status == 0))
+        return {
+            "generation_id": str(generation_id),
+            "campaign_id": str(gen["campaign_id"]),
+            "operator": gen["operator"],
+            "status": "succeeded" if won else "lost_race",
+            "candidates": len(rows),
+            "ok": ok,
+            "wall_seconds": round(time.perf_counter() - t0, 4),
+            "compile_seconds": round(result.compile_seconds, 4),
+            "artifact": str(path),
+            "best": {k: float(np.nanmin(v)) for k, v in result.metrics.items()} if ok else {},
+        }
+
+    return finish

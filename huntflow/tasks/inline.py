@@ -5,11 +5,12 @@ A loop that owns its process (``tick --until-done``, the demo, the benchmark) op
 :class:`Executor` for its whole run under the loop's lease owner (:func:`executor_of` finds it
 by owner). dispatch hands it the inline generations it marked ``dispatched`` (reference
 ``inline:<loop id>``) instead of running them as a plain call; one worker thread — one device
-slot — runs them one at a time, in the order dispatch handed them over
-(:func:`~huntflow.tasks.execute.execute_generation`, fenced by that reference like any inline
+slot — evaluates them one at a time, in the order dispatch handed them over
+(:func:`~huntflow.tasks.execute.begin_generation`, fenced by that reference like any inline
 run; review's verification batches go ahead of the queued ones, since the tell that the next
-asks wait for waits for them), and says when one finished, so the tick waits on that instead of polling
-(:meth:`Executor.wait`). The loop :meth:`drains <Executor.close>` it before it ends, so no
+asks wait for waits for them); a second thread records each one in the same order (its HDF5
+artifact, its result document, ``succeeded``: the host's part) while the next one evaluates,
+and says when one finished, so the tick waits on that instead of polling (:meth:`Executor.wait`). The loop :meth:`drains <Executor.close>` it before it ends, so no
 generation is left ``dispatched``.
 
 What stays true: a generation's result is the same whichever path ran it (its seed and rows
@@ -29,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
-from huntflow.tasks.execute import execute_generation
+from huntflow.tasks.execute import begin_generation
 
 _log = logging.getLogger(__name__)
 _REGISTRY: dict[str, "Executor"] = {}
@@ -50,10 +51,12 @@ class Executor:
     generations has finished (or none is queued), :meth:`finished` hands back what finished.
     """
 
-    def __init__(self, owner: str, runner: Callable[[str, str], dict[str, Any]] | None = None) -> None:
+    def __init__(self, owner: str, runner: Callable[[str, str], Any] | None = None) -> None:
         self.owner = owner
-        self._runner = runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
+        self._runner = runner or (lambda gid, ref: begin_generation(gid, dispatch_ref=ref))
         self._queue: collections.deque[tuple[UUID, str, str] | None] = collections.deque()
+        self._records: collections.deque[tuple[UUID, str, Any] | None] = collections.deque()
+        self._recorder: threading.Thread | None = None
         self._cond = threading.Condition()
         self._queued: dict[UUID, int] = {}  # campaign -> generations queued or running
         self._done: dict[UUID, list[dict[str, Any]]] = {}  # campaign -> results not yet handed back
@@ -62,7 +65,9 @@ class Executor:
 
     def __enter__(self) -> Executor:
         self._thread = threading.Thread(target=self._work, name=f"inline {self.owner}", daemon=True)
+        self._recorder = threading.Thread(target=self._record, name=f"inline record {self.owner}", daemon=True)
         self._thread.start()
+        self._recorder.start()
         with _REGISTRY_LOCK:
             _REGISTRY[self.owner] = self
         return self
@@ -90,6 +95,12 @@ class Executor:
                 self._cond.notify_all()
             self._thread.join()
             self._thread = None
+        if self._recorder is not None:
+            with self._cond:
+                self._records.append(None)
+                self._cond.notify_all()
+            self._recorder.join()
+            self._recorder = None
 
     def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str, first: bool = False) -> None:
         """Queue a generation; ``first``: ahead of the queued ones, after the one running now
@@ -128,6 +139,9 @@ class Executor:
             return self._done.pop(campaign_id, [])
 
     def _work(self) -> None:
+        """The device's side: start a generation and evaluate its batch; what is left of it
+        (the runner may return it as a call: the artifact, the result document, ``succeeded``)
+        goes to :meth:`_record`, so the next generation evaluates meanwhile."""
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._queue)
@@ -137,12 +151,36 @@ class Executor:
             campaign_id, gid, ref = item
             try:
                 result = self._runner(gid, ref)
-            except Exception as e:  # execute_generation gave the attempt back (or failed it) already
+            except Exception as e:  # begin_generation gave the attempt back (or failed it) already
                 _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
                 result = {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
             except BaseException as e:  # never leave a waiter hanging
-                result = {"generation_id": gid, "status": "error", "error": type(e).__name__}
-                self._finish(campaign_id, result)
+                self._hand_over(campaign_id, gid, {"generation_id": gid, "status": "error", "error": type(e).__name__})
+                raise
+            self._hand_over(campaign_id, gid, result)
+
+    def _hand_over(self, campaign_id: UUID, gid: str, result: Any) -> None:
+        with self._cond:  # in the order they ran: results are handed back in that order
+            self._records.append((campaign_id, gid, result))
+            self._cond.notify_all()
+
+    def _record(self) -> None:
+        """The host's side: finish what :meth:`_work` evaluated, one at a time, in order."""
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._records)
+                item = self._records.popleft()
+            if item is None:
+                return
+            campaign_id, gid, result = item
+            try:
+                if callable(result):
+                    result = result()
+            except Exception as e:  # the call gave the attempt back (or failed it) already
+                _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
+                result = {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
+            except BaseException as e:
+                self._finish(campaign_id, {"generation_id": gid, "status": "error", "error": type(e).__name__})
                 raise
             self._finish(campaign_id, result)
 

@@ -22,7 +22,7 @@ from huntflow.store.states import GenerationStatus as GS
 from huntflow.store.states import Stage
 from huntflow.tasks import discover, dispatch, evolve, learn, parse, review
 from huntflow.tasks._stage import TickContext, run_stage
-from huntflow.tasks.execute import execute_generation
+from huntflow.tasks.execute import begin_generation, execute_generation
 from huntflow.tasks.inline import Executor
 
 STAGES = [(Stage.DISPATCH, dispatch.run), (Stage.PARSE, parse.run), (Stage.REVIEW, review.run),
@@ -52,9 +52,16 @@ def _run(db, cid, owner=None, limit=80, stop_after=None) -> int:
     raise AssertionError("campaign did not finish")
 
 
-def _jittery(gid: str, ref: str) -> dict:
+def _jittery(gid: str, ref: str):
     time.sleep(random.uniform(0, 0.05))  # generations come back at other moments than the ticks expect
-    return execute_generation(gid, dispatch_ref=ref)
+    if random.random() < 0.5:
+        return execute_generation(gid, dispatch_ref=ref)
+    begun = begin_generation(gid, dispatch_ref=ref)  # recorded by the executor's second thread
+
+    def record():
+        time.sleep(random.uniform(0, 0.05))
+        return begun()
+    return record if callable(begun) else begun
 
 
 def test_the_executor_path_asks_and_finds_what_the_synchronous_path_does_interrupted_or_not(db, make_spec):
