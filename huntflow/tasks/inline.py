@@ -10,7 +10,10 @@ slot — evaluates them one at a time, in the order dispatch handed them over
 run; review's verification batches go ahead of the queued ones, since the tell that the next
 asks wait for waits for them); a second thread records each one in the same order (its HDF5
 artifact, its result document, ``succeeded``: the host's part) while the next one evaluates,
-and says when one finished, so the tick waits on that instead of polling (:meth:`Executor.wait`). The loop :meth:`drains <Executor.close>` it before it ends, so no
+and says when one finished, so the tick waits on that instead of polling (:meth:`Executor.wait`).
+The first generation of each campaign it sees starts a compile-ahead of the campaign's later
+batch shapes (:class:`~huntflow.tasks.warmup.LoopWarmer`: verification batches, the budget's
+remainder, promotions) behind the running generations; ``HUNTFLOW_COMPILE_AHEAD=0`` turns it off. The loop :meth:`drains <Executor.close>` it before it ends, so no
 generation is left ``dispatched``.
 
 What stays true: a generation's result is the same whichever path ran it (its seed and rows
@@ -25,12 +28,14 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
 
 from huntflow.tasks.execute import begin_generation
+from huntflow.tasks.warmup import LoopWarmer
 
 _log = logging.getLogger(__name__)
 _REGISTRY: dict[str, "Executor"] = {}
@@ -51,9 +56,13 @@ class Executor:
     generations has finished (or none is queued), :meth:`finished` hands back what finished.
     """
 
-    def __init__(self, owner: str, runner: Callable[[str, str], Any] | None = None) -> None:
+    def __init__(self, owner: str, runner: Callable[[str, str], Any] | None = None,
+                 compile_ahead: bool | None = None) -> None:
         self.owner = owner
         self._runner = runner or (lambda gid, ref: begin_generation(gid, dispatch_ref=ref))
+        if compile_ahead is None:  # the real runner: unless HUNTFLOW_COMPILE_AHEAD=0
+            compile_ahead = runner is None and os.environ.get("HUNTFLOW_COMPILE_AHEAD", "1") != "0"
+        self.warmer = LoopWarmer() if compile_ahead else None
         self._queue: collections.deque[tuple[UUID, str, str] | None] = collections.deque()
         self._records: collections.deque[tuple[UUID, str, Any] | None] = collections.deque()
         self._recorder: threading.Thread | None = None
@@ -86,6 +95,8 @@ class Executor:
                 self._queue.clear()
             for item in left:
                 self._finish(item[0], {"generation_id": item[1], "status": "abandoned"})
+        if self.warmer is not None:
+            self.warmer.close()  # no new compile starts; one running now ends by itself
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.owner) is self:
                 _REGISTRY.pop(self.owner)
@@ -105,6 +116,8 @@ class Executor:
     def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str, first: bool = False) -> None:
         """Queue a generation; ``first``: ahead of the queued ones, after the one running now
         (review's verification batches: the tell the next asks wait for waits for them)."""
+        if self.warmer is not None:
+            self.warmer.see(campaign_id)  # its later shapes compiled behind this generation
         with self._cond:
             self._queued[campaign_id] = self._queued.get(campaign_id, 0) + 1
             item = (campaign_id, str(generation_id), dispatch_ref)

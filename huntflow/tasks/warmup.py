@@ -12,7 +12,11 @@ warm worker (:mod:`huntflow.flows.warm`) calls these so that no generation waits
   verification settings, its size), for a claimed run waiting while another one evaluates, and
   for every queued pool generation the worker's look finds (:func:`queued_pool_generations`).
 
-Both only compile (:func:`huntflow.engine.evaluate.compile_population`): nothing is evaluated,
+and for the loop of ``tick --until-done`` (:class:`LoopWarmer`, started by the loop's executor):
+every batch shape a campaign's plan will need (:func:`campaign_shapes`: its verification
+batches, the budget's remainder batch, its promotions), compiled behind the running generations.
+
+All only compile (:func:`huntflow.engine.evaluate.compile_population`): nothing is evaluated,
 nothing is written, and a failure is logged and returned, never raised (the generation then
 compiles, or fails, as it would have).
 """
@@ -20,6 +24,8 @@ compiles, or fails, as it would have).
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
 from typing import Any
 from uuid import UUID
@@ -137,3 +143,116 @@ class CampaignWarmer:
         while not stop.is_set():
             self.scan()
             stop.wait(self.every)
+
+
+def campaign_shapes(spec: Any) -> list[tuple[dict[str, Any], dict[str, Any], int]]:
+    """``(model block, fidelity settings, rows)`` of every batch the campaign's plan will evaluate,
+    in the order the hunt needs them after its first generation: each rung's verification batches
+    (one per perturbation review runs, ``review.spot_check_top`` rows: parent checks of a
+    promotion have that shape too), the search's remainder batch (budget not a multiple of the
+    population), each promotion at its rung with its K, then the first search batch (compiled by
+    then, normally). A budget extended later, or a promotion with fewer distinct candidates than
+    its K, makes a shape this does not know: it compiles when it runs, as before."""
+    from huntflow.engine import verify
+    from huntflow.engine.optimize.ladder import plan_ladder
+
+    model = spec.model.model_dump(mode="json", exclude_none=True)
+    population = max(1, int(spec.optimizer.population))
+    stages = plan_ladder(int(spec.budget.evaluations), [f.budget for f in spec.fidelities],
+                         [f.promote_top_k for f in spec.fidelities])
+    out: list[tuple[dict[str, Any], dict[str, Any], int]] = []
+    first: list[tuple[dict[str, Any], dict[str, Any], int]] = []
+
+    def checks(rung: int) -> None:
+        rows = int(spec.review.spot_check_top)
+        if rows < 1:
+            return
+        settings = dict(spec.fidelities[rung].settings)
+        for p in verify.chosen(spec, rung):
+            out.append(({**model, "fixed": {**dict(spec.model.fixed), **dict(p.fixed)}},
+                        {**settings, **dict(p.fidelity)}, rows))
+
+    for stage in stages:
+        settings = dict(spec.fidelities[stage.rung].settings)
+        if stage.kind == "search":
+            first.append((model, settings, min(population, stage.count)))
+            checks(stage.rung)
+            if stage.count > population and stage.count % population:
+                out.append((model, settings, stage.count % population))
+        else:
+            out.append((model, dict(spec.fidelities[stage.rung + 1].settings), int(stage.count)))
+            checks(stage.rung + 1)
+    seen, ordered = set(), []
+    for shape in out + first:
+        key = repr(shape)
+        if key not in seen:
+            seen.add(key)
+            ordered.append(shape)
+    return ordered
+
+
+class LoopWarmer:
+    """Compiles ahead, behind the running generations, the batches a loop's campaigns will
+    need (:func:`campaign_shapes`), once per campaign, on one thread of low CPU priority (the
+    loop's executor: :mod:`huntflow.tasks.inline`). The generations never wait for it: one that
+    needs an executable this thread is compiling waits for that compile only (it would have
+    compiled it itself), any other compiles as before. Failures are logged, never raised."""
+
+    NICE = 10
+
+    def __init__(self) -> None:
+        self._todo: list[UUID] = []
+        self._seen: set[UUID] = set()
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.compiled: list[dict[str, Any]] = []
+
+    def see(self, campaign_id: UUID) -> None:
+        """A generation of ``campaign_id`` went to the executor: warm the campaign (once)."""
+        with self._cond:
+            if campaign_id in self._seen:
+                return
+            self._seen.add(campaign_id)
+            self._todo.append(campaign_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="inline compile-ahead", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Start no further compile (one running now finishes on its own thread: an XLA
+        compile cannot be interrupted, and the loop's end does not wait for it)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.NICE)  # this thread only (Linux)
+        except (AttributeError, OSError):
+            pass
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._todo or self._stop)
+                if self._stop:
+                    return
+                cid = self._todo.pop(0)
+            try:
+                with session() as conn:
+                    spec = campaigns.spec_of(campaigns.get_campaign(conn, cid))
+                shapes = campaign_shapes(spec)
+            except Exception as e:
+                _log.warning("compile-ahead of campaign %s skipped: %s: %s", cid, type(e).__name__, e)
+                continue
+            for model, settings, rows in shapes:
+                if self._stop:
+                    return
+                try:
+                    seconds = _compile(spec, model, settings, rows)
+                except Exception as e:
+                    _log.warning("compile-ahead of %s (%s, %d rows) skipped: %s: %s", spec.slug, settings, rows,
+                                 type(e).__name__, e)
+                    continue
+                self.compiled.append({"slug": spec.slug, "settings": settings, "rows": rows,
+                                      "seconds": round(seconds, 3)})

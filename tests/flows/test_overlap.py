@@ -242,3 +242,39 @@ def test_the_executor_runs_in_order_says_when_one_is_done_and_drains_or_abandons
             raise KeyboardInterrupt
     assert ran in (["a0"], ["a0", "a1"])  # the one running when interrupted finishes, the rest is left
     assert not ex.busy() and {r["status"] for r in ex.finished(a)} >= {"abandoned"}
+
+
+def test_compile_ahead_knows_every_batch_shape_a_campaign_runs_and_compiles_them(db, make_spec):
+    """campaign_shapes predicts the batch of every generation the plan runs (searches, the
+    budget's remainder, the certification, review's verification batches); LoopWarmer compiles
+    them all ahead (once per campaign), so no generation of the campaign compiles anything."""
+    from huntflow.tasks.execute import batch_inputs
+    from huntflow.tasks.warmup import LoopWarmer, campaign_shapes
+
+    fidelities = [{"name": "rough", "settings": {"bias": 0.3141}}, {"name": "exact"}]  # shapes no other test compiled
+    spec = make_spec(slug="ahead", **{**SPEC, "fidelities": fidelities, "budget": {"evaluations": 30}, "seed": 5})
+    cid = campaigns.insert_campaign(db, spec)
+    shapes = campaign_shapes(spec)
+    warmer = LoopWarmer()
+    warmer.see(cid)
+    warmer.see(cid)  # once per campaign
+    deadline = time.monotonic() + 120
+    while len(warmer.compiled) < len(shapes):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    warmer.close()
+    assert len(warmer.compiled) == len(shapes) and sum(c["seconds"] for c in warmer.compiled) > 0
+    _run(db, cid)
+    predicted = {(repr(sorted(m.get("fixed", {}).items())), repr(sorted(s.items())), n) for m, s, n in shapes}
+    kinds, sizes = set(), set()
+    for g in db.execute("select generation_id from hunt.generations where campaign_id = %s", (cid,)).fetchall():
+        gen = generations.get(db, g["generation_id"])
+        rows = generations.evaluations(db, g["generation_id"])
+        model, settings, _ = batch_inputs(spec, gen, rows)
+        shape = (repr(sorted(model.get("fixed", {}).items())), repr(sorted(settings.items())), len(rows))
+        assert shape in predicted, (gen["kind"], shape, predicted)
+        assert float(gen["result_document"]["compile_seconds"]) < 0.01, (gen["kind"], gen["result_document"])
+        kinds.add(gen["kind"])
+        sizes.add((gen["kind"], len(rows)))
+    assert kinds >= {"search", "certification", "verification"}
+    assert len({n for k, n in sizes if k == "search"}) == 2  # the population and the budget's remainder
