@@ -47,7 +47,7 @@ from huntflow.flows.generation import trigger_tick
 from huntflow.store import campaigns, leases
 from huntflow.store.connection import database_url, session
 from huntflow.store.states import Stage
-from huntflow.tasks._stage import TickContext, skip_stage
+from huntflow.tasks._stage import TickContext, end_campaign, skip_stage
 from huntflow.tasks.discover import discover
 from huntflow.tasks.dispatch import dispatch
 from huntflow.tasks.evolve import evolve
@@ -309,7 +309,7 @@ def run_tick(campaign_ids: list[str] | None = None, beat: leases.Heartbeat | Non
     only = [UUID(c) for c in campaign_ids] if campaign_ids else None
     with contextlib.nullcontext(beat) if beat is not None else leases.Heartbeat(database_url(), f"tick:{tick_id}") as beat:
         ctx = TickContext(tick_id=tick_id, owner=beat.owner, lease_seconds=beat.lease_seconds,
-                          guarded=True, session_pid=beat.pid)
+                          guarded=True, session_pid=beat.pid, chained=True)
         claimed = discover(ctx, only)
         beat.hold(claimed)
         results = _advance(ctx, beat, claimed)
@@ -362,6 +362,7 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     try:
         out = _campaign_stages(ctx, campaign_id, slug)
     finally:
+        end_campaign(ctx, campaign_id)  # a stage row left for a next stage that did not come
         running = executor_of(ctx.owner)
         if running is None or not running.busy(campaign_id) or beat.lost(campaign_id):
             beat.release(campaign_id)

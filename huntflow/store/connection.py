@@ -194,6 +194,26 @@ def close_pools() -> None:
 atexit.register(close_pools)
 
 
+def lend(url: str | None = None) -> psycopg.Connection:
+    """A pooled connection for a caller that keeps it past one block (a tick's stage handing its
+    connection to the campaign's next stage); hand it back with :func:`give_back`.
+
+    Raises:
+        StoreError: no connection could be had within a minute.
+    """
+    url = url or database_url()
+    try:
+        return _pool(url).getconn()
+    except PoolTimeout as e:
+        raise store_error(e, url, "cannot connect") from None
+
+
+def give_back(conn: psycopg.Connection, url: str | None = None) -> None:
+    """Return a connection :func:`lend` lent (a transaction left open is rolled back first)."""
+    _RETURNED[id(conn)] = time.monotonic()
+    _pool(url or database_url()).putconn(conn)
+
+
 @contextlib.contextmanager
 def session(url: str | None = None) -> Iterator[psycopg.Connection]:
     """``with session() as conn:`` — a pooled connection, returned to the pool on exit (a

@@ -79,7 +79,8 @@ def record_done(conn: psycopg.Connection, tick_id: UUID, stage: Stage,
 
 def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage: Stage, attempt: int, *,
                lease_owner: str, lease_seconds: float, guard: str | None = None,
-               owner: str | None = None) -> tuple[int, dict[str, Any] | None]:
+               owner: str | None = None,
+               close_previous: tuple[int, dict[str, Any], float] | None = None) -> tuple[int, dict[str, Any] | None]:
     """A stage's opening in one statement: :func:`start`'s row (and tie to ``guard``), then the
     campaign marked at ``stage`` with ``lease_owner``'s lease renewed; returns ``(stage_run_id,
     the campaign's light row or None when there is no such campaign)``.
@@ -87,12 +88,24 @@ def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage
     The tie runs before the campaign's update (an uncommon but planned order: the update's
     ``where`` holds it as a one-time subquery, evaluated before any row reaches the lease guard
     trigger), so the update is already guarded. When it is refused (lease lost) the whole
-    statement is undone, row included: the caller opens the row with :func:`start` then."""
+    statement is undone, row included: the caller opens the row with :func:`start` then.
+
+    ``close_previous``: ``(stage_run_id, summary, seconds ago)`` of the tick's previous stage of
+    this campaign, which succeeded and whose row is closed ``succeeded`` here, ``finished_at``
+    set back to when it ended (its closing rides on this statement: one round trip and one
+    commit fewer a stage). It commits only with the opening, so only while the guard lets the
+    campaign's update through (the lease held); when that is refused the caller closes it
+    (:func:`finish_checked`)."""
     from huntflow.store.columns import light
 
     row = conn.execute(
         f"""
-        with opened as (
+        with closed as (
+          update hunt.stage_runs set status = 'succeeded', summary = %(prev_summary)s, error = null,
+                 finished_at = now() - make_interval(secs => %(prev_ago)s)
+           where stage_run_id = %(prev)s and status = 'running'
+          returning 1
+        ), opened as (
           insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner)
           values (%(tick)s, %(c)s, %(stage)s, 'running', %(attempt)s, %(owner)s)
           on conflict (tick_id, campaign_id, stage) do update
@@ -111,7 +124,10 @@ def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage
         select o.stage_run_id, m.* from opened o left join moved m on true
         """,
         {"tick": tick_id, "c": campaign_id, "stage": stage.value, "attempt": attempt, "owner": owner,
-         "lease_owner": lease_owner, "secs": float(lease_seconds), "guard": guard},
+         "lease_owner": lease_owner, "secs": float(lease_seconds), "guard": guard,
+         "prev": close_previous[0] if close_previous else None,
+         "prev_summary": Jsonb(close_previous[1] or {}) if close_previous else None,
+         "prev_ago": max(0.0, float(close_previous[2])) if close_previous else 0.0},
     ).fetchone()
     run_id = row.pop("stage_run_id")
     return run_id, (row if row.get("campaign_id") is not None else None)

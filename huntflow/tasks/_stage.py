@@ -9,11 +9,24 @@ In a real tick (``ctx.guarded``) the stage's connection is tied to the tick's le
 (:func:`huntflow.store.leases.guard`): once another tick holds the campaign, the database refuses
 the stage's next write and the stage ends at once — its row ``skipped`` with the reason, no
 retry, and a summary ``{"lease_lost": ...}`` the tick stops the campaign on.
+
+In a tick that runs a campaign's stages in order in this process (``ctx.chained``: the
+``hunt-tick`` flow), a stage that succeeded leaves its row open, and its connection (still tied
+to the lease) to the campaign's next stage, whose opening closes the row — ``succeeded``, with
+its summary and the time it ended — in the same statement: one round trip and one commit fewer
+a stage. That closing commits only if the guard lets the opening through (the lease held); when
+the opening is refused, or the stages end early, the row is closed on its own with the lease
+checked then (:func:`skip_stage`, :func:`end_campaign`). The last stage (learn) closes at once.
+A process that dies between two stages leaves that row ``running``; the next tick's reaper
+closes it ``crashed`` (the stage's writes are committed either way: the row is the record, the
+hunt's state is in its own rows).
 """
 
 from __future__ import annotations
 
 import os
+import threading
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +37,7 @@ import psycopg
 
 from huntflow.config import get_settings
 from huntflow.store import leases, stage_runs
-from huntflow.store.connection import session
+from huntflow.store.connection import give_back, lend, session, store_error
 from huntflow.store.states import Stage, StageRunStatus
 
 RETRIES = int(os.environ.get("HUNTFLOW_STAGE_RETRIES", "3"))
@@ -47,6 +60,58 @@ class TickContext:
     """True in a tick that claimed its campaigns: writes are refused once a lease is lost."""
     session_pid: int | None = None
     """Backend pid of the tick's heartbeat session (recorded with each claim)."""
+    chained: bool = False
+    """The tick runs each campaign's stages in order in this process and calls
+    :func:`end_campaign` after them: a succeeded stage's row is closed by the next stage's
+    opening (see the module's docstring). Only with ``guarded``."""
+
+
+LAST_STAGE = Stage.LEARN
+"""The last stage of a campaign's tick: its row is always closed at once."""
+
+
+@dataclass(frozen=True)
+class _Left:
+    """A succeeded stage whose row the campaign's next opening closes, and its connection (still
+    tied to the tick's lease, kept out of the pool for that opening)."""
+
+    conn: psycopg.Connection
+    run_id: int
+    stage: Stage
+    summary: dict[str, Any]
+    ended: float
+    """``time.monotonic()`` when it ended."""
+
+
+_LEFT: dict[tuple[UUID, UUID], _Left] = {}
+"""(tick, campaign) -> the stage left for the next opening (:attr:`TickContext.chained`)."""
+_LEFT_LOCK = threading.Lock()
+
+
+def _take_left(ctx: TickContext, campaign_id: UUID | None) -> _Left | None:
+    if campaign_id is None:
+        return None
+    with _LEFT_LOCK:
+        return _LEFT.pop((ctx.tick_id, campaign_id), None)
+
+
+def end_campaign(ctx: TickContext, campaign_id: UUID | None) -> None:
+    """The campaign's stages in this tick are over: close a row still left for the next opening
+    (none after learn; one when the stages ended early), the lease checked now as
+    :func:`stage_runs.finish_checked` does, and hand its connection back. Never raises (a row it
+    could not close is closed ``crashed`` by the next tick's reaper)."""
+    left = _take_left(ctx, campaign_id)
+    if left is None:
+        return
+    try:
+        stage_runs.finish_checked(left.conn, left.run_id, left.stage, campaign_id, ctx.owner, left.summary, untie=True)
+    except psycopg.Error:
+        try:
+            leases.guard(left.conn, None)
+        except psycopg.Error:  # a broken connection: the pool discards it
+            pass
+    finally:
+        give_back(left.conn)
 
 
 def _attempt() -> int:
@@ -67,40 +132,53 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
     Two statements around the logic: open the row, tie the connection to the lease, mark the
     campaign's stage and renew its lease, returning its row (:func:`stage_runs.open_stage`);
     close the row, checking the lease is still held and untying the connection
-    (:func:`stage_runs.finish_checked`). A failed stage closes its row with :func:`stage_runs.finish`."""
+    (:func:`stage_runs.finish_checked`) — in a chained tick the next stage's opening does that
+    (see the module's docstring). A failed stage closes its row with :func:`stage_runs.finish`."""
     owner = ctx.owner if ctx.guarded else None
-    with session() as conn:
-        tied = [owner is not None]
-        try:
-            return _run_logic(conn, stage, ctx, campaign_id, logic, owner, tied)
-        finally:
+    left = _take_left(ctx, campaign_id)
+    conn = left.conn if left is not None else lend()
+    tied = [owner is not None or left is not None]
+    keep = [False]
+    try:
+        return _run_logic(conn, stage, ctx, campaign_id, logic, owner, tied, left, keep)
+    except psycopg.Error as e:
+        raise store_error(e) from e
+    finally:
+        if not keep[0]:
             if tied[0]:  # the row could not be closed: never hand a tied connection back to the pool
                 try:
                     leases.guard(conn, None)
                 except psycopg.Error:  # a broken connection: the pool discards it
                     pass
+            give_back(conn)
 
 
 def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic,
-               guard: str | None, tied: list[bool]) -> dict[str, Any]:
+               guard: str | None, tied: list[bool], left: _Left | None, keep: list[bool]) -> dict[str, Any]:
     row_owner = None if ctx.owner == f"tick:{ctx.tick_id}" else ctx.owner
     attempt = _attempt()
     run_id: int | None = None
 
     def close(status: StageRunStatus, **outcome: Any) -> None:
-        nonlocal run_id
+        nonlocal run_id, left
         if run_id is None:  # the opening was refused as a whole: open the row on its own first
+            if left is not None:  # and close the previous stage's, the lease checked now
+                stage_runs.finish_checked(conn, left.run_id, left.stage, campaign_id, ctx.owner, left.summary,
+                                          untie=False)
+                left = None
             run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, attempt, guard=guard, owner=row_owner)
-        stage_runs.finish(conn, run_id, status, untie=ctx.guarded, **outcome)
+        stage_runs.finish(conn, run_id, status, untie=ctx.guarded or tied[0], **outcome)
         tied[0] = False
 
     beat = leases.heartbeat_of(ctx.owner) if ctx.guarded else None
     try:
         if beat is not None and beat.lost(campaign_id):
             raise leases.LeaseLost(f"lease lost: campaign {campaign_id} is no longer leased by {ctx.owner}")
+        previous = (left.run_id, left.summary, time.monotonic() - left.ended) if left is not None else None
         run_id, campaign = stage_runs.open_stage(conn, ctx.tick_id, campaign_id, stage, attempt,
                                                  lease_owner=ctx.owner, lease_seconds=ctx.lease_seconds,
-                                                 guard=guard, owner=row_owner)
+                                                 guard=guard, owner=row_owner, close_previous=previous)
+        left = None  # closed by the opening
         if campaign is None:
             raise KeyError(f"no campaign {campaign_id}")
         summary = logic(conn, campaign, ctx)
@@ -117,6 +195,13 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
     if not check:
         close(StageRunStatus.SUCCEEDED, summary=summary)
         return summary
+    if ctx.chained and stage is not LAST_STAGE and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        # the campaign's next opening closes the row on this connection, still tied to the lease
+        # (and is refused if the lease is lost by then)
+        with _LEFT_LOCK:
+            _LEFT[(ctx.tick_id, campaign_id)] = _Left(conn, run_id, stage, summary, time.monotonic())
+        keep[0] = True
+        return summary
     lost_reason = stage_runs.finish_checked(conn, run_id, stage, campaign_id, ctx.owner, summary, untie=True)
     tied[0] = False
     if lost_reason is not None:
@@ -130,7 +215,9 @@ def _released_by_logic(summary: Any) -> bool:
 
 
 def skip_stage(stage: Stage, ctx: TickContext, campaign_id: UUID | None, reason: str) -> None:
-    """Record a stage that did not run in this tick (an earlier stage failed for good)."""
+    """Record a stage that did not run in this tick (an earlier stage failed for good); a row
+    left for the next opening (:attr:`TickContext.chained`) is closed first."""
+    end_campaign(ctx, campaign_id)
     with session() as conn:
         run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, 1)
         stage_runs.finish(conn, run_id, StageRunStatus.SKIPPED, summary={"reason": reason})

@@ -164,3 +164,41 @@ def test_a_guarded_stage_hands_its_connection_back_untied_whatever_its_outcome(d
     rows = {r["stage"]: r["status"] for r in
             db.execute("select stage::text, status::text from hunt.stage_runs where tick_id = %s", (ctx.tick_id,))}
     assert rows == {"learn": "succeeded", "parse": "failed", "review": "skipped"}
+
+
+def test_a_chained_ticks_stage_rows_close_with_the_next_opening_and_a_lost_lease_still_stops_it(db, make_spec):
+    """In a chained tick a succeeded stage's row is closed by the campaign's next opening (same
+    summary, finished before the next started); if the lease is lost in between, that opening is
+    refused, the left row is closed ``skipped`` with the reason and the next stage ends lease lost.
+    end_campaign closes what is still left and hands the connection back untied."""
+    from huntflow.store.connection import session
+    from huntflow.tasks._stage import end_campaign
+
+    cid = campaigns.insert_campaign(db, make_spec())
+    tick = uuid.uuid4()
+    ctx = TickContext(tick_id=tick, owner=f"tick:{tick}", operator="inline", guarded=True, chained=True)
+    campaigns.claim_cohort(db, ctx.owner, 4, 30)
+
+    def rows():
+        return {r["stage"]: r for r in db.execute(
+            "select stage::text, status::text, summary, started_at, finished_at from hunt.stage_runs"
+            " where tick_id = %s", (tick,)).fetchall()}
+
+    assert run_stage(Stage.DISPATCH, ctx, cid, lambda c, row, x: {"n": 1}) == {"n": 1}
+    assert rows()["dispatch"]["status"] == "running"  # left for the next opening
+    assert run_stage(Stage.PARSE, ctx, cid, lambda c, row, x: {"n": 2}) == {"n": 2}
+    got = rows()
+    assert got["dispatch"]["status"] == "succeeded" and got["dispatch"]["summary"] == {"n": 1}
+    assert got["dispatch"]["finished_at"] <= got["parse"]["started_at"]
+    db.execute("update hunt.campaigns set lease_owner = 'tick:newer' where campaign_id = %s", (cid,))
+    assert "tick:newer" in run_stage(Stage.REVIEW, ctx, cid, lambda c, row, x: {"n": 3})["lease_lost"]
+    got = rows()
+    assert got["parse"]["status"] == "skipped" and "tick:newer" in got["parse"]["summary"]["reason"]
+    assert got["review"]["status"] == "skipped"
+    db.execute("update hunt.campaigns set lease_owner = %s where campaign_id = %s", (ctx.owner, cid))
+    assert run_stage(Stage.EVOLVE, ctx, cid, lambda c, row, x: {"n": 4}) == {"n": 4}
+    end_campaign(ctx, cid)
+    assert rows()["evolve"]["status"] == "succeeded" and rows()["evolve"]["summary"] == {"n": 4}
+    with session() as a, session() as b:  # nothing handed back tied
+        assert {c.execute("select current_setting('huntflow.lease_owner', true) as o").fetchone()["o"] or ""
+                for c in (a, b)} == {""}
