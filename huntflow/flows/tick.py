@@ -42,7 +42,7 @@ from uuid import UUID, uuid4
 from prefect import flow, get_run_logger
 
 from huntflow.config import get_settings
-from huntflow.flows import artifacts, events
+from huntflow.flows import artifacts, events, task_runs
 from huntflow.flows.generation import trigger_tick
 from huntflow.store import campaigns, leases
 from huntflow.store.connection import database_url, session
@@ -70,7 +70,8 @@ def no_heartbeats() -> Iterator[None]:
 
 
 def _named(stage_task, slug: str):
-    """The stage task with its runs named ``<stage> · <slug>`` in the UI.
+    """A call of the stage's task run, named ``<stage> · <slug>`` in the UI, returning its
+    final state (:func:`_run`).
 
     In a worker thread (:func:`tick_concurrency` > 1) Prefect's task timeout cannot interrupt a
     blocking call (it injects its error only once the call returns, after the stage's writes),
@@ -80,17 +81,22 @@ def _named(stage_task, slug: str):
     """
     limit = stage_task.timeout_seconds
     if limit is None or threading.current_thread() is threading.main_thread():
-        return _with_options(stage_task, slug, False)
+        return functools.partial(_run, _with_options(stage_task, slug, False))
     unbounded = _with_options(stage_task, slug, True)
 
     def call(ctx: TickContext, campaign_id: UUID, **kwargs: Any):
         beat = leases.heartbeat_of(ctx.owner)
         if beat is None:  # no tick heartbeat to enforce it: Prefect's timeout, as on the main thread
-            return _with_options(stage_task, slug, False)(ctx, campaign_id, **kwargs)
+            return _run(_with_options(stage_task, slug, False), ctx, campaign_id, **kwargs)
         with beat.limit(campaign_id, limit, stage_task.name):
-            return unbounded(ctx, campaign_id, **kwargs)
+            return _run(unbounded, ctx, campaign_id, **kwargs)
 
     return call
+
+
+def _run(stage_task, ctx: TickContext, campaign_id: UUID, **kwargs: Any):
+    """The stage's task run (:func:`task_runs.run`: no ``Pending`` event); its final state."""
+    return task_runs.run(stage_task, ctx=ctx, campaign_id=campaign_id, **kwargs)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -116,11 +122,11 @@ def _outcome(state) -> Any:
 
 def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dict[str, Any]:
     steps = [
-        (Stage.DISPATCH, lambda: _named(dispatch, slug)(ctx, campaign_id, return_state=True)),
-        (Stage.PARSE, lambda: _named(parse, slug)(ctx, campaign_id, return_state=True)),
-        (Stage.REVIEW, lambda: _named(review, slug)(ctx, campaign_id, return_state=True)),
-        (Stage.EVOLVE, lambda: _named(evolve, slug)(ctx, campaign_id, return_state=True)),
-        (Stage.LEARN, lambda: _named(learn, slug)(ctx, campaign_id, return_state=True)),
+        (Stage.DISPATCH, lambda: _named(dispatch, slug)(ctx, campaign_id)),
+        (Stage.PARSE, lambda: _named(parse, slug)(ctx, campaign_id)),
+        (Stage.REVIEW, lambda: _named(review, slug)(ctx, campaign_id)),
+        (Stage.EVOLVE, lambda: _named(evolve, slug)(ctx, campaign_id)),
+        (Stage.LEARN, lambda: _named(learn, slug)(ctx, campaign_id)),
     ]
     out: dict[str, Any] = {}
     for i, (stage, call) in enumerate(steps):
@@ -310,7 +316,7 @@ def run_tick(campaign_ids: list[str] | None = None, beat: leases.Heartbeat | Non
     with contextlib.nullcontext(beat) if beat is not None else leases.Heartbeat(database_url(), f"tick:{tick_id}") as beat:
         ctx = TickContext(tick_id=tick_id, owner=beat.owner, lease_seconds=beat.lease_seconds,
                           guarded=True, session_pid=beat.pid, chained=True)
-        claimed = discover(ctx, only)
+        claimed = _claim(ctx, only)
         beat.hold(claimed)
         results = _advance(ctx, beat, claimed)
     try:
@@ -319,6 +325,12 @@ def run_tick(campaign_ids: list[str] | None = None, beat: leases.Heartbeat | Non
         logger = logging.getLogger(__name__)
     logger.info("tick %s: %d campaign(s) advanced", tick_id, len(claimed))
     return {"tick_id": str(tick_id), "campaigns": results}
+
+
+def _claim(ctx: TickContext, only: list[UUID] | None) -> list[UUID]:
+    """discover's task run (:func:`task_runs.run`); its result, or its error raised."""
+    state = task_runs.run(discover, ctx=ctx, only=only)
+    return _outcome(state) if state.is_completed() else state.result()  # raises its error
 
 
 def tick_concurrency() -> int:

@@ -24,6 +24,10 @@ def test_the_ephemeral_api_batches_task_run_writes_with_settings_prefect_reads(m
     assert after.batch_size == 100
     # the recorder sleeps int(flush_interval) seconds between periodic flushes: 0 would spin
     assert int(after.flush_interval) == 1
+    # no automations or live subscribers on a throwaway API: those consumers of every event are off
+    assert Settings().server.services.triggers.enabled is False
+    assert Settings().server.events.stream_out_enabled is False
+    assert Settings().server.services.event_persister.enabled is True  # events are still stored
 
 
 def test_a_value_the_user_set_wins_over_the_defaults(monkeypatch):
