@@ -3,6 +3,8 @@ readable run names, the campaign's artifacts (updated in place) and its events."
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from huntflow.store import campaigns
@@ -90,6 +92,37 @@ def test_ticks_name_runs_publish_artifacts_in_place_and_emit_events(db, make_spe
     assert got["huntflow.campaign.completed"][0]["reason"] == "budget_spent"
     assert got["huntflow.campaign.completed"][0]["best_objective"] == pytest.approx(row["best_objective"])
     assert events.emit("huntflow.campaign.completed", "room-tick", {"reason": "budget_spent"})
+
+
+def test_batch_tables_of_back_to_back_ticks_share_a_version_and_keep_every_generation(db, make_spec, monkeypatch):
+    """A fast hunt's batch table is written at most every HUNTFLOW_PROGRESS_SECONDS: the
+    generations finished meanwhile go in the next version, a row each, none lost."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from huntflow.flows import artifacts
+    from huntflow.flows.tick import run_tick
+
+    monkeypatch.setenv("HUNTFLOW_PROGRESS_SECONDS", "3600")  # after the first, all wait for the flush
+    cid = campaigns.insert_campaign(db, make_spec(slug="room-batches", budget={"evaluations": 64}))
+
+    @flow(name="hunt-tick")
+    def loop() -> None:
+        for _ in range(4):  # the first asks, the next three each run a generation
+            run_tick([str(cid)])
+        assert artifacts.flush(timeout=60)
+
+    loop()
+    told = db.execute("select count(*) as n from hunt.generations where campaign_id = %s and kind = 'search'"
+                      " and status <> 'planned'", (cid,)).fetchone()["n"]
+    with get_client(sync_client=True) as client:
+        versions = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["campaign-room-batches-batch"])))
+    rows = [r for v in versions for r in (json.loads(v.data) if isinstance(v.data, str) else v.data)]
+    assert told == 3 and 1 <= len(versions) <= 2  # the first at once, the rest together
+    assert sorted(r["generation"] for r in rows) == [f"room-batches/gen-{i} (default)" for i in range(3)]
+    assert all(r["candidates"] and r["ok"] == r["candidates"] and "best f" in r for r in rows)
 
 
 def test_the_progress_artifact_moves_every_tick_while_the_dashboard_waits_its_turn(db, make_spec, monkeypatch):
