@@ -121,6 +121,27 @@ def uvicorn_command(port: int) -> tuple[list[str], dict[str, str]]:
     return args, env
 
 
+SERVER_DEFAULTS = {
+    # Every state event also went through the reactive triggers (automations) and the
+    # stream-out to live subscribers (the UI's event feed): a throwaway API with its UI off has
+    # no automations to run nor anyone subscribed, and each cost it CPU per event. Events are
+    # still stored (event persister) and task runs recorded.
+    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
+    # The events websocket between this process and its own API on 127.0.0.1 uncompressed
+    # (uvicorn's option; the client takes what the server offers): no deflate/inflate per event.
+    "UVICORN_WS_PER_MESSAGE_DEFLATE": "false",
+}
+"""Settings for the ephemeral API server alone, in its environment where this process's
+environment does not set them (a user's value wins); never in this process's environment, so
+a ``prefect server`` that a child process starts (the user's own) is never given them."""
+
+
+def server_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` (the server's, from :func:`uvicorn_command`) with :data:`SERVER_DEFAULTS` it lacks."""
+    return {**SERVER_DEFAULTS, **env}
+
+
 def _free_port() -> int:
     for _ in range(50):  # Prefect's range for the ephemeral API
         port = random.randrange(8000, 9000)
@@ -142,7 +163,7 @@ def _spawn() -> tuple[subprocess.Popen, int, int]:
     log = server_log()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen(args, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(args, env=server_env(env), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
     return proc, port, _watch(proc.pid)
 
 

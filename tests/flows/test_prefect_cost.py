@@ -24,10 +24,33 @@ def test_the_ephemeral_api_batches_task_run_writes_with_settings_prefect_reads(m
     assert after.batch_size == 100
     # the recorder sleeps int(flush_interval) seconds between periodic flushes: 0 would spin
     assert int(after.flush_interval) == 1
-    # no automations or live subscribers on a throwaway API: those consumers of every event are off
-    assert Settings().server.services.triggers.enabled is False
-    assert Settings().server.events.stream_out_enabled is False
-    assert Settings().server.services.event_persister.enabled is True  # events are still stored
+
+
+def test_only_the_ephemeral_server_runs_without_automations_and_event_stream_out(monkeypatch):
+    """Given to the spawned server's environment alone: this process's environment (which a
+    user's own ``prefect server`` started from it would inherit) keeps Prefect's defaults."""
+    import os
+
+    from prefect.settings import Settings
+
+    from huntflow.flows.ephemeral import SERVER_DEFAULTS, server_env
+
+    _cleared(monkeypatch)
+    for key in SERVER_DEFAULTS:
+        monkeypatch.setenv(key, "x")
+        monkeypatch.delenv(key)
+    prefect_defaults()
+    assert not set(SERVER_DEFAULTS) & set(os.environ)
+    assert Settings().server.services.triggers.enabled is True
+    env = server_env(dict(os.environ))
+    for key, value in SERVER_DEFAULTS.items():
+        monkeypatch.setenv(key, env[key])
+    served = Settings()
+    assert served.server.services.triggers.enabled is False  # no automations to run
+    assert served.server.events.stream_out_enabled is False  # nobody subscribed (its UI is off)
+    assert served.server.services.event_persister.enabled is True  # events are still stored
+    assert server_env({"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "true"})[
+        "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED"] == "true"  # the user's value wins
 
 
 def test_a_value_the_user_set_wins_over_the_defaults(monkeypatch):

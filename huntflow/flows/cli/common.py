@@ -43,20 +43,12 @@ EPHEMERAL_API_DEFAULTS = {
     # CPU of batches written at most a second apart (the UI shows a task run <= 1 s later).
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
     "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    # Every state event also went through the reactive triggers (automations) and the stream-out
-    # to live subscribers (the UI's event feed): on a throwaway API with its UI off there are no
-    # automations to run nor anyone subscribed, and each cost the API CPU per event. Events are
-    # still stored (event persister) and task runs recorded; a real `prefect server` (the
-    # `PREFECT_API_URL` huntflow is pointed at) is never configured from here.
-    "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
-    "PREFECT_SERVER_EVENTS_STREAM_OUT_ENABLED": "false",
-    # The events websocket between this process and its own API on 127.0.0.1, uncompressed
-    # (uvicorn's option; the client follows what the server offers): no deflate/inflate of
-    # every event on both sides.
-    "UVICORN_WS_PER_MESSAGE_DEFLATE": "false",
 }
 """Environment defaults (a value already set wins) for the Prefect API a command starts itself
-(the ephemeral one inherits this process's environment)."""
+(the ephemeral one inherits this process's environment). What only that server may be given —
+no automations, no event stream-out, an uncompressed events websocket — is added to its own
+environment alone (:data:`huntflow.flows.ephemeral.SERVER_DEFAULTS`), so no ``prefect server``
+a child process starts inherits it."""
 
 
 def prefect_defaults() -> None:
