@@ -44,7 +44,7 @@ from prefect import flow, get_run_logger
 from huntflow.config import get_settings
 from huntflow.flows import artifacts, events, task_runs
 from huntflow.flows.generation import trigger_tick
-from huntflow.store import campaigns, leases
+from huntflow.store import leases
 from huntflow.store.connection import database_url, session
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import TickContext, end_campaign, skip_stage
@@ -144,16 +144,6 @@ def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dic
         out[stage.value] = result
     out["poison"] = account(ctx.owner, campaign_id, None, None)
     return out
-
-
-def _release(ctx: TickContext, campaign_id: UUID) -> None:
-    """Drop the lease; never raises (the lease lapses by itself, and the heartbeat session that
-    proves this tick alive closes with the tick)."""
-    try:
-        with session() as conn:
-            campaigns.release_lease(conn, campaign_id, ctx.owner)
-    except Exception as e:
-        logging.getLogger(__name__).warning("lease of campaign %s not released: %s", campaign_id, type(e).__name__)
 
 
 def completion_report(campaign_id: UUID) -> str | None:
@@ -374,12 +364,14 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     try:
         out = _campaign_stages(ctx, campaign_id, slug)
     finally:
-        end_campaign(ctx, campaign_id)  # a stage row left for a next stage that did not come
         running = executor_of(ctx.owner)
-        if running is None or not running.busy(campaign_id) or beat.lost(campaign_id):
-            beat.release(campaign_id)
-            _release(ctx, campaign_id)
+        release = running is None or not running.busy(campaign_id) or beat.lost(campaign_id)
         # else: a generation of it computes on the loop's executor; the loop keeps the lease
+        if release:
+            beat.release(campaign_id)
+        # the stage row left for a next opening (learn's, or an earlier one's when the stages
+        # ended early) closed and the lease dropped in one statement; never raises
+        end_campaign(ctx, campaign_id, release=release)
     learned = out.get(Stage.LEARN.value)
     if isinstance(learned, dict) and learned.get("completed"):
         out["report"] = completion_report(campaign_id)

@@ -134,10 +134,13 @@ def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage
 
 
 def finish_checked(conn: psycopg.Connection, stage_run_id: int, stage: Stage, campaign_id: UUID, owner: str,
-                   summary: dict[str, Any] | None, *, untie: bool) -> str | None:
+                   summary: dict[str, Any] | None, *, untie: bool, release: bool = False,
+                   ended_ago: float = 0.0) -> str | None:
     """Close a stage that succeeded, checking in the same statement that ``owner`` still leases
     the campaign: if not (its writes since were refused), the row is closed ``skipped`` with the
-    reason instead, which is returned (None: closed ``succeeded``). ``untie`` as :func:`finish`."""
+    reason instead, which is returned (None: closed ``succeeded``). ``untie`` as :func:`finish`;
+    ``release``: also drop ``owner``'s lease (as :func:`huntflow.store.campaigns.release_lease`,
+    the tick's end); ``ended_ago``: the stage ended that many seconds ago (``finished_at``)."""
     row = conn.execute(
         f"""
         with verdict as (
@@ -150,16 +153,20 @@ def finish_checked(conn: psycopg.Connection, stage_run_id: int, stage: Stage, ca
              set status = case when v.lost is null then 'succeeded' else 'skipped' end::hunt.stage_run_status,
                  summary = case when v.lost is null then %(summary)s::jsonb
                                 else jsonb_build_object('reason', v.lost) end,
-                 error = null, finished_at = now()
+                 error = null, finished_at = now() - make_interval(secs => %(ago)s)
             from verdict v
            where s.stage_run_id = %(id)s
+          returning 1
+        ), released as (
+          update hunt.campaigns set lease_owner = null, lease_expires_at = null, lease_pid = null, updated_at = now()
+           where %(release)s and campaign_id = %(c)s and lease_owner = %(owner)s
           returning 1
         )
         select (select lost from verdict) as lost,
                case when %(untie)s then set_config('{GUARD_SETTING}', '', false) end as untied
         """,
         {"stage": stage.value, "c": campaign_id, "owner": owner, "summary": Jsonb(summary or {}),
-         "id": stage_run_id, "untie": untie},
+         "id": stage_run_id, "untie": untie, "release": release, "ago": max(0.0, float(ended_ago))},
     ).fetchone()
     return row["lost"]
 

@@ -16,14 +16,15 @@ to the lease) to the campaign's next stage, whose opening closes the row — ``s
 its summary and the time it ended — in the same statement: one round trip and one commit fewer
 a stage. That closing commits only if the guard lets the opening through (the lease held); when
 the opening is refused, or the stages end early, the row is closed on its own with the lease
-checked then (:func:`skip_stage`, :func:`end_campaign`). The last stage (learn) closes at once.
-A process that dies between two stages leaves that row ``running``; the next tick's reaper
+checked then (:func:`skip_stage`); the last one's (learn's) is closed by :func:`end_campaign`
+with the lease's release, in one statement. A process that dies between two stages leaves that row ``running``; the next tick's reaper
 closes it ``crashed`` (the stage's writes are committed either way: the row is the record, the
 hunt's state is in its own rows).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from uuid import UUID
 import psycopg
 
 from huntflow.config import get_settings
-from huntflow.store import leases, stage_runs
+from huntflow.store import campaigns, leases, stage_runs
 from huntflow.store.connection import give_back, lend, session, store_error
 from huntflow.store.states import Stage, StageRunStatus
 
@@ -66,10 +67,6 @@ class TickContext:
     opening (see the module's docstring). Only with ``guarded``."""
 
 
-LAST_STAGE = Stage.LEARN
-"""The last stage of a campaign's tick: its row is always closed at once."""
-
-
 @dataclass(frozen=True)
 class _Left:
     """A succeeded stage whose row the campaign's next opening closes, and its connection (still
@@ -95,23 +92,34 @@ def _take_left(ctx: TickContext, campaign_id: UUID | None) -> _Left | None:
         return _LEFT.pop((ctx.tick_id, campaign_id), None)
 
 
-def end_campaign(ctx: TickContext, campaign_id: UUID | None) -> None:
-    """The campaign's stages in this tick are over: close a row still left for the next opening
-    (none after learn; one when the stages ended early), the lease checked now as
-    :func:`stage_runs.finish_checked` does, and hand its connection back. Never raises (a row it
-    could not close is closed ``crashed`` by the next tick's reaper)."""
+def end_campaign(ctx: TickContext, campaign_id: UUID | None, release: bool = False) -> None:
+    """The campaign's stages in this tick are over: close the row left for a next opening (in a
+    chained tick, learn's; or an earlier stage's when the stages ended early), the lease checked
+    now as :func:`stage_runs.finish_checked` does, and hand its connection back; ``release``:
+    drop the tick's lease of the campaign in the same statement (the tick's end; without a left
+    row, on its own). Never raises (a row it could not close is closed ``crashed`` by the next
+    tick's reaper; a lease it could not drop lapses by itself)."""
     left = _take_left(ctx, campaign_id)
-    if left is None:
-        return
     try:
-        stage_runs.finish_checked(left.conn, left.run_id, left.stage, campaign_id, ctx.owner, left.summary, untie=True)
-    except psycopg.Error:
+        if left is None:
+            if release and campaign_id is not None:
+                with session() as conn:
+                    campaigns.release_lease(conn, campaign_id, ctx.owner)
+            return
         try:
-            leases.guard(left.conn, None)
-        except psycopg.Error:  # a broken connection: the pool discards it
-            pass
-    finally:
-        give_back(left.conn)
+            stage_runs.finish_checked(left.conn, left.run_id, left.stage, campaign_id, ctx.owner, left.summary,
+                                      untie=True, release=release, ended_ago=time.monotonic() - left.ended)
+        except psycopg.Error:
+            try:
+                leases.guard(left.conn, None)
+            except psycopg.Error:  # a broken connection: the pool discards it
+                pass
+            raise
+        finally:
+            give_back(left.conn)
+    except Exception as e:
+        logging.getLogger(__name__).warning("campaign %s: end of its tick's stages not recorded: %s",
+                                            campaign_id, type(e).__name__)
 
 
 def _attempt() -> int:
@@ -195,7 +203,7 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
     if not check:
         close(StageRunStatus.SUCCEEDED, summary=summary)
         return summary
-    if ctx.chained and stage is not LAST_STAGE and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+    if ctx.chained and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         # the campaign's next opening closes the row on this connection, still tied to the lease
         # (and is refused if the lease is lost by then)
         with _LEFT_LOCK:
