@@ -39,7 +39,8 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   definition (synchronous runs); ``best_objective`` of each run (search quality at the budget);
   ``device_idle_seconds`` the window's time with no batch of any kind running (verification
   included), ``verification_seconds_in_window`` review's batches' evaluation seconds (counted as
-  orchestration by ``overhead_fraction``). ``overhead_fraction_dedicated_cores`` (``--cgl-cores``,
+  orchestration by ``overhead_fraction``; ``overhead_fraction_verification_as_compute`` counts
+  their isolated re-run as compute instead). ``overhead_fraction_dedicated_cores`` (``--cgl-cores``,
   default ``shared,dedicated``): the example's overlap run again with XLA's compute threads pinned
   to one core and everything else (the tick, Prefect, the API server, Postgres) to the other,
   isolated compute re-measured under the same pinning (:mod:`benchmarks.cores`): what is left is
@@ -635,6 +636,9 @@ def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
     idle += max(0.0, (run["ended"] - cur).total_seconds())
     ver = [v for v in run.get("verifs", []) if v["finished_at"] and v["started_at"] >= start]
     out["device_idle_seconds"] = round(idle, 3)  # no batch of any kind running in the window
+    if all(v["generation_id"] in isolated for v in ver):  # review's re-checks counted as the compute they are
+        both = iso + sum(isolated[v["generation_id"]][0] for v in ver)
+        out["overhead_fraction_verification_as_compute"] = round((window - compile_s - both) / both, 3)
     out["verification_batches_in_window"] = len(ver)
     out["verification_seconds_in_window"] = round(sum(float((v["result_document"] or {}).get("wall_seconds") or 0)
                                                       for v in ver), 3)
@@ -686,7 +690,8 @@ def cgl_overhead(reps: int, in_flight: str | None = None, cores=None) -> dict:
                 # the same pinning)
                 if dedicated:
                     cores.dedicated()  # threads the run started (a new connection's backend) follow too
-                isolated.update({g["generation_id"]: _isolated(g["generation_id"]) for g in runs[name][-1]["gens"]})
+                isolated.update({g["generation_id"]: _isolated(g["generation_id"])
+                                 for g in [*runs[name][-1]["gens"], *runs[name][-1]["verifs"]]})
             finally:
                 if cores is not None:
                     cores.shared()
