@@ -98,7 +98,8 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
     With the loop's executor open (:mod:`huntflow.tasks.inline`) an inline generation is queued
     on it instead of run here, and dispatch then waits until one of the campaign's generations
     there has finished (or none is left), so the parse that follows has it; the generations it
-    hands back are listed under ``finished`` (their batch tables)."""
+    hands back are listed under ``finished`` (their batch tables), review's verification batches
+    that came back under ``verifications_finished``."""
     runner = inline_runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
     executor = None if inline_runner is not None else executor_of(ctx.owner)
     mine = inline_ref(ctx)
@@ -166,8 +167,12 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
     out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
     if executor is not None:
         executor.wait(campaign["campaign_id"], WAIT_SECONDS)
+        back = executor.finished(campaign["campaign_id"])
         out["finished"] = [{"generation_id": r.get("generation_id"), "operator": "inline", "result": r}
-                           for r in executor.finished(campaign["campaign_id"])]
+                           for r in back if r.get("kind") != verifications.KIND]
+        checks = [r.get("generation_id") for r in back if r.get("kind") == verifications.KIND]
+        if checks:  # review's batches, which review queued there: no batch table of the campaign's
+            out["verifications_finished"] = checks
     if refused:
         out["refused"] = refused
     return out

@@ -44,11 +44,13 @@ def _evaluations(db, cid):
             for e in generations.campaign_evaluations(db, cid)]
 
 
-def _run(db, cid, owner=None, limit=80, stop_after=None) -> int:
+def _run(db, cid, owner=None, limit=80, stop_after=None, seen=None) -> int:
     for i in range(limit):
         if campaigns.get_campaign(db, cid)["status"] != "active" or (stop_after is not None and i == stop_after):
             return i
-        _tick(cid, owner)
+        out = _tick(cid, owner)
+        if seen is not None:
+            seen.append(out)
     raise AssertionError("campaign did not finish")
 
 
@@ -74,8 +76,9 @@ def test_the_executor_path_asks_and_finds_what_the_synchronous_path_does_interru
     resumed = campaigns.insert_campaign(db, make_spec(slug="overlap-resumed", **SPEC))
     _run(db, sync)
     owner = f"loop:{uuid.uuid4()}"
+    seen: list[dict] = []
     with Executor(owner, runner=_jittery):
-        _run(db, loop, owner)
+        _run(db, loop, owner, seen=seen)
     first = f"loop:{uuid.uuid4()}"
     with Executor(first, runner=_jittery) as ex:
         _run(db, resumed, first, stop_after=4)
@@ -97,6 +100,13 @@ def test_the_executor_path_asks_and_finds_what_the_synchronous_path_does_interru
               for cid in (sync, loop, resumed)}
     assert checks[sync] and all(r["dispatch_ref"].startswith("inline:") for r in checks[sync])
     assert {r["dispatch_ref"] for r in checks[loop]} == {f"inline:{owner.split(':', 1)[1]}"}
+
+    # the executor hands review's batches back apart from the campaign's generations (no batch table)
+    back = [x for out in seen for x in out[Stage.DISPATCH].get("finished", [])]
+    checked = [g for out in seen for g in out[Stage.DISPATCH].get("verifications_finished", [])]
+    verification_ids = {str(r["generation_id"]) for r in db.execute(
+        "select generation_id from hunt.generations where campaign_id = %s and kind = 'verification'", (loop,))}
+    assert checked and set(checked) <= verification_ids and not {x["generation_id"] for x in back} & verification_ids
 
     def same(rs):
         return [(r["seed"], r["fidelity"], r["candidate_index"], r["params"], r["metrics"]) for r in rs]
