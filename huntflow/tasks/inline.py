@@ -88,15 +88,16 @@ class Executor:
         """Run what is queued to its end, then stop the worker (the loop's end: nothing is left
         ``dispatched``). ``abandon`` (the loop is failing or interrupted): only the generation
         running now is finished; the queued ones stay ``dispatched`` under the loop's reference
-        and the next tick of anyone requeues them without spending an attempt."""
+        and the next tick of anyone requeues them without spending an attempt. Either way the
+        compile-ahead starts nothing more, and a compile of it running is waited for at the end."""
+        if self.warmer is not None:
+            self.warmer.stop()
         if abandon:
             with self._cond:
                 left = [item for item in self._queue if item is not None]
                 self._queue.clear()
             for item in left:
                 self._finish(item[0], {"generation_id": item[1], "status": "abandoned"})
-        if self.warmer is not None:
-            self.warmer.close()  # no new compile starts; one running now ends by itself
         with _REGISTRY_LOCK:
             if _REGISTRY.get(self.owner) is self:
                 _REGISTRY.pop(self.owner)
@@ -112,6 +113,8 @@ class Executor:
                 self._cond.notify_all()
             self._recorder.join()
             self._recorder = None
+        if self.warmer is not None:
+            self.warmer.close()  # no new compile starts; one running now is waited for (see there)
 
     def submit(self, campaign_id: UUID, generation_id: str, dispatch_ref: str, first: bool = False) -> None:
         """Queue a generation; ``first``: ahead of the queued ones, after the one running now

@@ -220,12 +220,21 @@ class LoopWarmer:
                 self._thread.start()
             self._cond.notify_all()
 
-    def close(self) -> None:
-        """Start no further compile (one running now finishes on its own thread: an XLA
-        compile cannot be interrupted, and the loop's end does not wait for it)."""
+    def stop(self) -> None:
+        """Start no further compile."""
         with self._cond:
             self._stop = True
             self._cond.notify_all()
+
+    def close(self) -> None:
+        """:meth:`stop`, and wait for the compile running now, if any: an XLA compile cannot be
+        interrupted, and a process that exits under one aborts in XLA's C++ (measured:
+        "terminate called ..."), so the loop's end waits for it (at most one compile)."""
+        self.stop()
+        with self._cond:
+            thread = self._thread
+        if thread is not None:
+            thread.join()
 
     def _run(self) -> None:
         try:
@@ -248,6 +257,12 @@ class LoopWarmer:
             for model, settings, rows in shapes:
                 if self._stop:
                     return
+                try:  # a campaign that ended (or was paused) needs no more shapes
+                    with session() as conn:
+                        if campaigns.get_campaign(conn, cid)["status"] != "active":
+                            break
+                except Exception:
+                    pass
                 try:
                     seconds = _compile(spec, model, settings, rows)
                 except Exception as e:
