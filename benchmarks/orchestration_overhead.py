@@ -122,10 +122,10 @@ def main() -> None:
         module = importlib.util.module_from_spec(found)
         found.loader.exec_module(module)
         cores = module.Cores().start()  # before JAX's backend starts: records XLA's compute threads
-    from huntflow.flows.cli.common import prefect_defaults
+    from huntflow.flows.cli.common import prefect_env
     from huntflow.store.connection import database_url
 
-    prefect_defaults()  # the ephemeral API configured as the CLI configures it
+    prefect_env()  # the ephemeral API configured and started as the CLI starts it (tick, demo)
     url = database_url()
     os.environ["SUPABASE_DB_URL"] = url
     out: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
