@@ -66,27 +66,12 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(tempfile.mkdtemp(prefix="huntflow-bench-"))
-os.environ["HUNTFLOW_DATA_DIR"] = str(DATA / "data")
-os.environ["PREFECT_HOME"] = str(DATA / "prefect-home")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-os.environ["HUNTFLOW_OPERATOR"] = "inline"
-
-
-def _med(xs: list[float]) -> float | None:
-    return round(statistics.median(xs), 4) if xs else None
-
-
-def _log(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+from overhead_cgl import cgl_overhead
+from overhead_common import DATA, ROOT, add_campaign, demo_spec, log, med, stage_seconds
 
 
 def main() -> None:
@@ -146,15 +131,15 @@ def main() -> None:
         for name, run in sections:
             if name in skip:
                 continue
-            _log(name)
+            log(name)
             got = run()
-            _log(json.dumps(got))
+            log(json.dumps(got))
             out.update(got)
 
     with no_heartbeats():
         bench()
     if "demo" not in skip:
-        _log("demo")
+        log("demo")
         out.update(demo_wall(args.demo_reps, args.demo_baseline))
     out["machine"]["load_end"] = os.getloadavg()
     out["total_seconds"] = round(time.perf_counter() - t_all, 1)
@@ -165,23 +150,6 @@ def main() -> None:
 
 
 # --- pieces ---------------------------------------------------------------------------------
-
-def _demo_spec(slug: str, budget: int | None = None, **update):
-    from huntflow.engine.spec import load_spec
-
-    spec = load_spec(ROOT / "examples" / "rosenbrock_4d.yaml")
-    if budget is not None:
-        update["budget"] = spec.budget.model_copy(update={"evaluations": budget})
-    return spec.model_copy(update={"slug": slug, **update})
-
-
-def _add(spec) -> uuid.UUID:
-    from huntflow.store import campaigns
-    from huntflow.store.connection import session
-
-    with session() as conn:
-        return campaigns.insert_campaign(conn, spec)
-
 
 def _tick(cids: list[uuid.UUID] | None) -> float:
     from huntflow.flows.tick import run_tick
@@ -251,40 +219,25 @@ def _cpu_per_tick(tick, ticks: int, api: int | None) -> dict:
     return {"process": (own1 - own0) / ticks, "api": (api1 - api0) / ticks}
 
 
-def _stage_seconds(cid: uuid.UUID, last: int) -> dict:
-    from huntflow.store.connection import session
-
-    with session() as conn:
-        rows = conn.execute(
-            "select stage::text as stage, extract(epoch from finished_at - started_at) as s from hunt.stage_runs"
-            " where campaign_id = %s and finished_at is not null order by started_at desc limit %s",
-            (cid, last * 6),
-        ).fetchall()
-    by: dict[str, list[float]] = {}
-    for r in rows:
-        by.setdefault(r["stage"], []).append(float(r["s"]))
-    return {k: _med(v) for k, v in by.items()}
-
-
 IN_FLIGHT = 4
 """Generations per tick of the amortised per-evaluation variants."""
 
 
 def base_name() -> str:
-    return _demo_spec("bench-name").optimizer.name
+    return demo_spec("bench-name").optimizer.name
 
 
 def steady(url: str, ticks: int) -> dict:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    a = _add(_demo_spec("bench-steady"))
-    b = _add(_demo_spec("bench-steady-raw"))
+    a = add_campaign(demo_spec("bench-steady"))
+    b = add_campaign(demo_spec("bench-steady-raw"))
     def variant(slug: str, name: str, in_flight: int = 1) -> uuid.UUID:
-        base = _demo_spec(slug)
+        base = demo_spec(slug)
         opt = base.optimizer.model_copy(update={"name": name, "options": {
             **base.optimizer.options, **({"max_in_flight": in_flight} if in_flight > 1 else {})}})
-        return _add(base.model_copy(update={"optimizer": opt}))
+        return add_campaign(base.model_copy(update={"optimizer": opt}))
 
     r = variant("bench-steady-random", "random")  # like for like with Optuna's random sampler
     k = IN_FLIGHT  # several generations per tick (optimizer.options.max_in_flight inline)
@@ -327,25 +280,25 @@ def steady(url: str, ticks: int) -> dict:
     cpu_tick = {k: {part: round(statistics.mean(x[part] for x in v), 4) for part in ("process", "api")}
                 for k, v in cpu.items()}
     return {
-        "steady_tick_seconds": _med(with_prefect),
+        "steady_tick_seconds": med(with_prefect),
         "steady_tick_range": [round(min(with_prefect), 3), round(max(with_prefect), 3)],
-        "no_prefect_tick_seconds": _med(raw),
+        "no_prefect_tick_seconds": med(raw),
         # CPU seconds per tick (this process's threads; the ephemeral API's, None when not found)
         "steady_cpu_seconds": cpu_tick if api is not None else {k: v["process"] for k, v in cpu_tick.items()},
         "prefect_cpu_seconds_per_tick": round(sum(cpu_tick["with_prefect"].values()) - sum(cpu_tick["no_prefect"].values()), 4),
-        "stage_seconds": _stage_seconds(a, ticks),
+        "stage_seconds": stage_seconds(a, ticks),
         "per_evaluation_ms": round(tick / 32 * 1000, 2),
         "optuna_random_ms": round(statistics.median(opt["random"]) * 1000, 2),
         "optuna_tpe_ms": round(statistics.median(opt["tpe"]) * 1000, 2),
         "per_evaluation_vs_optuna_random": round(tick / 32 / statistics.median(opt["random"]), 3),
         # huntflow's own random search against Optuna's random sampler (the line above is the
         # demo's NGOpt against it, the issue's number)
-        "random_tick_seconds": _med(rand),
+        "random_tick_seconds": med(rand),
         "per_evaluation_ms_random": round(statistics.median(rand) / 32 * 1000, 2),
         "per_evaluation_random_vs_optuna_random": round(statistics.median(rand) / 32 / statistics.median(opt["random"]), 3),
         # max_in_flight k inline: one tick runs k generations of 32 (asked before any is told)
         "in_flight": k,
-        "tick_seconds_in_flight": {"ngopt": _med(ngopt_k), "random": _med(rand_k)},
+        "tick_seconds_in_flight": {"ngopt": med(ngopt_k), "random": med(rand_k)},
         "per_evaluation_ms_in_flight": {"ngopt": round(statistics.median(ngopt_k) / (32 * k) * 1000, 2),
                                         "random": round(statistics.median(rand_k) / (32 * k) * 1000, 2)},
         "per_evaluation_in_flight_vs_optuna_random": {
@@ -367,7 +320,7 @@ def _journal_stats(cid: uuid.UUID) -> dict:
     full = [s for s in sums if s.get("checkpoint_bytes")]
     dumps = [float((s.get("seconds") or {}).get("dump", 0)) for s in full]
     return {"commits": len(sums), "full_checkpoints": len(full),
-            "dump_seconds_when_full": _med(dumps),
+            "dump_seconds_when_full": med(dumps),
             "checkpoint_bytes": max((s["checkpoint_bytes"] for s in full), default=None)}
 
 
@@ -377,7 +330,7 @@ def rows_per_second(url: str) -> dict:
     from huntflow.store import generations
     from huntflow.store.connection import session
 
-    cid = _add(_demo_spec("bench-rows"))
+    cid = add_campaign(demo_spec("bench-rows"))
     copy_rates, many_rates, copy_cpu = [], [], []
     with session() as conn:
         for rep in range(3):
@@ -465,12 +418,12 @@ def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
         # one budget for every size (NGOpt picks its algorithm by budget, so sizes must share it);
         # random search by default: at a budget past 1M NGOpt's own ask costs ~10 s a batch
         # whatever the history, which would hide what the history costs the orchestration
-        base = _demo_spec("bench-history")
-        cid = _add(_demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000,
+        base = demo_spec("bench-history")
+        cid = add_campaign(demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000,
                               optimizer=base.optimizer.model_copy(update={"name": optimizer})))
         _seed_history(cid, n)
         cids[n] = cid
-        _log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")
+        log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")
     warm: dict[int, list[float]] = {n: [] for n in sizes}
     for n in sizes:  # warm: the fold is built (one full replay) and the dashboard rebuilt from the whole history
         for _ in range(2):
@@ -479,11 +432,11 @@ def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
     for _ in range(ticks):  # round-robin: every size sees the same load
         for n in sizes:
             times[n].append(_tick([cids[n]]))
-    med = {str(n): _med(v) for n, v in times.items()}
+    med = {str(n): med(v) for n, v in times.items()}
     lo = min(v for v in med.values() if v)
     return {"tick_seconds_by_history": med,
             "history_growth_ratio": round(max(med.values()) / lo, 3),
-            "history_stage_seconds": {str(n): _stage_seconds(cids[n], ticks) for n in sizes},
+            "history_stage_seconds": {str(n): stage_seconds(cids[n], ticks) for n in sizes},
             "history_warm_ticks_seconds": {str(n): v for n, v in warm.items()}}
 
 
@@ -495,9 +448,9 @@ def many_campaigns(n: int, optimizer: str) -> dict:
     with session() as conn:
         settings.set_setting(conn, "max_concurrent_campaigns", 10_000)
         conn.execute("update hunt.campaigns set status = 'paused' where status = 'active'")
-    base = _demo_spec("bench-many")
+    base = demo_spec("bench-many")
     opt = base.optimizer.model_copy(update={"name": optimizer})
-    cids = [_add(_demo_spec(f"bench-many-{i}", seed=100 + i, optimizer=opt)) for i in range(n)]
+    cids = [add_campaign(demo_spec(f"bench-many-{i}", seed=100 + i, optimizer=opt)) for i in range(n)]
     from huntflow.flows import artifacts
 
     walls, flushes = [], []
@@ -519,194 +472,6 @@ def many_campaigns(n: int, optimizer: str) -> dict:
                                "artifacts_flush_seconds": [round(f, 2) for f in flushes],
                                "campaigns_told": advanced, "tick_concurrency": tick_concurrency(),
                                "optimizer": optimizer}}
-
-
-def _isolated(gid) -> tuple[float, float]:
-    """A generation's batch re-run alone, as ``execute_generation`` runs it but with no tick, no
-    executor and no database around it: (seconds without compilation, compile seconds)."""
-    from huntflow.engine.space import SearchSpace
-    from huntflow.store import campaigns, generations
-    from huntflow.store.connection import session
-    from huntflow.tasks import execute
-
-    with session() as conn:
-        gen = generations.get(conn, gid)
-        spec = campaigns.spec_of(campaigns.get_campaign(conn, gen["campaign_id"]))
-        rows = generations.evaluations(conn, gid)
-    model, settings, indices = execute.batch_inputs(spec, gen, rows)
-    params = SearchSpace.of(spec).model_matrix([r["params"] for r in rows])
-    t = time.perf_counter()
-    result, _ = execute.run_batch(
-        generation_id=str(gid), model=model, param_names=spec.param_names, params=params, seed=int(gen["seed"]),
-        dtype=spec.dtype, fidelity={"index": gen["fidelity"], "name": spec.fidelities[gen["fidelity"]].name,
-                                    "settings": settings},
-        artifact_path=DATA / "isolated" / f"{gid}.h5", space=spec.model_dump(mode="json")["space"],
-        about={"campaign": spec.slug, "generation_index": gen["generation_index"], "kind": gen["kind"], "attempt": 0},
-        candidate_indices=indices)
-    return time.perf_counter() - t - result.compile_seconds, result.compile_seconds
-
-
-def _cgl_run(spec, slug: str, overlap: bool) -> dict:
-    """The CGL example to its end: ``overlap`` through the loop ``tick --until-done`` runs (one
-    lease owner, the executor), else one-shot ticks back to back (each runs its generations
-    synchronously). Returns the loop's wall, the per-tick numbers of the old definition and the
-    campaign's generations with their timings (database clock)."""
-    from huntflow.flows.cli.common import err
-    from huntflow.flows.cli.run import _tick_loop, owned_loop
-    from huntflow.flows.tick import run_tick
-    from huntflow.store import campaigns
-    from huntflow.store.connection import session
-
-    cid = _add(spec.model_copy(update={"slug": slug}))
-    walls, computes = [], []
-    t0 = time.perf_counter()
-    if overlap:
-        with owned_loop() as (beat, executor):
-            _tick_loop(slug, True, 10_000, False, 0.5, lambda only: run_tick(only, beat=beat), err, executor)
-    else:
-        for i in range(10_000):
-            with session() as conn:
-                if campaigns.get_campaign(conn, cid)["status"] != "active":
-                    break
-            t = time.perf_counter()
-            res = run_tick([str(cid)])["campaigns"].get(str(cid), {})
-            wall = time.perf_counter() - t
-            launched = (res.get("dispatch") or {}).get("launched") or []
-            compute = sum(float((g.get("result") or {}).get("wall_seconds") or 0) for g in launched)
-            compile_s = sum(float((g.get("result") or {}).get("compile_seconds") or 0) for g in launched)
-            if i >= 3 and launched:  # warm ticks: both rungs compiled (the old definition)
-                walls.append(wall)
-                computes.append(compute - compile_s)
-    wall = time.perf_counter() - t0
-    with session() as conn:
-        row = campaigns.get_campaign(conn, cid)
-        gens = conn.execute(
-            "select generation_id, generation_index, kind, fidelity, started_at, finished_at, result_document"
-            " from hunt.generations where campaign_id = %s and kind <> 'verification' order by generation_index",
-            (cid,)).fetchall()
-        ended = conn.execute("select max(finished_at) as t from hunt.stage_runs where campaign_id = %s",
-                             (cid,)).fetchone()["t"]
-        verifs = conn.execute(
-            "select generation_id, started_at, finished_at, result_document from hunt.generations"
-            " where campaign_id = %s and kind = 'verification' and started_at is not null order by started_at",
-            (cid,)).fetchall()
-    return {"cid": cid, "wall": wall, "walls": walls, "computes": computes, "gens": gens, "ended": ended,
-            "verifs": verifs,
-            "status": row["status"], "best": row["best_objective"]}
-
-
-def _cgl_numbers(run: dict, isolated: dict, warm_from: int = 3) -> dict:
-    """overhead_fraction = (loop wall - isolated compute) / isolated compute over the warm
-    window (from the start of generation ``warm_from`` to the campaign's last stage), compile
-    seconds inside it taken out of the wall; ``*_in_loop``: the same with the generations' own
-    evaluation seconds as measured inside the loop (flattering when they overlap the tick);
-    ``executor_busy_fraction``: the window's share with a generation running (database clock)."""
-    warm = [g for g in run["gens"] if g["generation_index"] >= warm_from]
-    window = (run["ended"] - warm[0]["started_at"]).total_seconds()
-    doc = [g["result_document"] or {} for g in warm]
-    compile_s = sum(float(d.get("compile_seconds") or 0) for d in doc)
-    in_loop = sum(float(d.get("wall_seconds") or 0) for d in doc)  # the evaluation alone (no compile, no artifact)
-    busy = sum((g["finished_at"] - g["started_at"]).total_seconds() for g in warm)
-    gaps = [max(0.0, (b["started_at"] - a["finished_at"]).total_seconds()) for a, b in zip(warm, warm[1:])]
-    iso = sum(isolated[g["generation_id"]][0] for g in warm)
-    all_iso = sum(isolated[g["generation_id"]][0] + isolated[g["generation_id"]][1] for g in run["gens"])
-    all_compile = sum(float((g["result_document"] or {}).get("compile_seconds") or 0) for g in run["gens"])
-    science = sum(isolated[g["generation_id"]][0] for g in run["gens"]) + all_compile
-    out = {
-        "overhead_fraction": round((window - compile_s - iso) / iso, 3),
-        "overhead_fraction_in_loop": round((window - compile_s - in_loop) / in_loop, 3),
-        "overhead_fraction_whole_run": round((run["wall"] - science) / science, 3),
-        "duty_cycle": round(iso / (window - compile_s), 3),
-        "executor_busy_fraction": round(busy / window, 3), "median_gap_seconds": _med(gaps),
-        "window_seconds": round(window, 2), "isolated_compute_seconds": round(iso, 3),
-        "in_loop_compute_seconds": round(in_loop, 3), "compile_seconds_in_window": round(compile_s, 3),
-        "whole_run_seconds": round(run["wall"], 2), "whole_run_isolated_seconds": round(all_iso, 3),
-        "generations": len(run["gens"]), "best_objective": run["best"], "status": run["status"],
-    }
-    # the window's split: no batch of any kind running (verification included), verification batches
-    start = warm[0]["started_at"]
-    spans = sorted((max(a, start), b) for a, b in
-                   [(g["started_at"], g["finished_at"]) for g in warm]
-                   + [(v["started_at"], v["finished_at"]) for v in run.get("verifs", []) if v["finished_at"]]
-                   if b > start)
-    idle, cur = 0.0, start
-    for a, b in spans:
-        idle += max(0.0, (a - cur).total_seconds())
-        cur = max(cur, b)
-    idle += max(0.0, (run["ended"] - cur).total_seconds())
-    ver = [v for v in run.get("verifs", []) if v["finished_at"] and v["started_at"] >= start]
-    out["device_idle_seconds"] = round(idle, 3)  # no batch of any kind running in the window
-    if all(v["generation_id"] in isolated for v in ver):  # review's re-checks counted as the compute they are
-        both = iso + sum(isolated[v["generation_id"]][0] for v in ver)
-        out["overhead_fraction_verification_as_compute"] = round((window - compile_s - both) / both, 3)
-    out["verification_batches_in_window"] = len(ver)
-    out["verification_seconds_in_window"] = round(sum(float((v["result_document"] or {}).get("wall_seconds") or 0)
-                                                      for v in ver), 3)
-    if run["walls"]:
-        total = sum(run["computes"])
-        out["overhead_fraction_per_tick"] = round((sum(run["walls"]) - total) / total, 3) if total else None
-        out["tick_seconds"] = _med(run["walls"])
-    return out
-
-
-def cgl_overhead(reps: int, in_flight: str | None = None, cores=None) -> dict:
-    """The CGL example run to its end with overlap (the loop and its executor, at the example's
-    ``max_in_flight`` and at any other listed in ``in_flight``, e.g. ``"2,3"``) and, interleaved,
-    synchronously (one-shot ticks, ``max_in_flight`` 1: the path before overlap); after each run
-    its generations re-run alone (isolated compute). With ``cores`` (:class:`benchmarks.cores.Cores`,
-    started) the example's overlap run is repeated with XLA's compute on a core of its own and the
-    orchestration on the other (``overlap_m<k>_dedicated``; its isolated re-run under the same
-    pinning): ``overhead_fraction_dedicated_cores``, the stand-in for a GPU host."""
-    from huntflow.engine.spec import load_spec
-    from huntflow.store.connection import session
-
-    with session() as conn:
-        conn.execute("update hunt.campaigns set status = 'paused' where status = 'active'")
-    spec = load_spec(os.environ.get("HUNTFLOW_BENCH_CGL_SPEC") or ROOT / "examples" / "cgl_log_prime.yaml")
-    options = dict(spec.optimizer.options)
-    m = int(options.get("max_in_flight", 1))
-    ks = [int(k) for k in (in_flight or str(m)).split(",")]
-
-    def with_in_flight(k: int):
-        return spec.model_copy(update={"optimizer": spec.optimizer.model_copy(
-            update={"options": {**options, "max_in_flight": k}})})
-
-    kinds = ["synchronous", *[f"overlap_m{k}" for k in ks]]
-    if cores is not None:
-        kinds.append(f"overlap_m{m}_dedicated")
-    runs: dict[str, list[dict]] = {name: [] for name in kinds}
-    isolated: dict = {}
-    for rep in range(reps):
-        for name in kinds if rep % 2 == 0 else kinds[::-1]:
-            _log(f"cgl {name} {rep}")
-            k = 1 if name == "synchronous" else int(name.split("_")[1][1:])
-            dedicated = name.endswith("_dedicated")
-            if cores is not None:
-                cores.dedicated() if dedicated else cores.shared()
-            try:
-                runs[name].append(_cgl_run(with_in_flight(k), f"bench-cgl-{name.replace('_', '-')}-{rep}",
-                                           overlap=name != "synchronous"))
-                # the same generations re-run alone right after (interleaved: the same machine's load;
-                # the same pinning)
-                if dedicated:
-                    cores.dedicated()  # threads the run started (a new connection's backend) follow too
-                isolated.update({g["generation_id"]: _isolated(g["generation_id"])
-                                 for g in [*runs[name][-1]["gens"], *runs[name][-1]["verifs"]]})
-            finally:
-                if cores is not None:
-                    cores.shared()
-    got = {name: [_cgl_numbers(r, isolated) for r in rs] for name, rs in runs.items()}
-    head = f"overlap_m{m}" if f"overlap_m{m}" in got else kinds[1]
-    out = {"overhead_fraction": _med([r["overhead_fraction"] for r in got[head]]),
-           "duty_cycle": _med([r["duty_cycle"] for r in got[head]]),
-           "cgl": {"max_in_flight": m, "headline": head, "load": os.getloadavg(), **got,
-                   "stage_seconds": _stage_seconds(runs[head][0]["cid"], got[head][0]["generations"])}}
-    if cores is not None:
-        ded = got[f"overlap_m{m}_dedicated"]
-        out["overhead_fraction_dedicated_cores"] = _med([r["overhead_fraction"] for r in ded])
-        out["duty_cycle_dedicated_cores"] = _med([r["duty_cycle"] for r in ded])
-        out["cgl"]["cores"] = cores.describe()
-    return out
 
 
 def _demo_once(tag: str, baseline: str | None = None) -> dict:
@@ -741,18 +506,18 @@ def demo_wall(reps: int = 1, baseline: str | None = None) -> dict:
     for i in range(reps):
         if baseline:
             base.append(_demo_once(f"baseline-{i}", baseline))
-            _log(f"demo baseline {base[-1]}")
+            log(f"demo baseline {base[-1]}")
         runs.append(_demo_once(f"{i}"))
-        _log(f"demo {runs[-1]}")
+        log(f"demo {runs[-1]}")
     import prefect  # whether the environment's bytecode is compiled (uv's compile-bytecode)
 
     compiled = any((Path(prefect.__file__).parent / "__pycache__").glob("__init__.*.pyc"))
-    out = {"demo_wall_seconds": _med([r["wall"] for r in runs]), "demo_first_line_seconds":
-           _med([r["first_line"] for r in runs]), "demo_exit_code": max(r["exit_code"] for r in runs),
+    out = {"demo_wall_seconds": med([r["wall"] for r in runs]), "demo_first_line_seconds":
+           med([r["first_line"] for r in runs]), "demo_exit_code": max(r["exit_code"] for r in runs),
            "demo_bytecode_compiled": compiled, "demo_tail": runs[-1]["tail"], "demo_runs": runs}
     if baseline:
-        out.update(demo_baseline_wall_seconds=_med([r["wall"] for r in base]),
-                   demo_baseline_first_line_seconds=_med([r["first_line"] for r in base]), demo_baseline_runs=base)
+        out.update(demo_baseline_wall_seconds=med([r["wall"] for r in base]),
+                   demo_baseline_first_line_seconds=med([r["first_line"] for r in base]), demo_baseline_runs=base)
     return out
 
 

@@ -15,7 +15,9 @@ reconnect, not an error; a connection handed back a moment ago is not checked ag
 stages pass connections back and forth dozens of times a second, and each check is a round
 trip), and keyed by process id, so a forked child never shares its parent's sockets.
 ``HUNTFLOW_DB_POOL_SIZE`` caps it (default 12, raised to what ``HUNTFLOW_TICK_CONCURRENCY``
-threads can hold at once).
+threads can hold at once). Pooled connections prepare each statement server-side on its first
+execution (:func:`prepare_threshold`): the pool lends its connections in turn, so psycopg's
+default of five executions a connection left a tick re-planning its statements.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from huntflow.config import Settings, get_settings, redact
-from huntflow.errors import DatabaseUrlError, StoreError
+from huntflow.errors import DatabaseUrlError, InputError, StoreError
 
 _LOCK = threading.Lock()
 _MIGRATED: set[str] = set()
@@ -143,7 +145,25 @@ def _json_rows(conn: psycopg.Connection) -> None:
     set_json_loads(orjson.loads, conn)
 
 
-def _opened(conn: psycopg.Connection) -> None:
+def prepare_threshold() -> int | None:
+    """``HUNTFLOW_DB_PREPARE_THRESHOLD``: executions of a statement on a pooled connection
+    before psycopg prepares it server-side (default 0: at once; ``none``: never, for a pooler in
+    transaction mode such as Supabase's port 6543, where prepared statements do not survive).
+
+    The pool lends its connections in turn, so with psycopg's default (5) each connection
+    re-plans each of a tick's statements five times before preparing it; planning was 11-18 ms
+    of the server's CPU a steady demo tick (benchmarks/RESULTS.md, "The database's share")."""
+    value = os.environ.get("HUNTFLOW_DB_PREPARE_THRESHOLD", "0").strip().lower()
+    if value in ("none", "off", ""):
+        return None
+    try:
+        return max(0, int(value))
+    except ValueError:
+        raise InputError(f"HUNTFLOW_DB_PREPARE_THRESHOLD: expected a whole number or 'none', got {value!r}") from None
+
+
+def _opened(conn: psycopg.Connection, threshold: int | None) -> None:
+    conn.prepare_threshold = threshold
     _json_rows(conn)
     _RETURNED[id(conn)] = time.monotonic()
 
@@ -170,9 +190,11 @@ def _pool(url: str) -> ConnectionPool:
         pool = _POOLS.get(key)
         if pool is None:
             connect(url).close()  # migrations once, and a clear error when unreachable
+            threshold = prepare_threshold()  # a bad value is one clear error here, not in the pool's thread
             pool = ConnectionPool(
                 url, kwargs={"autocommit": True, "row_factory": dict_row},
-                min_size=1, max_size=pool_size(), configure=_opened, check=_check_if_idle, timeout=_POOL_TIMEOUT_SECONDS,
+                min_size=1, max_size=pool_size(), configure=lambda conn: _opened(conn, threshold),
+                check=_check_if_idle, timeout=_POOL_TIMEOUT_SECONDS,
                 name="huntflow", open=True,
             )
             _POOLS[key] = pool

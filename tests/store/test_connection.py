@@ -100,3 +100,30 @@ def test_a_pooled_connection_is_checked_only_after_sitting_idle(database_url, mo
     with session(url) as conn:
         assert conn.execute("select 1 as one").fetchone()["one"] == 1
     assert len(checks) == 1
+
+
+def _own_pool(database_url: str, name: str) -> str:
+    return database_url + ("&" if "?" in database_url else "?") + f"application_name={name}"  # a pool of its own
+
+
+def test_pooled_connections_prepare_statements_at_once_unless_told_never(database_url, monkeypatch):
+    url = _own_pool(database_url, "prepare-default")
+    with session(url) as conn:
+        assert conn.prepare_threshold == 0
+        conn.execute("select %s::int as n", (1,))
+        prepared = conn.execute("select count(*) as n from pg_prepared_statements").fetchone()["n"]
+        assert prepared >= 1  # the first execution was prepared server-side
+    monkeypatch.setenv("HUNTFLOW_DB_PREPARE_THRESHOLD", "none")  # a pooler in transaction mode
+    url = _own_pool(database_url, "prepare-never")
+    with session(url) as conn:
+        assert conn.prepare_threshold is None
+        for _ in range(6):
+            conn.execute("select %s::int as n", (1,))
+        assert conn.execute("select count(*) as n from pg_prepared_statements").fetchone()["n"] == 0
+
+
+def test_a_bad_prepare_threshold_is_one_input_error_naming_the_variable(database_url, monkeypatch):
+    monkeypatch.setenv("HUNTFLOW_DB_PREPARE_THRESHOLD", "soon")
+    with pytest.raises(InputError, match="HUNTFLOW_DB_PREPARE_THRESHOLD.*'soon'"):
+        with session(_own_pool(database_url, "prepare-bad")):
+            pass
