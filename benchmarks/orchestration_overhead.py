@@ -432,10 +432,10 @@ def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
     for _ in range(ticks):  # round-robin: every size sees the same load
         for n in sizes:
             times[n].append(_tick([cids[n]]))
-    med = {str(n): med(v) for n, v in times.items()}
-    lo = min(v for v in med.values() if v)
-    return {"tick_seconds_by_history": med,
-            "history_growth_ratio": round(max(med.values()) / lo, 3),
+    by_size = {str(n): med(v) for n, v in times.items()}
+    lo = min(v for v in by_size.values() if v)
+    return {"tick_seconds_by_history": by_size,
+            "history_growth_ratio": round(max(by_size.values()) / lo, 3),
             "history_stage_seconds": {str(n): stage_seconds(cids[n], ticks) for n in sizes},
             "history_warm_ticks_seconds": {str(n): v for n, v in warm.items()}}
 

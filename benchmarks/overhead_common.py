@@ -3,7 +3,9 @@ in the environment before huntflow is imported), the demo campaign, and small he
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -13,6 +15,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(tempfile.mkdtemp(prefix="huntflow-bench-"))
+if not os.environ.get("HUNTFLOW_BENCH_KEEP"):  # removed at exit, after the embedded server's own stop (atexit: last in, first out)
+    atexit.register(shutil.rmtree, DATA, ignore_errors=True)
 os.environ["HUNTFLOW_DATA_DIR"] = str(DATA / "data")
 os.environ["PREFECT_HOME"] = str(DATA / "prefect-home")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
