@@ -178,8 +178,13 @@ def claim_cohort(
         " select * from claimed",
         {"owner": owner, "limit": int(limit), "lease": float(lease_seconds), "only": only, "pid": session_pid},
     ).fetchall()
-    rows.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
+    rows.sort(key=_rank_order)
     return rows
+
+
+def _rank_order(row: dict[str, Any]) -> tuple:
+    """A claimed row's place in the cohort: as the claim ranks (priority, reward, age)."""
+    return -row["priority"], -(row["rank_reward"] or float("-inf")), row["created_at"]
 
 
 def _claim_ctes(returning: str) -> str:
@@ -268,7 +273,7 @@ def discover_cohort(
     got = {"max_concurrent_campaigns": first["_limit"], "lease_seconds": first["_lease"]}
     reaped = first["_reaped"]
     claimed = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows if r["campaign_id"] is not None]
-    claimed.sort(key=lambda r: (-r["priority"], -(r["rank_reward"] or float("-inf")), r["created_at"]))
+    claimed.sort(key=_rank_order)
     return claimed, got, reaped
 
 

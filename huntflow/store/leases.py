@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -109,8 +110,6 @@ _SPARES_LOCK = threading.Lock()
 def _spare(url: str) -> psycopg.Connection | None:
     """An idle heartbeat session of this process for ``url`` (None when there is none); a
     forked child never gets its parent's (keyed by process id)."""
-    import os
-
     with _SPARES_LOCK:
         spares = _SPARES.get((os.getpid(), url))
         while spares:
@@ -121,8 +120,6 @@ def _spare(url: str) -> psycopg.Connection | None:
 
 
 def _keep_spare(url: str, conn: psycopg.Connection) -> None:
-    import os
-
     with _SPARES_LOCK:
         spares = _SPARES.setdefault((os.getpid(), url), [])
         if len(spares) < SPARES_KEPT:
@@ -133,8 +130,6 @@ def _keep_spare(url: str, conn: psycopg.Connection) -> None:
 
 def close_spares() -> None:
     """Close this process's idle heartbeat sessions (before the embedded server is stopped)."""
-    import os
-
     with _SPARES_LOCK:
         mine = [k for k in _SPARES if k[0] == os.getpid()]
         conns = [c for k in mine for c in _SPARES.pop(k)]

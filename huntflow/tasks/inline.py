@@ -158,22 +158,22 @@ class Executor:
         """The device's side: start a generation and evaluate its batch; what is left of it
         (the runner may return it as a call: the artifact, the result document, ``succeeded``)
         goes to :meth:`_record`, so the next generation evaluates meanwhile."""
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._queue)
-                item = self._queue.popleft()
-            if item is None:
-                return
+        while (item := self._take(self._queue)) is not None:
             campaign_id, gid, ref = item
             try:
                 result = self._runner(gid, ref)
             except Exception as e:  # begin_generation gave the attempt back (or failed it) already
-                _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
-                result = {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
+                result = _failed(gid, e)
             except BaseException as e:  # never leave a waiter hanging
-                self._hand_over(campaign_id, gid, {"generation_id": gid, "status": "error", "error": type(e).__name__})
+                self._hand_over(campaign_id, gid, _failed(gid, e))
                 raise
             self._hand_over(campaign_id, gid, result)
+
+    def _take(self, items: collections.deque) -> Any:
+        """The next item of ``items`` (waiting for one); None: the thread's end."""
+        with self._cond:
+            self._cond.wait_for(lambda: items)
+            return items.popleft()
 
     def _hand_over(self, campaign_id: UUID, gid: str, result: Any) -> None:
         with self._cond:  # in the order they ran: results are handed back in that order
@@ -182,21 +182,15 @@ class Executor:
 
     def _record(self) -> None:
         """The host's side: finish what :meth:`_work` evaluated, one at a time, in order."""
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: self._records)
-                item = self._records.popleft()
-            if item is None:
-                return
+        while (item := self._take(self._records)) is not None:
             campaign_id, gid, result = item
             try:
                 if callable(result):
                     result = result()
             except Exception as e:  # the call gave the attempt back (or failed it) already
-                _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
-                result = {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
+                result = _failed(gid, e)
             except BaseException as e:
-                self._finish(campaign_id, {"generation_id": gid, "status": "error", "error": type(e).__name__})
+                self._finish(campaign_id, _failed(gid, e))
                 raise
             self._finish(campaign_id, result)
 
@@ -206,3 +200,12 @@ class Executor:
             self._queued[campaign_id] = max(0, self._queued.get(campaign_id, 0) - 1)
             self._done.setdefault(campaign_id, []).append(result)
             self._cond.notify_all()
+
+
+def _failed(gid: str, e: BaseException) -> dict[str, Any]:
+    """The summary of a generation whose run or recording raised ``e`` (an ``Exception`` is
+    logged with its message; anything else — an interrupt — is named only)."""
+    if not isinstance(e, Exception):
+        return {"generation_id": gid, "status": "error", "error": type(e).__name__}
+    _log.warning("inline generation %s failed: %s: %s", gid, type(e).__name__, e)
+    return {"generation_id": gid, "status": "error", "error": f"{type(e).__name__}: {e}"}
