@@ -219,6 +219,14 @@ def _cpu_per_tick(tick, ticks: int, api: int | None) -> dict:
     return {"process": (own1 - own0) / ticks, "api": (api1 - api0) / ticks}
 
 
+def _settle_heap() -> None:
+    try:
+        from huntflow.flows import heap
+    except ImportError:  # a baseline checkout from before it
+        return
+    heap.settle()
+
+
 IN_FLIGHT = 4
 """Generations per tick of the amortised per-evaluation variants."""
 
@@ -248,6 +256,7 @@ def steady(url: str, ticks: int) -> dict:
         _tick([r])
         _tick([a4])
         _tick([r4])
+    _settle_heap()  # as the loop does after its first tick (huntflow.flows.heap)
     storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
     def rosen(trial) -> float:

@@ -331,7 +331,7 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
     while the rest is still imported."""
     from prefect.settings import temporary_settings
 
-    from huntflow.flows import generation
+    from huntflow.flows import generation, heap
 
     for key, value in pool_env(pool).items():
         os.environ.setdefault(key, value)
@@ -339,6 +339,7 @@ def serve(pool: str, *, limit: int = 1, poll_seconds: float = 0.5, ticks: str = 
     preload_engine()
     warming = start_warm_up() if warm_up and serves_generations(pool) else None
     preload()
+    heap.settle()  # what the worker keeps for its lifetime is loaded: the collector stops walking it
     logging.getLogger("prefect.task_runs").addFilter(_ThreadTimeoutNotice())
     local = LocalTicks() if ticks == "local" else None
     if local is not None:

@@ -98,6 +98,7 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
     tick moved something), without polling."""
     from uuid import UUID
 
+    from huntflow.flows import heap
     from huntflow.flows import until_done as ud
     from huntflow.store import waits
     from huntflow.store.connection import session
@@ -124,6 +125,8 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
             if tick_next:
                 run_tick(only)
                 ticks += 1
+                if ticks == 1:
+                    heap.settle()  # warm now: the collector stops walking the imported heap
             rows = progress_rows(slug)
             for r in rows:
                 if r["slug"] in bars:
