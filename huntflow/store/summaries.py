@@ -129,15 +129,18 @@ def feasible_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[di
     ).fetchall()
 
 
+def used_sql(campaign: str) -> str:
+    """The SQL expression of :func:`used_evaluations` for the campaign id ``campaign`` (a column
+    or a placeholder), for statements that read it beside other things."""
+    return (f"(coalesce((select sum(s.used) from hunt.generation_summaries s where s.campaign_id = {campaign}), 0)::int"
+            " + (select count(*) from hunt.evaluations e join hunt.generations g using (generation_id)"
+            f"    where g.campaign_id = {campaign} and g.kind <> 'verification' and e.status <> 'pending'"
+            "      and not exists (select 1 from hunt.generation_summaries s where s.generation_id = g.generation_id)"
+            "   )::int)")
+
+
 def used_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> int:
     """The campaign's search evaluations that are no longer pending (the budget used, as the report
     counts it; review's verification re-runs left out): the told generations' summaries plus the
     rows of the generations not summarised yet, so its cost follows the generation count only."""
-    return conn.execute(
-        "select coalesce((select sum(s.used) from hunt.generation_summaries s where s.campaign_id = %(c)s), 0)::int"
-        " + (select count(*) from hunt.evaluations e join hunt.generations g using (generation_id)"
-        "    where g.campaign_id = %(c)s and g.kind <> 'verification' and e.status <> 'pending'"
-        "      and not exists (select 1 from hunt.generation_summaries s where s.generation_id = g.generation_id)"
-        "   )::int as used",
-        {"c": campaign_id},
-    ).fetchone()["used"]
+    return conn.execute(f"select {used_sql('%(c)s')} as used", {"c": campaign_id}).fetchone()["used"]

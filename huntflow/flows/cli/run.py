@@ -36,10 +36,6 @@ def _campaign_ids(slug: str | None) -> list[str] | None:
             raise InputError(f"no campaign {slug!r}") from None
 
 
-def _used(r: dict) -> int:
-    return r["evaluations_succeeded"] + r["evaluations_failed"] + r["evaluations_rejected"]
-
-
 def run_ticks(slug: str | None, until_done: bool, max_ticks: int, show_progress: bool = True,
               poll_seconds: float = 2.0, say: Any = console) -> tuple[int, Any]:
     """Run ticks back to back in this process; returns how many ran and the
@@ -111,14 +107,14 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
             return what(conn, ids)
 
     ticks = 0
-    rows = progress_rows(slug)
+    rows = look(waits.loop_rows)  # read after every tick: its cost follows the generation count
     started = {r["slug"] for r in rows if r["status"] == "active"}
     verdict, said, key, tick_next = None, None, look(waits.progress_key), True
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
                   console=console, disable=not show_progress or not until_done) as progress:
         bars = {r["slug"]: progress.add_task(escape(r["slug"]), total=max(1, r["evaluations_budget"]),
-                                             completed=_used(r), best=escape(best_text(r, 4)))
+                                             completed=r["evaluations_used"], best=escape(best_text(r, 4)))
                 for r in rows if r["status"] == "active"}
         while ticks < max_ticks:
             ran = executor.ran if executor is not None else 0
@@ -127,11 +123,11 @@ def _tick_loop(slug: str | None, until_done: bool, max_ticks: int, show_progress
                 ticks += 1
                 if ticks == 1:
                     heap.settle()  # warm now: the collector stops walking the imported heap
-            rows = progress_rows(slug)
+            rows = look(waits.loop_rows)
             for r in rows:
                 if r["slug"] in bars:
                     progress.update(bars[r["slug"]], total=max(1, r["evaluations_budget"]),
-                                    completed=min(_used(r), r["evaluations_budget"]), best=escape(best_text(r, 4)))
+                                    completed=min(r["evaluations_used"], r["evaluations_budget"]), best=escape(best_text(r, 4)))
             if not until_done:
                 break
             verdict = ud.finished(rows, started)
