@@ -1,7 +1,9 @@
 """The ``hunt-tick`` flow (deployment ``hunt-tick/every-5-minutes``).
 
 discover claims a cohort; then, for each campaign, dispatch → parse → review → evolve → learn,
-each a retrying Prefect task that writes its ``hunt.stage_runs`` row. A stage that fails after
+each a retrying Prefect task that writes its ``hunt.stage_runs`` row; when a promotion or
+certification waits for its launch after evolve, review and dispatch run a second pass before
+learn (:func:`_promotion_pass`: it starts in the tick that asked it). A stage that fails after
 its retries skips the campaign's remaining stages for this tick (recorded as ``skipped``); the
 next tick carries on from the database. The lease is released at the end either way (best
 effort: during an outage it lapses by itself). A :class:`~huntflow.store.leases.Heartbeat`
@@ -44,7 +46,7 @@ from prefect import flow, get_run_logger
 from huntflow.config import get_settings
 from huntflow.flows import artifacts, events, task_runs
 from huntflow.flows.generation import trigger_tick
-from huntflow.store import leases
+from huntflow.store import leases, verifications
 from huntflow.store.connection import database_url, session
 from huntflow.store.states import Stage
 from huntflow.tasks._stage import TickContext, end_campaign, skip_stage
@@ -56,7 +58,7 @@ from huntflow.tasks.learn import learn
 from huntflow.tasks.parse import parse
 from huntflow.tasks.poison import account
 from huntflow.tasks.report import write_report
-from huntflow.tasks.review import review
+from huntflow.tasks.review import cleared_any, review
 
 
 @contextlib.contextmanager
@@ -120,30 +122,78 @@ def _outcome(state) -> Any:
     return state.result(raise_on_failure=False)
 
 
+PROMOTION_PASS = {Stage.REVIEW: "review_promotions", Stage.DISPATCH: "dispatch_promotions"}
+"""The promotion pass's keys in a campaign's tick result (its rows: ``pass`` 2)."""
+
+
 def _campaign_stages(ctx: TickContext, campaign_id: UUID, slug: str = "") -> dict[str, Any]:
-    steps = [
-        (Stage.DISPATCH, lambda: _named(dispatch, slug)(ctx, campaign_id)),
-        (Stage.PARSE, lambda: _named(parse, slug)(ctx, campaign_id)),
-        (Stage.REVIEW, lambda: _named(review, slug)(ctx, campaign_id)),
-        (Stage.EVOLVE, lambda: _named(evolve, slug)(ctx, campaign_id)),
-        (Stage.LEARN, lambda: _named(learn, slug)(ctx, campaign_id)),
+    """dispatch → parse → review → evolve → learn, each a task run; after evolve, when a promotion
+    waits for launch, the promotion pass (:func:`_promotion_pass`) before learn."""
+    steps: list[tuple[Stage, int, Any]] = [
+        (Stage.DISPATCH, 1, lambda: _named(dispatch, slug)(ctx, campaign_id)),
+        (Stage.PARSE, 1, lambda: _named(parse, slug)(ctx, campaign_id)),
+        (Stage.REVIEW, 1, lambda: _named(review, slug)(ctx, campaign_id)),
+        (Stage.EVOLVE, 1, lambda: _named(evolve, slug)(ctx, campaign_id)),
+        (Stage.LEARN, 1, lambda: _named(learn, slug)(ctx, campaign_id)),
     ]
     out: dict[str, Any] = {}
-    for i, (stage, call) in enumerate(steps):
+    i = 0
+    while i < len(steps):
+        stage, pass_, call = steps[i]
+        key = stage.value if pass_ == 1 else PROMOTION_PASS[stage]
         state = call()
         result = _outcome(state)
         if state.is_failed() or (isinstance(result, dict) and "lease_lost" in result):
             failed = state.is_failed()
-            out[stage.value] = {"failed": str(state.message)} if failed else result
-            for later, _ in steps[i + 1:]:
-                skip_stage(later, ctx, campaign_id, f"{stage.value} failed" if failed else result["lease_lost"])
-                out[later.value] = "skipped"
+            out[key] = {"failed": str(state.message)} if failed else result
+            for later, later_pass, _ in steps[i + 1:]:
+                skip_stage(later, ctx, campaign_id, f"{stage.value} failed" if failed else result["lease_lost"],
+                           pass_=later_pass)
+                out[later.value if later_pass == 1 else PROMOTION_PASS[later]] = "skipped"
             if failed:
                 out["poison"] = account(ctx.owner, campaign_id, stage.value, result, str(state.message))
             return out
-        out[stage.value] = result
+        out[key] = result
+        steps[i + 1:i + 1] = _promotion_pass(ctx, campaign_id, slug, stage, pass_, out)
+        i += 1
     out["poison"] = account(ctx.owner, campaign_id, None, None)
     return out
+
+
+def _promotion_pass(ctx: TickContext, campaign_id: UUID, slug: str, stage: Stage, pass_: int,
+                    out: dict[str, Any]) -> list[tuple[Stage, int, Any]]:
+    """The steps to run next after ``stage``: review and dispatch again (pass 2) when a promotion
+    or certification waits for its launch, so it starts in this tick, not two ticks later.
+
+    A promotion evolve plans is held by dispatch until review has verified what it promotes
+    (:func:`huntflow.tasks.review.review_promotion`), and both ran before evolve in this tick:
+    without this pass the next tick's review clears it and the tick after that launches it (on
+    the loop's executor a whole tick of idle device, and two on a pool). After evolve planned
+    one, review's promotion pass verifies it (or queues its parents' verification batches, ahead
+    of the executor's queue); when that, or this tick's first review, cleared one, dispatch's
+    pass launches it (waiting for nothing: nothing parses after it). Each is a task run of its
+    own with a ``hunt.stage_runs`` row of its own (``pass`` 2); the adversarial order holds
+    (review clears before dispatch launches), and what runs is what the rows say, so the same
+    generations with the same seeds run whichever tick launches them."""
+    again_review = (Stage.REVIEW, 2, lambda: _named(review, slug)(ctx, campaign_id, promotion_pass=True))
+    again_dispatch = (Stage.DISPATCH, 2, lambda: _named(dispatch, slug)(ctx, campaign_id, promotion_pass=True))
+    cleared = cleared_any(out.get(Stage.REVIEW.value)) or cleared_any(out.get(PROMOTION_PASS[Stage.REVIEW]))
+    if (stage, pass_) == (Stage.EVOLVE, 1):
+        planned = (out.get(Stage.EVOLVE.value) or {}).get("planned")
+        if isinstance(planned, list) and any(p.get("kind") in verifications.PROMOTED for p in planned):
+            return [again_review]
+        return [again_dispatch] if cleared else []  # launch what the first review cleared
+    if (stage, pass_) == (Stage.REVIEW, 2) and cleared:
+        return [again_dispatch]
+    return []
+
+
+def _dispatched(out: dict[str, Any]) -> Any:
+    """Both dispatch passes' launches and what the first one handed back (the batch tables)."""
+    first, again = out.get(Stage.DISPATCH.value), out.get(PROMOTION_PASS[Stage.DISPATCH])
+    if not isinstance(again, dict) or not isinstance(first, dict):
+        return first
+    return {**first, "launched": [*(first.get("launched") or []), *(again.get("launched") or [])]}
 
 
 def completion_report(campaign_id: UUID) -> str | None:
@@ -376,7 +426,7 @@ def _advance_one(ctx: TickContext, beat: leases.Heartbeat, campaign_id: UUID, sl
     if isinstance(learned, dict) and learned.get("completed"):
         out["report"] = completion_report(campaign_id)
     out["events"] = events.emit_changes(before, _snapshots([campaign_id]).get(campaign_id, {}))
-    out["artifacts"] = artifacts.publish_later(slug, campaign_id, out.get(Stage.DISPATCH.value))  # queued
+    out["artifacts"] = artifacts.publish_later(slug, campaign_id, _dispatched(out))  # queued
     out["follow_up"] = _follow_up(ctx, campaign_id)
     return out
 

@@ -258,7 +258,7 @@ def discover_cohort(
                                     'reaped', (select count(*) from reaped x where x.campaign_id = r.campaign_id)),
                  now()
             from ranks r
-          on conflict (tick_id, campaign_id, stage) do update set status = 'succeeded', attempt = 1,
+          on conflict (tick_id, campaign_id, stage, pass) do update set status = 'succeeded', attempt = 1,
             summary = excluded.summary, error = null, started_at = now(), finished_at = now()
           returning 1
         )

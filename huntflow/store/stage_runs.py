@@ -1,4 +1,6 @@
-"""``hunt.stage_runs``: one row per stage, campaign and tick (retries bump ``attempt``)."""
+"""``hunt.stage_runs``: one row per stage, campaign, tick and pass (retries bump ``attempt``; a
+stage runs a second pass in a tick only for a promotion: review and dispatch after evolve, see
+:mod:`huntflow.flows.tick`)."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ GUARD_SETTING = "huntflow.lease_owner"
 
 
 def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, stage: Stage, attempt: int,
-          guard: str | None = None, owner: str | None = None) -> int:
-    """Open (or, on a retry, reopen) the row for this tick/campaign/stage; returns its id.
+          guard: str | None = None, owner: str | None = None, pass_: int = 1) -> int:
+    """Open (or, on a retry, reopen) the row for this tick/campaign/stage/pass; returns its id.
 
     ``owner``: the tick's lease owner when it is not ``tick:<tick_id>`` (a loop's: the reaper
     checks the row's owner still holds the campaign).
@@ -28,9 +30,9 @@ def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, sta
     row = conn.execute(
         """
         with opened as (
-          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner)
-          values (%s, %s, %s, 'running', %s, %s)
-          on conflict (tick_id, campaign_id, stage) do update
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner, pass)
+          values (%s, %s, %s, 'running', %s, %s, %s)
+          on conflict (tick_id, campaign_id, stage, pass) do update
             set status = 'running', attempt = excluded.attempt, error = null,
                 started_at = now(), finished_at = null
           returning stage_run_id
@@ -39,7 +41,7 @@ def start(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID | None, sta
                                   else set_config('""" + GUARD_SETTING + """', %s, false) end as tied
           from opened
         """,
-        (tick_id, campaign_id, stage.value, attempt, owner, guard, guard or ""),
+        (tick_id, campaign_id, stage.value, attempt, owner, pass_, guard, guard or ""),
     ).fetchone()
     return row["stage_run_id"]
 
@@ -71,7 +73,7 @@ def record_done(conn: psycopg.Connection, tick_id: UUID, stage: Stage,
     conn.execute(
         "insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, summary, finished_at)"
         " select %s, r.c, %s, 'succeeded', 1, r.s, now() from unnest(%s::uuid[], %s::jsonb[]) as r(c, s)"
-        " on conflict (tick_id, campaign_id, stage) do update set status = 'succeeded', attempt = 1,"
+        " on conflict (tick_id, campaign_id, stage, pass) do update set status = 'succeeded', attempt = 1,"
         " summary = excluded.summary, error = null, started_at = now(), finished_at = now()",
         (tick_id, stage.value, [c for c, _ in rows], [Jsonb(s) for _, s in rows]),
     )
@@ -79,7 +81,7 @@ def record_done(conn: psycopg.Connection, tick_id: UUID, stage: Stage,
 
 def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage: Stage, attempt: int, *,
                lease_owner: str, lease_seconds: float, guard: str | None = None,
-               owner: str | None = None,
+               owner: str | None = None, pass_: int = 1,
                close_previous: tuple[int, dict[str, Any], float] | None = None) -> tuple[int, dict[str, Any] | None]:
     """A stage's opening in one statement: :func:`start`'s row (and tie to ``guard``), then the
     campaign marked at ``stage`` with ``lease_owner``'s lease renewed; returns ``(stage_run_id,
@@ -106,9 +108,9 @@ def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage
            where stage_run_id = %(prev)s and status = 'running'
           returning 1
         ), opened as (
-          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner)
-          values (%(tick)s, %(c)s, %(stage)s, 'running', %(attempt)s, %(owner)s)
-          on conflict (tick_id, campaign_id, stage) do update
+          insert into hunt.stage_runs (tick_id, campaign_id, stage, status, attempt, owner, pass)
+          values (%(tick)s, %(c)s, %(stage)s, 'running', %(attempt)s, %(owner)s, %(pass)s)
+          on conflict (tick_id, campaign_id, stage, pass) do update
             set status = 'running', attempt = excluded.attempt, error = null,
                 started_at = now(), finished_at = null
           returning stage_run_id
@@ -123,7 +125,7 @@ def open_stage(conn: psycopg.Connection, tick_id: UUID, campaign_id: UUID, stage
         )
         select o.stage_run_id, m.* from opened o left join moved m on true
         """,
-        {"tick": tick_id, "c": campaign_id, "stage": stage.value, "attempt": attempt, "owner": owner,
+        {"tick": tick_id, "c": campaign_id, "stage": stage.value, "attempt": attempt, "owner": owner, "pass": pass_,
          "lease_owner": lease_owner, "secs": float(lease_seconds), "guard": guard,
          "prev": close_previous[0] if close_previous else None,
          "prev_summary": Jsonb(close_previous[1] or {}) if close_previous else None,
@@ -172,9 +174,9 @@ def finish_checked(conn: psycopg.Connection, stage_run_id: int, stage: Stage, ca
 
 
 def for_tick(conn: psycopg.Connection, tick_id: UUID) -> list[dict[str, Any]]:
-    """Every row a tick wrote, in stage order."""
+    """Every row a tick wrote, in stage order (a stage's second pass after its first)."""
     return conn.execute(
-        "select * from hunt.stage_runs where tick_id = %s order by campaign_id, stage", (tick_id,)
+        "select * from hunt.stage_runs where tick_id = %s order by campaign_id, stage, pass", (tick_id,)
     ).fetchall()
 
 

@@ -134,8 +134,9 @@ def _attempt() -> int:
 StageLogic = Callable[[psycopg.Connection, dict[str, Any], TickContext], dict[str, Any]]
 
 
-def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic) -> dict[str, Any]:
-    """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row.
+def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic, pass_: int = 1) -> dict[str, Any]:
+    """Run one stage for one campaign, recording it as a ``hunt.stage_runs`` row (``pass_``: which
+    run of the stage in this tick: 2 for the promotion pass after evolve, :mod:`huntflow.flows.tick`).
 
     Two statements around the logic: open the row, tie the connection to the lease, mark the
     campaign's stage and renew its lease, returning its row (:func:`stage_runs.open_stage`);
@@ -148,7 +149,7 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
     tied = [owner is not None or left is not None]
     keep = [False]
     try:
-        return _run_logic(conn, stage, ctx, campaign_id, logic, owner, tied, left, keep)
+        return _run_logic(conn, stage, ctx, campaign_id, logic, owner, tied, left, keep, pass_)
     except psycopg.Error as e:
         raise store_error(e) from e
     finally:
@@ -162,7 +163,8 @@ def run_stage(stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLog
 
 
 def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaign_id: UUID, logic: StageLogic,
-               guard: str | None, tied: list[bool], left: _Left | None, keep: list[bool]) -> dict[str, Any]:
+               guard: str | None, tied: list[bool], left: _Left | None, keep: list[bool],
+               pass_: int = 1) -> dict[str, Any]:
     row_owner = None if ctx.owner == f"tick:{ctx.tick_id}" else ctx.owner
     attempt = _attempt()
     run_id: int | None = None
@@ -174,7 +176,8 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
                 stage_runs.finish_checked(conn, left.run_id, left.stage, campaign_id, ctx.owner, left.summary,
                                           untie=False)
                 left = None
-            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, attempt, guard=guard, owner=row_owner)
+            run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, attempt, guard=guard, owner=row_owner,
+                                      pass_=pass_)
         stage_runs.finish(conn, run_id, status, untie=ctx.guarded or tied[0], **outcome)
         tied[0] = False
 
@@ -185,7 +188,7 @@ def _run_logic(conn: psycopg.Connection, stage: Stage, ctx: TickContext, campaig
         previous = (left.run_id, left.summary, time.monotonic() - left.ended) if left is not None else None
         run_id, campaign = stage_runs.open_stage(conn, ctx.tick_id, campaign_id, stage, attempt,
                                                  lease_owner=ctx.owner, lease_seconds=ctx.lease_seconds,
-                                                 guard=guard, owner=row_owner, close_previous=previous)
+                                                 guard=guard, owner=row_owner, pass_=pass_, close_previous=previous)
         left = None  # closed by the opening
         if campaign is None:
             raise KeyError(f"no campaign {campaign_id}")
@@ -222,10 +225,10 @@ def _released_by_logic(summary: Any) -> bool:
     return isinstance(summary, dict) and bool(summary.get("completed"))
 
 
-def skip_stage(stage: Stage, ctx: TickContext, campaign_id: UUID | None, reason: str) -> None:
+def skip_stage(stage: Stage, ctx: TickContext, campaign_id: UUID | None, reason: str, pass_: int = 1) -> None:
     """Record a stage that did not run in this tick (an earlier stage failed for good); a row
     left for the next opening (:attr:`TickContext.chained`) is closed first."""
     end_campaign(ctx, campaign_id)
     with session() as conn:
-        run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, 1)
+        run_id = stage_runs.start(conn, ctx.tick_id, campaign_id, stage, 1, pass_=pass_)
         stage_runs.finish(conn, run_id, StageRunStatus.SKIPPED, summary={"reason": reason})

@@ -92,14 +92,16 @@ def inline_ref(ctx: TickContext) -> str:
 
 
 def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
-        inline_runner: InlineRunner | None = None) -> dict[str, Any]:
+        inline_runner: InlineRunner | None = None, wait: bool = True) -> dict[str, Any]:
     """Launch the campaign's planned generations; return what was launched where.
 
     With the loop's executor open (:mod:`huntflow.tasks.inline`) an inline generation is queued
     on it instead of run here, and dispatch then waits until one of the campaign's generations
     there has finished (or none is left), so the parse that follows has it; the generations it
     hands back are listed under ``finished`` (their batch tables), review's verification batches
-    that came back under ``verifications_finished``."""
+    that came back under ``verifications_finished``. Without ``wait`` (the tick's promotion pass
+    after evolve: nothing parses after it) it only launches; what finishes is handed back by the
+    next tick's dispatch."""
     runner = inline_runner or (lambda gid, ref: execute_generation(gid, dispatch_ref=ref))
     executor = None if inline_runner is not None else executor_of(ctx.owner)
     mine = inline_ref(ctx)
@@ -165,7 +167,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext,
             if _mark_dispatched(conn, g, ref):
                 launched.append({"generation_id": str(gid), "operator": g["operator"], "flow_run_id": ref})
     out = {"launched": launched, "recovered": recovered, "held": held, "gate_rejected": rejected}
-    if executor is not None:
+    if executor is not None and wait:
         executor.wait(campaign["campaign_id"], WAIT_SECONDS)
         back = executor.finished(campaign["campaign_id"])
         out["finished"] = [{"generation_id": r.get("generation_id"), "operator": "inline", "result": r}
@@ -196,6 +198,10 @@ def _promotion_subject(conn: psycopg.Connection, generation: dict[str, Any]) -> 
 
 @task(cache_policy=NO_CACHE, name="dispatch", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
       timeout_seconds=3600)
-def dispatch(ctx: TickContext, campaign_id: UUID, inline_runner: InlineRunner | None = None) -> dict[str, Any]:
-    """Launch planned generations on their operators."""
-    return run_stage(Stage.DISPATCH, ctx, campaign_id, lambda c, row, x: run(c, row, x, inline_runner))
+def dispatch(ctx: TickContext, campaign_id: UUID, inline_runner: InlineRunner | None = None,
+             promotion_pass: bool = False) -> dict[str, Any]:
+    """Launch planned generations on their operators (``promotion_pass``: the tick's second
+    pass after evolve, which launches a promotion review just cleared and waits for nothing)."""
+    return run_stage(Stage.DISPATCH, ctx, campaign_id,
+                     lambda c, row, x: run(c, row, x, inline_runner, wait=not promotion_pass),
+                     pass_=2 if promotion_pass else 1)

@@ -338,8 +338,28 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     return out
 
 
+def run_promotions(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) -> dict[str, Any]:
+    """The promotion pass (after evolve, :mod:`huntflow.flows.tick`): :func:`review_promotion` of
+    each planned promotion or certification not cleared yet, so one evolve just asked is verified
+    (or its parents' batches queued) in the tick that asked it; parsed generations wait for the
+    next tick's first pass, as before."""
+    spec = campaigns.spec_of(campaign)
+    gens = generations.by_status(conn, campaign["campaign_id"], [GS.PLANNED])
+    return {"promotions": [review_promotion(conn, spec, g, ctx) for g in gens
+                           if g["kind"] in verifications.PROMOTED and not verifications.cleared(g)]}
+
+
+def cleared_any(summary: Any) -> bool:
+    """Whether a review summary cleared a promotion for launch (one not left ``waiting`` for its
+    parents' verification batches)."""
+    return isinstance(summary, dict) and any(not p.get("waiting") for p in summary.get("promotions") or [])
+
+
 @task(cache_policy=NO_CACHE, name="review", retries=RETRIES, retry_delay_seconds=retry_delays(), retry_jitter_factor=0.5,
       timeout_seconds=1800)
-def review(ctx: TickContext, campaign_id: UUID) -> dict[str, Any]:
-    """Adversarially check parsed evaluations; reject what cannot be trusted."""
+def review(ctx: TickContext, campaign_id: UUID, promotion_pass: bool = False) -> dict[str, Any]:
+    """Adversarially check parsed evaluations; reject what cannot be trusted (``promotion_pass``:
+    only the planned promotions, the tick's second pass after evolve: :func:`run_promotions`)."""
+    if promotion_pass:
+        return run_stage(Stage.REVIEW, ctx, campaign_id, run_promotions, pass_=2)
     return run_stage(Stage.REVIEW, ctx, campaign_id, run)
