@@ -189,9 +189,10 @@ def test_deployment_run_drives_a_pool_campaign_to_completion(db, prefect_stack, 
     assert all(len(g["dispatch_ref"]) == 36 for g in gens)  # a Prefect flow-run id
     evals = generations.campaign_evaluations(db, cid)
     assert all(e["status"] == "succeeded" and e["provenance"]["jax_backend"] for e in evals)
-    ticks = db.execute("select tick_id, count(*) as n from hunt.stage_runs where campaign_id = %s"
-                       " group by tick_id", (cid,)).fetchall()
-    assert len(ticks) >= len(search) + 1 and all(t["n"] == 6 for t in ticks)
+    ticks = db.execute("select tick_id, count(*) filter (where pass = 1) as n, count(*) filter (where pass = 2"
+                       " and stage not in ('review', 'dispatch')) as odd from hunt.stage_runs where campaign_id = %s"
+                       " group by tick_id", (cid,)).fetchall()  # pass 2: the promotion pass (review, dispatch)
+    assert len(ticks) >= len(search) + 1 and all(t["n"] == 6 and t["odd"] == 0 for t in ticks)
     assert db.execute("select count(*) as n from hunt.campaigns where slug = 'e2e-bad'").fetchone()["n"] == 0
     bad_id = bad_run.split("UUID:")[1].split()[0]
     failed = _api(env, f"/flow_runs/{bad_id}")
