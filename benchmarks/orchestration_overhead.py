@@ -20,7 +20,8 @@ Measured in one run, on one embedded Postgres (pgserver) and Prefect's ephemeral
   evaluation rows (seeded inside the database as told generations with their summary and
   trajectory rows, as the tick writes them), campaigns ticked round-robin; the optimizer's own
   state is fresh in each (its growth is the optimizer's, not the orchestration's), random search
-  unless ``--history-optimizer`` says otherwise.
+  unless ``--history-optimizer`` says otherwise; ``loop_tick_seconds_by_history`` adds the reads
+  the loop of ``tick --until-done`` makes after each tick (``loop_reads_seconds_by_history``).
 * ``tick_seconds_100_campaigns`` — one tick advancing 100 active demo campaigns (random search
   by default, so the number is the orchestration's; ``--campaign-optimizer ngopt`` adds NGOpt's
   ask, which is the optimizer's own cost and runs under the GIL); each tick is followed by the
@@ -71,7 +72,8 @@ import uuid
 from pathlib import Path
 
 from overhead_cgl import cgl_overhead
-from overhead_common import DATA, ROOT, add_campaign, demo_spec, log, med, stage_seconds
+from overhead_common import DATA, ROOT, add_campaign, demo_spec, log, med, stage_seconds, tick_seconds
+from overhead_history import history
 
 
 def main() -> None:
@@ -150,14 +152,6 @@ def main() -> None:
 
 
 # --- pieces ---------------------------------------------------------------------------------
-
-def _tick(cids: list[uuid.UUID] | None) -> float:
-    from huntflow.flows.tick import run_tick
-
-    t = time.perf_counter()
-    run_tick([str(c) for c in cids] if cids else None)
-    return time.perf_counter() - t
-
 
 def _tick_without_prefect(cid: uuid.UUID) -> float:
     from huntflow.store import campaigns
@@ -251,11 +245,11 @@ def steady(url: str, ticks: int) -> dict:
     k = IN_FLIGHT  # several generations per tick (optimizer.options.max_in_flight inline)
     a4, r4 = variant("bench-steady-ngopt-k", base_name(), k), variant("bench-steady-random-k", "random", k)
     for _ in range(3):  # warm: compile, first asks, pool and caches filled
-        _tick([a])
+        tick_seconds([a])
         _tick_without_prefect(b)
-        _tick([r])
-        _tick([a4])
-        _tick([r4])
+        tick_seconds([r])
+        tick_seconds([a4])
+        tick_seconds([r4])
     _settle_heap()  # as the loop does after its first tick (huntflow.flows.heap)
     storage = optuna.storages.RDBStorage(url.replace("postgresql://", "postgresql+psycopg://", 1))
 
@@ -271,11 +265,11 @@ def steady(url: str, ticks: int) -> dict:
     }
     with_prefect, raw, rand, ngopt_k, rand_k, opt = [], [], [], [], [], {"random": [], "tpe": []}
     for _ in range(ticks):  # interleaved: every contender sees the same background load
-        with_prefect.append(_tick([a]))
+        with_prefect.append(tick_seconds([a]))
         raw.append(_tick_without_prefect(b))
-        rand.append(_tick([r]))
-        ngopt_k.append(_tick([a4]))
-        rand_k.append(_tick([r4]))
+        rand.append(tick_seconds([r]))
+        ngopt_k.append(tick_seconds([a4]))
+        rand_k.append(tick_seconds([r4]))
         for name, study in studies.items():
             t = time.perf_counter()
             study.optimize(rosen, n_trials=32)
@@ -284,7 +278,7 @@ def steady(url: str, ticks: int) -> dict:
     api = _api_pid()
     cpu: dict[str, list[dict]] = {"with_prefect": [], "no_prefect": []}
     for _ in range(2):  # CPU per tick, blocks interleaved
-        cpu["with_prefect"].append(_cpu_per_tick(lambda: _tick([a]), 6, api))
+        cpu["with_prefect"].append(_cpu_per_tick(lambda: tick_seconds([a]), 6, api))
         cpu["no_prefect"].append(_cpu_per_tick(lambda: _tick_without_prefect(b), 6, api))
     cpu_tick = {k: {part: round(statistics.mean(x[part] for x in v), 4) for part in ("process", "api")}
                 for k, v in cpu.items()}
@@ -374,81 +368,6 @@ def rows_per_second(url: str) -> dict:
             "copy_rows_per_client_cpu_second": round(statistics.median(copy_cpu))}
 
 
-def _seed_history(cid: uuid.UUID, n_rows: int, pop: int = 32) -> None:
-    """``n_rows`` evaluation rows as told generations before the campaign's first ask (negative
-    ask ids), with the summary and trajectory rows the tick would have written. Generated inside
-    the database (``insert ... select`` over ``generate_series``, seeded ``random()``), so a
-    million rows take a minute, not the client's COPY of a million JSON documents."""
-    from huntflow.store.connection import session
-
-    n_gens = max(1, n_rows // pop)
-    x = [f"x{j}" for j in range(4)]
-    rosen = " + ".join(f"100 * power({x[j + 1]} - {x[j]} * {x[j]}, 2) + power(1 - {x[j]}, 2)" for j in range(3))
-    with session() as conn, conn.transaction():
-        conn.execute("select setseed(%s)", (1.0 / (1 + n_rows % 997),))
-        conn.execute(
-            "insert into hunt.generations (generation_id, campaign_id, generation_index, ask_id, kind, fidelity,"
-            " fidelity_name, status, seed, attempt)"
-            " select gen_random_uuid(), %(cid)s, k, k - %(n)s, 'search', 0, 'exact', 'told', k, 1"
-            " from generate_series(0, %(n)s - 1) k", {"cid": cid, "n": n_gens})
-        conn.execute(
-            "with pts as materialized (select g.generation_id, g.generation_index as k, i, "
-            + ", ".join(f"random() * 4 - 2 as {v}" for v in x)
-            + " from hunt.generations g cross join generate_series(0, %(pop)s - 1) i where g.campaign_id = %(cid)s)"
-            " insert into hunt.evaluations (generation_id, campaign_id, candidate_index, params, param_hash, fidelity,"
-            " status, metrics, objective, feasible, decision, provenance, wall_seconds)"
-            " select generation_id, %(cid)s, i, jsonb_build_object(" + ", ".join(f"'{v}', {v}" for v in x) + "),"
-            " k || '-' || i, 0, 'succeeded', jsonb_build_object('f', f), f, true, '{\"source\": \"seed\"}'::jsonb,"
-            " jsonb_build_object('seed', k), 0.001"
-            f" from pts, lateral (select {rosen} + 1.0 as f) r",
-            {"cid": cid, "pop": pop})
-        conn.execute(
-            "insert into hunt.generation_summaries (generation_id, campaign_id, ask_id, fidelity, evaluations,"
-            " used, feasible, best_min, best_max, target_hits)"
-            " select g.generation_id, g.campaign_id, g.ask_id, g.fidelity, count(*), count(*), count(*),"
-            " min(e.objective), max(e.objective), 0 from hunt.generations g join hunt.evaluations e"
-            " using (generation_id) where g.campaign_id = %s group by g.generation_id", (cid,))
-        conn.execute(
-            "insert into hunt.trajectories (campaign_id, generation_id, generation_index, evaluations_used,"
-            " best_objective, improvement, feasible_fraction, mode, reward, details)"
-            " select g.campaign_id, g.generation_id, g.generation_index, 32 * (g.generation_index + 1),"
-            " min(s.best_min) over (order by g.generation_index), 0, 1, 'explore', 0.1, '{}'::jsonb"
-            " from hunt.generations g join hunt.generation_summaries s using (generation_id)"
-            " where g.campaign_id = %s", (cid,))
-    with session() as conn:
-        conn.execute("analyze hunt.evaluations")
-        conn.execute("analyze hunt.generations")
-
-
-def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
-    cids = {}
-    for n in sizes:
-        t = time.perf_counter()
-        # one budget for every size (NGOpt picks its algorithm by budget, so sizes must share it);
-        # random search by default: at a budget past 1M NGOpt's own ask costs ~10 s a batch
-        # whatever the history, which would hide what the history costs the orchestration
-        base = demo_spec("bench-history")
-        cid = add_campaign(demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000,
-                              optimizer=base.optimizer.model_copy(update={"name": optimizer})))
-        _seed_history(cid, n)
-        cids[n] = cid
-        log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")
-    warm: dict[int, list[float]] = {n: [] for n in sizes}
-    for n in sizes:  # warm: the fold is built (one full replay) and the dashboard rebuilt from the whole history
-        for _ in range(2):
-            warm[n].append(round(_tick([cids[n]]), 2))
-    times: dict[int, list[float]] = {n: [] for n in sizes}
-    for _ in range(ticks):  # round-robin: every size sees the same load
-        for n in sizes:
-            times[n].append(_tick([cids[n]]))
-    by_size = {str(n): med(v) for n, v in times.items()}
-    lo = min(v for v in by_size.values() if v)
-    return {"tick_seconds_by_history": by_size,
-            "history_growth_ratio": round(max(by_size.values()) / lo, 3),
-            "history_stage_seconds": {str(n): stage_seconds(cids[n], ticks) for n in sizes},
-            "history_warm_ticks_seconds": {str(n): v for n, v in warm.items()}}
-
-
 def many_campaigns(n: int, optimizer: str) -> dict:
     from huntflow.flows.tick import tick_concurrency
     from huntflow.store import settings
@@ -464,7 +383,7 @@ def many_campaigns(n: int, optimizer: str) -> dict:
 
     walls, flushes = [], []
     for _ in range(3):  # first: every campaign's first ask (optimizer start); then full ticks
-        walls.append(_tick(None))
+        walls.append(tick_seconds(None))
         t = time.perf_counter()
         artifacts.flush(1800)  # what a hunt-tick flow run waits for at its end
         flushes.append(time.perf_counter() - t)

@@ -63,3 +63,12 @@ def stage_seconds(cid: uuid.UUID, last: int) -> dict:
     for r in rows:
         by.setdefault(r["stage"], []).append(float(r["s"]))
     return {k: med(v) for k, v in by.items()}
+
+
+def tick_seconds(cids: list[uuid.UUID] | None) -> float:
+    """One tick of the given campaigns (all active ones when None), in seconds."""
+    from huntflow.flows.tick import run_tick
+
+    t = time.perf_counter()
+    run_tick([str(c) for c in cids] if cids else None)
+    return time.perf_counter() - t
