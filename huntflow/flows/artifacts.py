@@ -272,7 +272,9 @@ class Publisher:
     the UI shows); jobs without a key never do. A
     keyed job may ask for ``spacing``: it runs at least that many seconds after the last job of
     its key ran (each API write costs the API ~10 ms of CPU, and back-to-back ticks would write
-    a campaign's progress several times a second); :meth:`flush` runs what waits at once.
+    a campaign's progress several times a second), counted from the end of that last run, so a job
+    queued while the last of its key still runs waits its spacing after that one finished;
+    :meth:`flush` runs what waits at once.
     """
 
     def __init__(self) -> None:
@@ -290,8 +292,7 @@ class Publisher:
                 self._seq += 1
                 key = _Anonymous(self._seq)
             self._jobs.pop(key, None)
-            not_before = self._last.get(key, -math.inf) + spacing if spacing > 0 else -math.inf
-            self._jobs[key] = (contextvars.copy_context(), job, not_before)
+            self._jobs[key] = (contextvars.copy_context(), job, spacing)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="huntflow-artifacts", daemon=True)
                 self._thread.start()
@@ -302,7 +303,9 @@ class Publisher:
         while True:
             now = time.monotonic()
             soonest = math.inf
-            for key, (ctx, job, not_before) in self._jobs.items():
+            for key, (ctx, job, spacing) in self._jobs.items():
+                # from the last run's end, read now: one queued while it ran must not go at once
+                not_before = self._last.get(key, -math.inf) + spacing if spacing > 0 else -math.inf
                 if not_before <= now or self._hurry:
                     del self._jobs[key]
                     return key, ctx, job

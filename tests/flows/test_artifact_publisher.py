@@ -64,3 +64,18 @@ def test_a_spaced_key_waits_its_turn_without_holding_up_others_and_flush_runs_it
     assert ran[2][1] - ran[0][1] >= 0.3  # the key's next write came its spacing after the last
     pub.submit(mark("progress-4"), key="campaign-a", spacing=600)
     assert pub.flush(timeout=10) and ran[-1][0] == "progress-4"  # the run's end does not wait
+
+
+def test_a_job_queued_while_its_key_still_runs_waits_its_spacing_after_that_run():
+    """A slow API write must not let the next write of its key through at once (the spacing
+    counts from the last run's end, read when the job is taken, not when it was queued)."""
+    pub, started, gate, ran = Publisher(), threading.Event(), threading.Event(), []
+    pub.submit(lambda: (started.set(), gate.wait(10), ran.append(("batch-1", time.monotonic()))),
+               key="batch-a", spacing=600)
+    assert started.wait(10)  # the first write is running (a slow API)
+    pub.submit(lambda: ran.append(("batch-2", time.monotonic())), key="batch-a", spacing=600)
+    gate.set()
+    assert _until(lambda: len(ran) == 1)
+    time.sleep(0.3)
+    assert [w for w, _ in ran] == ["batch-1"]  # the second waits its 600 s, not 0
+    assert pub.flush(timeout=10) and [w for w, _ in ran] == ["batch-1", "batch-2"]
