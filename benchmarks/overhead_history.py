@@ -58,14 +58,13 @@ def _seed_history(cid: uuid.UUID, n_rows: int, pop: int = 32) -> None:
 
 def history(sizes: list[int], ticks: int, optimizer: str = "random") -> dict:
     cids = {}
+    # one budget for every size (NGOpt picks its algorithm by budget, so sizes must share it);
+    # random search by default: at a budget past 1M NGOpt's own ask costs ~10 s a batch
+    # whatever the history, which would hide what the history costs the orchestration
+    opt = demo_spec("bench-history").optimizer.model_copy(update={"name": optimizer})
     for n in sizes:
         t = time.perf_counter()
-        # one budget for every size (NGOpt picks its algorithm by budget, so sizes must share it);
-        # random search by default: at a budget past 1M NGOpt's own ask costs ~10 s a batch
-        # whatever the history, which would hide what the history costs the orchestration
-        base = demo_spec("bench-history")
-        cid = add_campaign(demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000,
-                              optimizer=base.optimizer.model_copy(update={"name": optimizer})))
+        cid = add_campaign(demo_spec(f"bench-history-{n}", budget=max(sizes) + 100_000, optimizer=opt))
         _seed_history(cid, n)
         cids[n] = cid
         log(f"seeded {n} rows in {time.perf_counter() - t:.1f} s")
