@@ -20,7 +20,8 @@ generations without improvement). The tick then emits the Prefect event
 learn's stage row is closed (:func:`huntflow.flows.tick.completion_report`).
 Everything is read from the campaign's fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`:
 its settled generations folded into one row by evolve) and the ``hunt.generation_summaries`` rows
-of the generations after it, plus a few indexed lookups, never the whole history, so learn's
+of the generations after it, plus a few indexed lookups and its counts over the trajectory
+rows (``hunt.learn_states``, written with the rows), never the whole history, so learn's
 cost stays flat as a campaign grows; only the hypervolume with several objectives reads
 evaluation rows (the feasible ones).
 With ``spec.gates.completion`` learn asks first (a ``hunt.gates`` row, see
@@ -202,8 +203,12 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     for g in gens:
         everything.add(g)
     best = None
-    with conn.pipeline():  # this tick's writes, one round trip
+    # this tick's writes, one round trip; one transaction too (a pipeline's statements up to its
+    # one Sync commit together: an error rolls back all of them)
+    with conn.pipeline():
         trajectories.record_many(conn, rows)
+        if rows:  # the counts the next tick continues from (without counting the rows again)
+            trajectories.keep_state(conn, cid, trajectories.advance_state(state, rows, IMPROVEMENT_TOL))
         found = None if everything.best_gen is None else \
             campaigns.set_best_from(conn, cid, UUID(str(everything.best_gen)), everything.value)
         if mode.value != campaign["mode"]:

@@ -59,7 +59,8 @@ def test_schema_has_rls_on_every_table_and_the_progress_view(fresh_db):
         snap = snapshot(conn)
         tables = {r["relname"] for r in snap["rls"]}
         assert tables == {"settings", "campaigns", "generations", "evaluations", "stage_runs", "findings",
-                          "trajectories", "gates", "generation_summaries", "campaign_folds", "dashboard_builds"}
+                          "trajectories", "gates", "generation_summaries", "campaign_folds", "dashboard_builds",
+                          "learn_states"}
         assert all(r["relrowsecurity"] for r in snap["rls"])
         for t in tables:
             roles = {p["roles"] for p in snap["policies"] if p["tablename"] == t}

@@ -41,12 +41,54 @@ def test_trajectory_and_best_match_the_whole_history_across_fidelities(db, make_
                                          objectives=[{"metric": "f", "goal": "minimize", "target": 0.05}]))
 
 
+def _counted(db, cid) -> dict:
+    """``count`` and ``stagnant`` of learn's state, counted from the trajectory rows."""
+    rows = trajectories.for_campaign(db, cid)
+    improved = [i for i, r in enumerate(rows) if r["improvement"] is not None and r["improvement"] > learn.IMPROVEMENT_TOL]
+    return {"count": len(rows), "stagnant": len(rows) - 1 - (improved[-1] if improved else -1)}
+
+
+def test_learn_counts_again_when_the_trajectory_changed_behind_its_back(db, make_spec):
+    """learn's kept counts (``hunt.learn_states``) are trusted only while their row is the
+    latest: rows removed (or written) by anything else make the next read count them."""
+    spec = make_spec(slug="kept-counts", budget={"evaluations": 64}, optimizer={"name": "random", "population": 8})
+    cid = campaigns.insert_campaign(db, spec)
+    for _ in range(4):
+        _tick(cid)
+    state = trajectories.latest_state(db, cid, learn.IMPROVEMENT_TOL)
+    assert state["kept"] and state["count"] >= 3
+    db.execute("delete from hunt.trajectories where generation_id = %s", (state["generation_id"],))
+    again = trajectories.latest_state(db, cid, learn.IMPROVEMENT_TOL)
+    assert not again["kept"]
+    assert {k: again[k] for k in ("count", "stagnant")} == _counted(db, cid)
+    assert again["count"] == state["count"] - 1
+    _tick(cid)  # learn records the missing row again and keeps the counts
+    after = trajectories.latest_state(db, cid, learn.IMPROVEMENT_TOL)
+    assert after["kept"] and {k: after[k] for k in ("count", "stagnant")} == _counted(db, cid)
+
+
+def test_advance_state_follows_the_counting_rule():
+    rows = [{"generation_index": i, "generation_id": i, "improvement": imp}
+            for i, imp in enumerate([None, 0.5, 0.0, None, 1e-12, 0.2, 0.0, 0.0])]
+    start = {"count": 0, "stagnant": 0, "generation_index": None}
+    assert trajectories.advance_state(start, rows, 1e-9) == {"count": 8, "stagnant": 2, "generation_id": 7}
+    assert trajectories.advance_state(start, rows[:1], 1e-9) == {"count": 1, "stagnant": 1, "generation_id": 0}
+    # a row that would not be the latest: only counting gives the answer
+    assert trajectories.advance_state({"count": 3, "stagnant": 1, "generation_index": 5}, rows[4:], 1e-9) is None
+    assert trajectories.advance_state(start, [], 1e-9) is None
+
+
 def _check_against_history(db, spec) -> None:
     cid = campaigns.insert_campaign(db, spec)
+    kept = 0
     for _ in range(30):
         if campaigns.get_campaign(db, cid)["status"] != "active":
             break
         _tick(cid)
+        state = trajectories.latest_state(db, cid, learn.IMPROVEMENT_TOL)
+        assert {k: state[k] for k in ("count", "stagnant")} == _counted(db, cid)  # learn's kept counts
+        kept += state["kept"]
+    assert kept >= 2  # after its first rows learn no longer counts them
     assert campaigns.get_campaign(db, cid)["status"] == "completed"
     targets = learn.objective_targets(spec)
 
