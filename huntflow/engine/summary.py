@@ -89,9 +89,17 @@ def feasibility(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[dict[st
 
 
 def promotion_deltas(spec: CampaignSpec, evals: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per candidate (``param_hash``) evaluated at several rungs, the change between each pair
+    of consecutive rungs (its first succeeded evaluation at each), in order of first evaluation."""
+    def ok(e: dict[str, Any]) -> bool:
+        return e["status"] == "succeeded" and e.get("objective") is not None
+
+    # only a candidate seen above the first rung can have a pair: the rest (nearly all of a long
+    # hunt's rows) are not grouped at all
+    promoted = {e["param_hash"] for e in evals if e["fidelity"] > 0 and ok(e)}
     by_hash: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
     for e in evals:
-        if e["status"] == "succeeded" and e.get("objective") is not None:
+        if e["param_hash"] in promoted and ok(e):
             by_hash[e["param_hash"]].setdefault(e["fidelity"], e)
     out = []
     for h, rungs in by_hash.items():

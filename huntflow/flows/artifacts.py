@@ -163,14 +163,15 @@ def _old_plots(data: Any) -> str | None:
 def render_dashboard(inputs: dict[str, Any], plots: bool) -> tuple[dict[str, Any], str, str | None]:
     """``(report, markdown, plots_section)`` for a campaign's rows (``plots``: draw them now)."""
     spec, evals = inputs["spec"], inputs["evaluations"]
+    numbers = kpi.kpis(spec, evals)  # one pass over the history for the report and the plots
     report = render.build(inputs["campaign"], spec, evals, inputs["trajectories"], inputs["findings"],
-                          inputs["stage_runs"], inputs["generations"])
+                          inputs["stage_runs"], inputs["generations"], kpis=numbers)
     section = None
     if plots:
         from huntflow.engine import plots as draw
 
         names = ["best_vs_evaluation"] + (["pareto_front"] if len(spec.objectives) == 2 else [])
-        figs = draw.figures(spec, kpi.kpis(spec, evals), names)
+        figs = draw.figures(spec, numbers, names)
         section = dashboard.plots_section({n: draw.png(f, dpi=80) for n, f in figs.items()})
     return report, dashboard.markdown(report, spec, evals, section), section
 

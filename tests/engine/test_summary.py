@@ -37,3 +37,14 @@ def test_the_front_is_taken_at_the_highest_rung_with_a_feasible_evaluation():
     # no feasible fine evaluation yet: the coarse front
     assert summary.front(spec, coarse + fine[4:]) == [[0.0, 0.0]]
     assert summary.front_members(spec, fine[4:]) == (None, [])
+
+
+def test_promotion_deltas_pair_each_candidate_s_first_evaluation_at_consecutive_rungs():
+    spec = parse_spec({**_spec().model_dump(mode="json"), "fidelities": [{"name": "a"}, {"name": "b"}, {"name": "c"}]})
+    evals = [_e(0, [1.0, 0.0], "p"), _e(0, [5.0, 0.0], "q"), _e(0, [9.0, 0.0], "lonely"),
+             _e(0, [2.0, 0.0], "r", status="failed"), _e(1, [1.5, 0.0], "p"), _e(1, [7.0, 0.0], "r"),
+             _e(1, [1.9, 0.0], "p"),  # p again at rung 1: its first evaluation there counts
+             _e(2, [1.2, 0.0], "p", feasible=False), _e(2, [4.0, 0.0], "q")]
+    got = [(d["param_hash"], d["from"], d["to"], d["objective_low"], d["objective_high"], d["feasible_high"])
+           for d in summary.promotion_deltas(spec, evals)]
+    assert got == [("p", "a", "b", 1.0, 1.5, True), ("p", "b", "c", 1.5, 1.2, False), ("q", "a", "c", 5.0, 4.0, True)]

@@ -61,6 +61,7 @@ def build(
     *,
     verification: Row | None = None,
     generated_at: dt.datetime | None = None,
+    kpis: Row | None = None,
 ) -> Row:
     """The report of one campaign as a strict-JSON dict (see the module docstring for its keys).
 
@@ -72,11 +73,13 @@ def build(
         generations: its generation rows (for artifact paths; ``has_result_document`` or
             ``result_document`` says whether a result document is stored).
         verification: :func:`huntflow.store.verifications.share` of the campaign (review's cost).
+        kpis: :func:`huntflow.engine.summary.kpis` of ``evaluations`` when the caller has them
+            (the dashboard draws its plots from the same numbers: computed once, not twice).
     """
     evals = list(evaluations)
     gens = {g["generation_id"]: g for g in generations}
     stage_rows = list(stage_runs)
-    kpis = kpi.kpis(spec, evals)
+    kpis = kpi.kpis(spec, evals) if kpis is None else kpis
     report = {
         "format": FORMAT,
         "generated_at": generated_at or dt.datetime.now(dt.timezone.utc),
@@ -114,11 +117,12 @@ def write(inputs: Row, out_dir: Path, *, plots: bool = True, generated_at: dt.da
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     spec, evals = inputs["spec"], list(inputs["evaluations"])
+    numbers = kpi.kpis(spec, evals)  # once, for the report and its plots
     report = build(inputs["campaign"], spec, evals, inputs.get("trajectories", ()), inputs.get("findings", ()),
                    inputs.get("stage_runs", ()), inputs.get("generations", ()),
-                   verification=inputs.get("verification"), generated_at=generated_at)
+                   verification=inputs.get("verification"), generated_at=generated_at, kpis=numbers)
     csv_path = kpi.write_csv(spec, evals, out_dir / "evaluations.csv")
-    pngs = kpi.plot(spec, kpi.kpis(spec, evals), out_dir) if plots else []
+    pngs = kpi.plot(spec, numbers, out_dir) if plots else []
     md_path, json_path = out_dir / "report.md", out_dir / "report.json"
     report["files"] = {"dir": str(out_dir), "markdown": str(md_path), "json": str(json_path), "csv": str(csv_path),
                        "plots": [str(p) for p in pngs]}
