@@ -57,13 +57,24 @@ def _embedded_url(pgdata: Path) -> str:
     return embedded.url(pgdata)
 
 
+_EMBEDDED_URLS: dict[tuple[str | None, ...], str] = {}
+"""What the embedded data dir resolves to -> its server's URL, for :func:`database_url`'s common
+case (a tick asks ~20 times: settings, path resolution and the server's lookup were ~65 us each);
+cleared with the handles (:func:`stop_embedded`)."""
+
+
 def database_url(settings: Settings | None = None) -> str:
     """The URL of the database to use, starting the embedded server when needed."""
     if settings is None:  # the common case, without building Settings (~10 ms) on every loan
         given = os.environ.get("SUPABASE_DB_URL") or os.environ.get("HUNTFLOW_SUPABASE_DB_URL")
         if given:
             return given
-    settings = settings or get_settings()
+        key = (os.environ.get("HUNTFLOW_DATA_DIR"), os.environ.get("HOME"), os.environ.get("XDG_DATA_HOME"),
+               os.getcwd())  # what the default data dir, or a relative one, depends on
+        url = _EMBEDDED_URLS.get(key)
+        if url is None:
+            url = _EMBEDDED_URLS[key] = _embedded_url(get_settings().pgdata_dir.resolve())
+        return url
     if settings.supabase_db_url:
         return settings.supabase_db_url
     return _embedded_url(settings.pgdata_dir.resolve())
@@ -76,6 +87,7 @@ def stop_embedded() -> None:
 
     embedded.release_all()
     _MIGRATED.clear()
+    _EMBEDDED_URLS.clear()
 
 
 def store_error(e: BaseException, url: str | None = None, doing: str = "database error") -> StoreError:
