@@ -379,12 +379,13 @@ def parse_view(conn: psycopg.Connection, campaign_id: UUID, timeout_seconds: flo
     ).fetchall()
 
 
-def campaign_evaluations(conn: psycopg.Connection, campaign_id: UUID) -> list[dict[str, Any]]:
-    """Every evaluation of a campaign with its generation's index and kind, in ask order.
+def campaign_evaluations(conn: psycopg.Connection, campaign_id: UUID, columns: str = "e.*") -> list[dict[str, Any]]:
+    """Every evaluation of a campaign with its generation's index and kind, in ask order
+    (``columns``: of the evaluation, ``e``; all by default).
 
     Review's verification re-runs are left out: they are neither search results nor budget."""
     return conn.execute(
-        "select e.*, g.generation_index, g.kind, g.ask_id from hunt.evaluations e"
+        f"select {columns}, g.generation_index, g.kind, g.ask_id from hunt.evaluations e"
         " join hunt.generations g using (generation_id)"
         " where e.campaign_id = %s and g.kind <> 'verification' order by g.ask_id, e.candidate_index",
         (campaign_id,),

@@ -10,7 +10,7 @@ import psycopg
 
 from huntflow.engine.spec import CampaignSpec
 from huntflow.engine.summary import best_of
-from huntflow.store import campaigns, findings, trajectories, verifications
+from huntflow.store import campaigns, findings, generations, trajectories, verifications
 
 # generation columns the report shows (not the optimizer checkpoint nor the result document itself)
 _GENERATION_COLUMNS = (
@@ -32,12 +32,7 @@ _EVALUATION_COLUMNS = (
 def report_evaluations(conn: psycopg.Connection, spec: CampaignSpec, campaign_id: UUID) -> list[dict[str, Any]]:
     """:func:`~huntflow.store.generations.campaign_evaluations` with the columns the report reads;
     the best evaluation (:func:`huntflow.engine.summary.best_of`) also has its ``provenance``."""
-    rows = conn.execute(
-        f"select {_EVALUATION_COLUMNS}, g.generation_index, g.kind, g.ask_id from hunt.evaluations e"
-        " join hunt.generations g using (generation_id)"
-        " where e.campaign_id = %s and g.kind <> 'verification' order by g.ask_id, e.candidate_index",
-        (campaign_id,),
-    ).fetchall()
+    rows = generations.campaign_evaluations(conn, campaign_id, _EVALUATION_COLUMNS)
     best = best_of(spec, rows)
     if best is not None:
         best["provenance"] = conn.execute("select provenance from hunt.evaluations where evaluation_id = %s",

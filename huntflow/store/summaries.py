@@ -76,6 +76,13 @@ def for_campaign(conn: psycopg.Connection, campaign_id: UUID, targets: list[Targ
     return conn.execute(*campaign_query(campaign_id, targets, after)).fetchall()
 
 
+def after_fold_sql(campaign: str, fold_ask: str = "f.ask_id") -> str:
+    """``g.ask_id`` past the campaign's stored fold (``fold_ask``: which of its ask ids, read from
+    ``f``), every generation without a fold; ``campaign``: a column or a placeholder."""
+    return (f"g.ask_id > coalesce((select {fold_ask} from hunt.campaign_folds f where f.campaign_id = {campaign}),"
+            " -2147483648)")
+
+
 def campaign_query(campaign_id: UUID, targets: list[Target], after: int | None = None,
                    after_fold: str | None = None, recorded: bool = False) -> tuple[str, list[Any]]:
     """:func:`for_campaign`'s one statement and its parameters (to run it in a pipeline with
@@ -92,8 +99,7 @@ def campaign_query(campaign_id: UUID, targets: list[Target], after: int | None =
     if after_fold is not None:
         fold_ask = {"state": "f.ask_id",
                     "oldest": "least(f.ask_id, (f.previous->>'ask_id')::int)"}[after_fold]
-        where += (f" and g.ask_id > coalesce((select {fold_ask} from hunt.campaign_folds f"
-                  " where f.campaign_id = %s), -2147483648)")
+        where += " and " + after_fold_sql("%s", fold_ask)
         args.append(campaign_id)
     elif after is not None:
         where += " and g.ask_id > %s"
@@ -146,8 +152,7 @@ def used_sql(campaign: str) -> str:
             "      left join lateral (select true as summarized from hunt.generation_summaries s"
             "                          where s.generation_id = g.generation_id limit 1) sm on true"
             f"     where g.campaign_id = {campaign} and g.kind <> 'verification' and sm.summarized is null"
-            "        and g.ask_id > coalesce((select f.ask_id from hunt.campaign_folds f"
-            f"                                 where f.campaign_id = {campaign}), -2147483648)) u"
+            f"       and {after_fold_sql(campaign)}) u"
             "    join hunt.evaluations e using (generation_id) where e.status <> 'pending')::int)")
 
 
