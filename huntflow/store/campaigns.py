@@ -91,13 +91,15 @@ def checkpoint_and_journal(conn: psycopg.Connection, campaign_id: UUID) -> tuple
     return row["optimizer_seq"], None if state is None else bytes(state), list(row["optimizer_journal"] or [])
 
 
-DIGEST_SQL = ("select optimizer_seq, md5(optimizer_state) || ':' || jsonb_array_length(optimizer_journal) as digest"
+DIGEST_SQL = ("select optimizer_seq, optimizer_state_md5 || ':' || jsonb_array_length(optimizer_journal) as digest"
               " from hunt.campaigns where campaign_id = %s")
 
 
 def checkpoint_digest(conn: psycopg.Connection, campaign_id: UUID) -> tuple[int, str | None]:
     """``(optimizer_seq, digest)`` with digest ``"<md5 of optimizer_state>:<journal entries>"``,
-    hashed by the database (no bytes travel); :func:`state_digest` computes the same locally."""
+    the md5 computed by the database when the state was written (a trigger, whoever wrote it:
+    migration ``20261209010000``; no bytes travel or are hashed on reading); :func:`state_digest`
+    computes the same locally."""
     row = conn.execute(DIGEST_SQL, (campaign_id,)).fetchone()
     if row is None:
         raise KeyError(f"no campaign {campaign_id!s}")

@@ -25,7 +25,8 @@ fold (``hunt.campaign_folds``, :mod:`huntflow.tasks.fold`, written in the same c
 summary rows of the generations after it (``hunt.generation_summaries``), and the live optimizer is kept in memory after each commit (:data:`_LIVE`), so the next evolve
 of the same campaign in this process skips loading the checkpoint when ``optimizer_seq`` shows
 nobody else committed since. Every commit stores the optimizer's state write-ahead, but pickles
-it in full only every :data:`~huntflow.engine.optimize.journal.COMMITS_PER_CHECKPOINT` commits;
+it in full only every :data:`~huntflow.engine.optimize.journal.COMMITS_PER_CHECKPOINT` commits
+(:data:`~huntflow.engine.optimize.journal.COMMITS_PER_CHECKPOINT_LIVE` while the hunt stays live here);
 the commits between append what they did (the outcomes told, each ask's mode and fingerprint)
 to the campaign's journal (:mod:`huntflow.engine.optimize.journal`). Another process, or one
 after a crash, loads the checkpoint and replays the journal: the same optimizer, exactly.
@@ -88,25 +89,25 @@ _LIVE_LOCK = threading.Lock()
 
 
 def _load_hunt(conn: psycopg.Connection, spec: CampaignSpec, campaign: dict[str, Any], key: bytes,
-               targets: list[summaries.Target]) -> tuple[Hunt, str | None, dict[str, Any]]:
+               targets: list[summaries.Target]) -> tuple[Hunt, str | None, dict[str, Any], bool]:
     """The campaign's optimizer, the digest of the stored state it stands for (None: nothing
-    stored yet, a fresh hunt) and evolve's reads (:func:`huntflow.store.evolve_commit.evolve_view`):
-    the live optimizer when the stored digest still matches it (checked in the same round trip
-    as the reads, which use its pending asks), else the checkpoint with its journal replayed
-    (and the reads made for it)."""
+    stored yet, a fresh hunt), evolve's reads (:func:`huntflow.store.evolve_commit.evolve_view`)
+    and whether the optimizer is the live one: the live optimizer when the stored digest still
+    matches it (checked in the same round trip as the reads, which use its pending asks), else
+    the checkpoint with its journal replayed (and the reads made for it)."""
     cid = campaign["campaign_id"]
     with _LIVE_LOCK:
         live = _LIVE.pop(cid, None)
     if live is not None and live[0] == campaign["optimizer_seq"]:
         view = evolve_commit.evolve_view(conn, cid, list(live[2].pending), targets, digest=True)
         if view["digest"] == (live[0], live[1]):
-            return live[2], live[1], view
+            return live[2], live[1], view, True
     seq, state, entries = campaigns.checkpoint_and_journal(conn, cid)
     if seq != campaign["optimizer_seq"]:  # another evolve committed since the row was read
         raise StaleTransition(f"campaign {cid}: optimizer checkpoint moved past seq {campaign['optimizer_seq']}")
     hunt = Hunt.start(spec) if not state else journal.replay(Hunt.loads(state, key=key), entries)
     digest = campaigns.state_digest(state, len(entries)) if state else None
-    return hunt, digest, evolve_commit.evolve_view(conn, cid, list(hunt.pending), targets)
+    return hunt, digest, evolve_commit.evolve_view(conn, cid, list(hunt.pending), targets), False
 
 
 def _keep_live(campaign_id: UUID, seq: int, digest: str | None, hunt: Hunt) -> None:
@@ -149,7 +150,7 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
     key = checkpoint_key()
     t0 = time.perf_counter()
     targets = learn.objective_targets(spec)
-    live, digest, view = _load_hunt(conn, spec, campaign, key, targets)  # one round trip when live
+    live, digest, view, kept = _load_hunt(conn, spec, campaign, key, targets)  # one round trip when live
     hunt = journal.Recorder(live)  # what this commit does to the optimizer, for the journal
     clock = {"load": time.perf_counter() - t0, "optimizer": 0.0}
     known_budget = int((campaign["search_summary"] or {}).get("evaluations_budget", spec.budget.evaluations))
@@ -231,9 +232,10 @@ def run(conn: psycopg.Connection, campaign: dict[str, Any], ctx: TickContext) ->
         return {"told": 0, "planned": 0, "finished": live.is_finished(), "waiting_for_gate": waiting}
     summary = {**live.summary(), "evaluations_budget": campaign["evaluations_budget"]}
     t0 = time.perf_counter()
-    # a full checkpoint every few commits (and the first); in between only this commit's journal entry
+    # a full checkpoint every few commits (and the first; fewer where this process keeps the hunt
+    # live); in between only this commit's journal entry
     entries = campaigns.digest_entries(digest)
-    full = digest is None or entries + 1 >= journal.COMMITS_PER_CHECKPOINT
+    full = digest is None or journal.checkpoint_due(entries, kept)
     checkpoint = live.dumps(key=key) if full else None
     clock["dump"] = time.perf_counter() - t0
     new_ids = evolve_commit.commit_evolve(

@@ -147,13 +147,40 @@ def test_checkpoints_are_bounded_and_not_rewritten_when_nothing_changed(db, make
     assert 1 <= len(kept) <= evolve_commit.CHECKPOINTS_KEPT and set(map(str, kept)) <= set(map(str, asks))
     row = db.execute("select optimizer_state is not null as has, jsonb_array_length(optimizer_journal) as n"
                      " from hunt.campaigns where campaign_id = %s", (cid,)).fetchone()
-    assert row["has"] and 0 < row["n"] < journal.COMMITS_PER_CHECKPOINT
+    assert row["has"] and 0 < row["n"] < journal.COMMITS_PER_CHECKPOINT_LIVE  # this process kept the hunt live
     # an evolve with nothing reviewed and no room to ask writes nothing
     seq = campaigns.get_campaign(db, cid)["optimizer_seq"]
     tick = uuid.uuid4()
     out = run_stage(Stage.EVOLVE, TickContext(tick_id=tick, owner=f"tick:{tick}", operator="inline"), cid, evolve.run)
     assert out["told"] == 0 and out["planned"] == 0
     assert campaigns.get_campaign(db, cid)["optimizer_seq"] == seq
+
+
+def test_a_live_hunt_checkpoints_in_full_less_often_than_one_loaded_each_time(db, make_spec, monkeypatch):
+    """Where evolve's process keeps the hunt live, a full checkpoint comes every
+    COMMITS_PER_CHECKPOINT_LIVE commits; where it loads the hunt each time, every
+    COMMITS_PER_CHECKPOINT. The journal's length after each commit shows which one each wrote."""
+    monkeypatch.setattr(journal, "COMMITS_PER_CHECKPOINT", 2)
+    monkeypatch.setattr(journal, "COMMITS_PER_CHECKPOINT_LIVE", 4)
+    spec = {"budget": {"evaluations": 64}, "optimizer": {"name": "random", "population": 8}, "seed": 5}
+    live = campaigns.insert_campaign(db, make_spec(slug="journal-kept-live", **spec))
+    cold = campaigns.insert_campaign(db, make_spec(slug="journal-loaded", **spec))
+    lengths: dict = {live: [], cold: []}
+    for _ in range(6):
+        for cid in (live, cold):
+            if cid == cold:
+                evolve._LIVE.pop(cid, None)  # its evolve always starts from the stored state
+            out = _tick(cid)[Stage.EVOLVE]
+            n = db.execute("select jsonb_array_length(optimizer_journal) as n from hunt.campaigns"
+                           " where campaign_id = %s", (cid,)).fetchone()["n"]
+            assert out["journal_entries"] == n and (out["checkpoint_bytes"] is not None) == (n == 0)
+            lengths[cid].append(n)
+    assert lengths[live] == [0, 1, 2, 3, 0, 1]  # the first commit, then one in four
+    assert lengths[cold] == [0, 1, 0, 1, 0, 1]  # one in two
+    # and the same hunt either way
+    told = "select ask_id, candidate_index, params, objective from hunt.evaluations e join hunt.generations g" \
+           " using (generation_id) where g.campaign_id = %s and g.kind <> 'verification' order by 1, 2"
+    assert [tuple(r.values()) for r in db.execute(told, (live,))] == [tuple(r.values()) for r in db.execute(told, (cold,))]
 
 
 def test_a_reloaded_optimizer_replays_its_journal_and_asks_what_the_live_one_asks(db, make_spec, monkeypatch):

@@ -2,9 +2,10 @@
 since its last full checkpoint, replayable to give back the exact same hunt.
 
 Pickling the whole hunt is the costliest part of a commit (NGOpt's archive grows with every
-tell: ~2.4 MB raw after ~1300 tells of the demo, ~0.1 s to pickle and compress), so evolve writes
-a full checkpoint only every :data:`COMMITS_PER_CHECKPOINT` commits and, in between, appends one
-journal entry per commit: a list of operations in the order they ran —
+tell: ~3.5 MB raw after ~1900 tells of the demo, ~0.1 s to pickle and compress), so evolve writes
+a full checkpoint only every :data:`COMMITS_PER_CHECKPOINT` commits (every
+:data:`COMMITS_PER_CHECKPOINT_LIVE` where its process keeps the hunt live) and, in between,
+appends one journal entry per commit: a list of operations in the order they ran —
 
 * ``["extend", n]`` — ``hunt.extend_budget(n)``;
 * ``["tell", ask_id, [[status, metrics, failure_category], ...]]`` — ``hunt.tell`` with these
@@ -29,8 +30,21 @@ from huntflow.engine.optimize.batch import Ask, Outcome
 from huntflow.errors import CheckpointError
 
 COMMITS_PER_CHECKPOINT = 8
-"""A full checkpoint at least every this many commits: the replay on resume (a reload in another
-process, after a crash) stays within a few asks and tells, the pickling happens 1 commit in 8."""
+"""A full checkpoint at least every this many commits where evolve had to load the hunt (no live
+one in its process: the next evolve most likely loads it too, and replays what came since)."""
+
+COMMITS_PER_CHECKPOINT_LIVE = 32
+"""The same where evolve's process kept the hunt live since its last commit (``tick
+--until-done``, the warm worker): nobody reads the checkpoint until a restart, whose one reload
+replays at most 31 entries, while the pickling (the demo's NGOpt: ~0.1 s at 2 000 tells, growing
+with its archive) happens one commit in 32 instead of one in 8. Measured in benchmarks/RESULTS.md,
+"Seventh issue-13 session"."""
+
+
+def checkpoint_due(entries: int, live: bool) -> bool:
+    """Whether the commit after ``entries`` journal entries writes a full checkpoint (``live``:
+    the hunt was kept live in this process since the last commit)."""
+    return entries + 1 >= (COMMITS_PER_CHECKPOINT_LIVE if live else COMMITS_PER_CHECKPOINT)
 
 
 def fingerprint(ask: Ask | None) -> str | None:
