@@ -38,26 +38,31 @@ DUPLICATE_DRAWS_PER_CANDIDATE = 20
 FILL_DRAWS_PER_CANDIDATE = 50
 
 
-def known(evals: list[dict], pending: Iterable[Any], fidelity: int) -> tuple[dict[str, int], set[str]]:
+def known(evals: list[dict], pending: Iterable[Any], fidelity: int,
+          told: dict[str, int] | None = None) -> tuple[dict[str, int], set[str]]:
     """The points a rung already has.
 
     Args:
         evals: the hunt's told evaluations (``hash``, ``fidelity``, ``status``).
         pending: the hunt's pending asks (``fidelity``, ``hashes``).
         fidelity: the rung.
+        told: the first half of the answer, kept as evaluations were told
+            (:mod:`~huntflow.engine.optimize.evalindex`; read, never changed); None scans ``evals``.
 
     Returns:
         ``(told, in_flight)``: hash -> index of the evaluation whose result stands for it (the
         first successful one, else the first), and the hashes asked but not yet told.
     """
-    told: dict[str, int] = {}
+    in_flight = {h for p in pending if p.fidelity == fidelity for h in p.hashes}
+    if told is not None:
+        return told, in_flight
+    told = {}
     for i, e in enumerate(evals):
         if e["fidelity"] != fidelity:
             continue
         j = told.get(e["hash"])
         if j is None or (evals[j]["status"] != "ok" and e["status"] == "ok"):
             told[e["hash"]] = i
-    in_flight = {h for p in pending if p.fidelity == fidelity for h in p.hashes}
     return told, in_flight
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from huntflow.engine.optimize import checkpoint, search, telling
+from huntflow.engine.optimize import checkpoint, evalindex, search, telling
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.alm import AlmState
 from huntflow.engine.optimize.backends import make_backend
@@ -109,7 +109,8 @@ class Hunt:
         matters: NGOpt's archive grows with every tell (~1.8 MB raw after ~1000 tells of a 4-D
         problem, ~0.45 MB compressed); evolve writes one every few commits and journals the
         commits between (:mod:`~huntflow.engine.optimize.journal`)."""
-        return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": self.__dict__}, key=key)
+        state = {k: v for k, v in self.__dict__.items() if k != evalindex.ATTRIBUTE}  # derived: rebuilt on load
+        return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": state}, key=key)
 
     @classmethod
     def loads(cls, data: bytes, *, key: bytes | None = None) -> "Hunt":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from huntflow.engine.optimize import evalindex
 from huntflow.engine.optimize.pareto import hypervolume, nondominated_mask
 
 if TYPE_CHECKING:
@@ -29,18 +30,22 @@ def reference(hunt: "Hunt") -> np.ndarray | None:
 
 
 def _feasible_at(hunt: "Hunt", fidelity: int) -> list[int]:
-    return [i for i, e in enumerate(hunt.evals) if e["fidelity"] == fidelity and e["feasible"]]
+    return evalindex.of(hunt).feasible.get(fidelity, [])
 
 
 def front_indices(hunt: "Hunt", fidelity: int) -> list[int]:
     """Indices (into the hunt's evaluations) of the feasible non-dominated ones at ``fidelity``,
-    one per distinct param hash."""
-    idx = _feasible_at(hunt, fidelity)
-    if not idx:
-        return []
-    pts = np.array([hunt.evals[i]["objectives"] for i in idx], dtype=float)
+    one per distinct param hash (with one objective: those at the rung's lowest value, kept by
+    :mod:`~huntflow.engine.optimize.evalindex`)."""
+    index = evalindex.of(hunt)
+    if hunt.n_obj == 1:
+        idx = index.best.get(fidelity, [])
+        keep = [True] * len(idx)
+    else:
+        idx = index.feasible.get(fidelity, [])
+        keep = nondominated_mask(np.array([hunt.evals[i]["objectives"] for i in idx], dtype=float)) if idx else []
     out, seen = [], set()
-    for i, keep in zip(idx, nondominated_mask(pts)):
+    for i, keep in zip(idx, keep):
         if keep and hunt.evals[i]["hash"] not in seen:
             seen.add(hunt.evals[i]["hash"])
             out.append(i)
@@ -91,6 +96,7 @@ def summarize(hunt: "Hunt") -> dict:
         ``hypervolume_history``, ``alm``, ``rung``, ``phase``, ``stages``.
     """
     spec = hunt.spec
+    index = evalindex.of(hunt)
     top = len(spec.fidelities) - 1
     best_fid = next((f for f in range(top, -1, -1) if _feasible_at(hunt, f)), None)
     best = None
@@ -113,8 +119,8 @@ def summarize(hunt: "Hunt") -> dict:
     return {
         "evaluations_told": len(hunt.evals),
         "evaluations_asked": hunt.asked,
-        "evaluations_failed": sum(e["status"] == "failed" for e in hunt.evals),
-        "evaluations_rejected": sum(e["status"] == "rejected" for e in hunt.evals),
+        "evaluations_failed": index.failed,
+        "evaluations_rejected": index.rejected,
         "prefilter_rejected": hunt.prefilter_rejected,
         "duplicates": dict(getattr(hunt, "duplicates", {})),
         "space_exhausted": sorted(set(getattr(hunt, "exhausted", []))),
@@ -128,8 +134,8 @@ def summarize(hunt: "Hunt") -> dict:
         "best_fidelity": best_fid,
         "best_certified": best_fid == top if best is not None else False,
         "target_met": bool(target_met),
-        "certified": [_view(hunt, i) for i, e in enumerate(hunt.evals) if e["kind"] == "certification"],
-        "promoted": [_view(hunt, i) for i, e in enumerate(hunt.evals) if e["kind"] == "promotion"],
+        "certified": [_view(hunt, i) for i in index.by_kind.get("certification", [])],
+        "promoted": [_view(hunt, i) for i in index.by_kind.get("promotion", [])],
         "front": [_view(hunt, i) for i in front] if len(spec.objectives) > 1 else [],
         "hypervolume": hv,
         "hypervolume_history": list(hunt.hv_history),

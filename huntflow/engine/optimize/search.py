@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from huntflow.engine.optimize import dedup
+from huntflow.engine.optimize import dedup, evalindex
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize import steer
 from huntflow.engine.optimize import telling
@@ -79,16 +79,18 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     """A search batch of ``n`` new candidates (None, ending the stage, when the rung has no
     new point left: :mod:`~huntflow.engine.optimize.dedup`)."""
     cfg = hunt.prefilter
-    told = [e for e in hunt.evals]
-    labels = np.array([e["feasible"] for e in told], dtype=bool)
-    active = pf.is_active(labels, cfg)
-    train_x = hunt.space.features(np.array([e["u"] for e in told])) if active else None
+    index = evalindex.of(hunt)
+    n_told = len(hunt.evals)
+    # pf.is_active from the counts; the labels and features are built only when it filters
+    active = bool(cfg.enabled and n_told >= cfg.min_data and 0 < index.feasible_count < n_told)
+    labels = np.array([e["feasible"] for e in hunt.evals], dtype=bool) if active else np.zeros(0, dtype=bool)
+    train_x = hunt.space.features(np.array([e["u"] for e in hunt.evals])) if active else None
     cap = pf.rejection_cap(n, cfg)
     ask_id = hunt.next_ask_id  # taken by this ask below; seeds the injected points
     centers: list[int] = steer.incumbents(hunt, stage.rung) if mode == EXPLOIT else []
     share = {EXPLOIT: hunt.exploit_share if centers else 0.0, RECOVER: hunt.recover_share}.get(mode, 0.0)
     n_inject = int(math.floor(share * n + 0.5))
-    known, in_flight = dedup.known(hunt.evals, hunt.pending_asks.values(), stage.rung)
+    known, in_flight = dedup.known(hunt.evals, hunt.pending_asks.values(), stage.rung, told=index.told.get(stage.rung, {}))
     batch: set[str] = set()
 
     def is_new(values: list, h: str) -> bool:

@@ -18,6 +18,7 @@ from huntflow.engine.optimize import dedup
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.ladder import Stage, param_hash
 from huntflow.engine.optimize.modes import EXPLOIT, RECOVER
+from huntflow.engine.optimize import evalindex
 from huntflow.engine.optimize.report import front_indices
 
 if TYPE_CHECKING:
@@ -39,13 +40,11 @@ def incumbents(hunt: "Hunt", rung: int) -> list[int]:
         front = front_indices(hunt, rung)
         if front:
             return front
-    ok = [i for i, e in enumerate(hunt.evals) if e["fidelity"] == rung and e["status"] == "ok"]
-    if not ok:
-        return []
-    feasible = [i for i in ok if hunt.evals[i]["feasible"]]
-    if feasible:
-        return [min(feasible, key=lambda i: (hunt.evals[i]["objectives"][0], i))]
-    return [min(ok, key=lambda i: (sum(max(0.0, g) for g in hunt.evals[i]["constraints"]), i))]
+    index = evalindex.of(hunt)
+    if index.best.get(rung):  # one objective, a feasible one: the first at the lowest value
+        return [index.best[rung][0]]
+    least = index.least.get(rung)
+    return [] if least is None else [least[1]]
 
 
 def exploit_points(hunt: "Hunt", stage: Stage, centers: list[int], n: int, batch_u: list[np.ndarray], ask_id: int,

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from huntflow.engine.optimize import evalindex
 from huntflow.engine.optimize.alm import alm_loss, alm_update
 from huntflow.engine.optimize.batch import STATUSES, Outcome
 from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
@@ -59,8 +60,7 @@ def penalty(hunt: "Hunt") -> float | None:
 
 def in_feasibility_phase(hunt: "Hunt", rung: int) -> bool:
     """``feasibility_first`` is on and no search candidate of ``rung`` told so far was feasible."""
-    return getattr(hunt, "feasibility_first", False) and not any(
-        e["feasible"] for e in hunt.evals if e["kind"] == "search" and e["fidelity"] == rung)
+    return getattr(hunt, "feasibility_first", False) and rung not in evalindex.of(hunt).feasible_search
 
 
 def parse(hunt: "Hunt", outcome: Outcome) -> tuple[str, list[float] | None, list[float] | None, str | None]:
