@@ -79,7 +79,8 @@ from overhead_history import history
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
-    ap.add_argument("--ticks", type=int, default=10, help="measured steady ticks (each kind)")
+    ap.add_argument("--ticks", type=int, default=20,
+                    help="measured steady ticks (each kind; the history section ticks half as many)")
     ap.add_argument("--history", default="1000,10000,100000,1000000", help="evaluation rows per history campaign")
     ap.add_argument("--history-optimizer", default="random",
                     help="optimizer of the history section (random: what the history costs the orchestration)")
