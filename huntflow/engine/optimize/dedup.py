@@ -66,6 +66,22 @@ def known(evals: list[dict], pending: Iterable[Any], fidelity: int,
     return told, in_flight
 
 
+class Taken:
+    """The hashes an injected point may not have: the rung's told and in-flight ones, this
+    batch's, and those added as points are taken; a view over the collections it is given (a
+    union of them copied the rung's whole history on every ask)."""
+
+    def __init__(self, *collections: Any) -> None:
+        self._collections = collections
+        self._added: set[str] = set()
+
+    def __contains__(self, h: object) -> bool:
+        return h in self._added or any(h in c for c in self._collections)
+
+    def add(self, h: str) -> None:
+        self._added.add(h)
+
+
 def fill(space: SearchSpace, rng: np.random.Generator, n: int, is_new: Callable[[list, str], bool],
          hash_of: Callable[[list], str]) -> list[tuple[np.ndarray, list, str]]:
     """Up to ``n`` new uniformly drawn points, at most ``FILL_DRAWS_PER_CANDIDATE * n`` draws.

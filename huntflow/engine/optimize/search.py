@@ -150,7 +150,7 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     asked_u = [a[1] for a in accepted]
     mode_meta: dict = {}
     points: list[tuple] = []
-    taken = known.keys() | in_flight | batch
+    taken = dedup.Taken(known, in_flight, batch)
     if n_inject and mode == EXPLOIT:
         points, mode_meta = steer.exploit_points(hunt, stage, centers, n_inject, asked_u, ask_id,
                                                  (active, train_x, labels, cap), rejected, taken)

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from huntflow.engine.optimize import dedup
+from huntflow.engine.optimize import dedup, evalindex
 from huntflow.engine.optimize import prefilter as pf
 from huntflow.engine.optimize.ladder import Stage, param_hash
 from huntflow.engine.optimize.modes import EXPLOIT, RECOVER
-from huntflow.engine.optimize import evalindex
 from huntflow.engine.optimize.report import front_indices
 
 if TYPE_CHECKING:
@@ -48,7 +47,7 @@ def incumbents(hunt: "Hunt", rung: int) -> list[int]:
 
 
 def exploit_points(hunt: "Hunt", stage: Stage, centers: list[int], n: int, batch_u: list[np.ndarray], ask_id: int,
-                   screen: tuple, rejected: list[dict], taken: set[str]) -> tuple[list[tuple], dict]:
+                   screen: tuple, rejected: list[dict], taken: "dedup.Taken") -> tuple[list[tuple], dict]:
     """Up to ``n`` Gaussian perturbations of the incumbent(s), screened by the prefilter, each
     a new point (not in ``taken``; a discrete coordinate steps at least one bin)."""
     active, train_x, labels, cap = screen
@@ -67,7 +66,6 @@ def exploit_points(hunt: "Hunt", stage: Stage, centers: list[int], n: int, batch
     rng = np.random.default_rng([hunt.spec.seed, ask_id, 1])
     points: list[tuple] = []
     draws = 0
-    taken = set(taken)
     while len(points) < n and draws < n + cap + dedup.DUPLICATE_DRAWS_PER_CANDIDATE * n:
         draws += 1
         c = centers[int(rng.integers(len(centers)))] if len(centers) > 1 else centers[0]
@@ -89,7 +87,7 @@ def exploit_points(hunt: "Hunt", stage: Stage, centers: list[int], n: int, batch
 
 
 def recover_points(hunt: "Hunt", n: int, batch_u: list[np.ndarray], ask_id: int, screen: tuple,
-                    known: set[str]) -> tuple[list[tuple], dict]:
+                    known: "dedup.Taken") -> tuple[list[tuple], dict]:
     """Up to ``n`` new points (not in ``known``) picked greedily (farthest first) from a Latin
     hypercube pool, preferring those the prefilter predicts feasible."""
     active, train_x, labels = screen
@@ -108,7 +106,6 @@ def recover_points(hunt: "Hunt", n: int, batch_u: list[np.ndarray], ask_id: int,
     p = pf.p_feasible(train_x, labels, feats, cfg.k) if active else None
     preferred = p >= cfg.threshold if active else np.ones(m, dtype=bool)
     taken = np.zeros(m, dtype=bool)
-    known = set(known)
     points: list[tuple] = []
     while len(points) < n and not taken.all():
         free = ~taken & preferred if (~taken & preferred).any() else ~taken
