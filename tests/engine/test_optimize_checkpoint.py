@@ -89,3 +89,32 @@ def test_config_key_file_is_created_0600_and_stable(tmp_path, monkeypatch):
     assert checkpoint_key() == k1
     monkeypatch.setenv("HUNTFLOW_CHECKPOINT_KEY", "an-operator-chosen-key")
     assert checkpoint_key() == b"an-operator-chosen-key"
+
+
+def test_points_travel_as_one_array_and_a_version_1_checkpoint_still_loads():
+    """Version 2 stores the told evaluations' points as one array beside the state; the live hunt
+    keeps its own, the loaded one gets the same values, and both ask the same next batch. A
+    version-1 checkpoint (each point in its evaluation, as earlier huntflow wrote them) loads
+    to the same hunt."""
+    import numpy as np
+
+    hunt = _hunt()
+    ask = hunt.ask()
+    hunt.tell(ask.ask_id, [Outcome("ok", {"f": float(sum(v * v for v in c.values()))}) for c in ask.candidates])
+    before = [e["u"] for e in hunt.evals]
+    blob = checkpoint.loads(hunt.dumps(key=KEY), key=KEY)
+    assert blob["version"] == 2 and blob["points"].shape == (len(hunt.evals), 2)
+    assert all("u" not in e for e in blob["state"]["evals"])
+    assert all(e["u"] is u for e, u in zip(hunt.evals, before))  # the live hunt's own, put back
+    state = {k: v for k, v in hunt.__dict__.items() if not k.startswith("_evalindex")}
+    v1 = checkpoint.dumps({"version": 1, "state": state}, key=KEY)
+    loaded = [Hunt.loads(hunt.dumps(key=KEY), key=KEY), Hunt.loads(v1, key=KEY)]
+    for other in loaded:
+        assert len(other.evals) == len(hunt.evals)
+        for a, b in zip(other.evals, hunt.evals):
+            assert a.keys() == b.keys() and a["u"].dtype == b["u"].dtype and np.array_equal(a["u"], b["u"])
+            assert {k: v for k, v in a.items() if k != "u"} == {k: v for k, v in b.items() if k != "u"}
+    asks = [h.ask() for h in (hunt, *loaded)]
+    assert asks[0].candidates == asks[1].candidates == asks[2].candidates
+    with pytest.raises(CheckpointError, match="points do not match"):
+        Hunt.loads(checkpoint.dumps({**blob, "points": blob["points"][:-1]}, key=KEY), key=KEY)

@@ -43,7 +43,23 @@ from huntflow.errors import CheckpointError
 
 __all__ = ["Ask", "EXPLOIT_MAX_DIM", "EXPLOIT_SHARE", "FILL", "Hunt", "Outcome", "STATUSES", "default_shares"]
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: the told evaluations' unit-cube points (``evals[i]["u"]``) travel as one (n, d) array beside
+the state instead of n small arrays, which were most of the evaluations' pickling and unpickling
+time (benchmarks/RESULTS.md, "Seventh issue-13 session"). Version 1 checkpoints still load, and
+a hunt whose points are not all alike (1-D float64 of one length) is still written as one."""
+READABLE_VERSIONS = (1, 2)
+
+
+def _stacked(evals: list[dict]) -> np.ndarray | None:
+    """The evaluations' points as one (n, d) float64 array; None when there are none or they are
+    not all 1-D float64 arrays of one length (such a hunt is checkpointed as version 1)."""
+    us = [e.get("u") for e in evals]
+    if not us or any(type(u) is not np.ndarray for u in us):
+        return None
+    if us[0].ndim != 1 or {(u.dtype, u.shape) for u in us} != {(np.dtype(np.float64), us[0].shape)}:
+        return None
+    return np.stack(us)
 
 
 class Hunt:
@@ -110,7 +126,15 @@ class Hunt:
         problem, ~0.45 MB compressed); evolve writes one every few commits and journals the
         commits between (:mod:`~huntflow.engine.optimize.journal`)."""
         state = {k: v for k, v in self.__dict__.items() if k != evalindex.ATTRIBUTE}  # derived: rebuilt on load
-        return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": state}, key=key)
+        points = _stacked(self.evals)
+        if points is None:
+            return checkpoint.dumps({"version": 1, "state": state}, key=key)
+        saved = [e.pop("u") for e in self.evals]  # pickled once, as ``points``; back right after
+        try:
+            return checkpoint.dumps({"version": CHECKPOINT_VERSION, "state": state, "points": points}, key=key)
+        finally:
+            for e, u in zip(self.evals, saved):
+                e["u"] = u
 
     @classmethod
     def loads(cls, data: bytes, *, key: bytes | None = None) -> "Hunt":
@@ -121,10 +145,16 @@ class Hunt:
                 checkpoint, or are of an unknown version.
         """
         blob = checkpoint.loads(data, key=key)
-        if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION:
+        if not isinstance(blob, dict) or blob.get("version") not in READABLE_VERSIONS:
             raise CheckpointError("not a hunt checkpoint of a known version")
         hunt = cls.__new__(cls)
         hunt.__dict__.update(blob["state"])
+        points = blob.get("points")
+        if points is not None:  # version 2: each evaluation's point, a row of one array
+            if len(points) != len(hunt.evals):
+                raise CheckpointError("the hunt checkpoint's points do not match its evaluations")
+            for e, u in zip(hunt.evals, points):
+                e["u"] = u
         hunt._upgrade()
         return hunt
 
