@@ -40,6 +40,9 @@ def _outcome(cand, fidelity):
     return Outcome("ok", metrics)
 
 
+BATCH = [[0.25, 3.0], [4.0, -1.0]]  # a batch's own objectives, as the tell hands them to mo_context
+
+
 def _scans(hunt) -> dict:
     """What the index answers, as the full scans of ``hunt.evals`` answered it."""
     evals = hunt.evals
@@ -67,7 +70,15 @@ def _scans(hunt) -> dict:
             incumbents = [min(feasible, key=lambda i: (evals[i]["objectives"][0], i))]
         else:
             incumbents = [min(ok, key=lambda i: (sum(max(0.0, g) for g in evals[i]["constraints"]), i))]
-        out[f] = {"told": dedup.known(evals, [], f)[0], "feasible": feasible, "front": front,
+        mo = None
+        if hunt.n_obj > 1:  # the tell's front and normalization box, as telling.mo_context scanned them
+            prior = [e for e in evals if e["fidelity"] == f and e["status"] == "ok"]
+            feas = np.array([e["objectives"] for e in prior if e["feasible"]], dtype=float).reshape(-1, 2)
+            seen = np.array([e["objectives"] for e in prior] + BATCH, dtype=float).reshape(-1, 2)
+            upper = np.maximum(seen.max(axis=0), report.reference(hunt))
+            mo = [(feas[pf_mask(feas)] if feas.shape[0] else feas).tolist(), seen.min(axis=0).tolist(),
+                  (upper + 1e-9 * np.maximum(1.0, np.abs(upper))).tolist()]
+        out[f] = {"told": dedup.known(evals, [], f)[0], "feasible": feasible, "front": front, "mo": mo,
                   "incumbents": incumbents,
                   "feasibility_phase": hunt.feasibility_first and not any(
                       e["feasible"] for e in evals if e["kind"] == "search" and e["fidelity"] == f)}
@@ -91,7 +102,11 @@ def _answers(hunt) -> dict:
                  "active": bool(hunt.prefilter.enabled and n >= hunt.prefilter.min_data
                                 and 0 < index.feasible_count < n)}
     for f in sorted({e["fidelity"] for e in hunt.evals} | {0}):
-        out[f] = {"told": index.told.get(f, {}), "feasible": index.feasible.get(f, []),
+        mo = None
+        if hunt.n_obj > 1:
+            got = telling.mo_context(hunt, f, BATCH)
+            mo = [got["front"].tolist(), got["ideal"].tolist(), got["upper"].tolist()]
+        out[f] = {"told": index.told.get(f, {}), "feasible": index.feasible.get(f, []), "mo": mo,
                   "front": report.front_indices(hunt, f), "incumbents": steer.incumbents(hunt, f),
                   "feasibility_phase": telling.in_feasibility_phase(hunt, f)}
     return out

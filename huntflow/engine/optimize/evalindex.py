@@ -1,9 +1,10 @@
 """What the ask, the tell and the summary need from a hunt's told evaluations, kept as they come.
 
 ``Hunt.evals`` only grows: an evaluation, once told, is appended and never changed. So the
-per-rung views that dedup, exploit, the feasibility phase and the summary read — which hashes a
-rung has told, which evaluations are feasible, the best with one objective, the least violating
-successful one, how many failed or were rejected, the promoted and certified ones — are updated
+per-rung views that dedup, exploit, the feasibility phase, the tell and the summary read — which
+hashes a rung has told, which evaluations are feasible, the best with one objective and the front
+with several, each objective's range over the ok ones, the least violating successful one, how
+many failed or were rejected, the promoted and certified ones — are updated
 from the new tail (:meth:`EvalIndex.update`) instead of recomputed from the whole list on every
 ask and tell. At 32 000 told evaluations the full scans cost the summary 15 ms and each ask
 14 ms (dedup); at 96 000, 91 ms and 54 ms (benchmarks/RESULTS.md, "Seventh issue-13 session").
@@ -33,6 +34,14 @@ class EvalIndex:
         self.best_value: dict[int, float] = {}
         self.best: dict[int, list[int]] = {}
         """rung -> indices of the feasible evaluations at the rung's lowest first objective, in order."""
+        self.front: dict[int, list[int]] = {}
+        """rung -> with several objectives, the indices of its non-dominated feasible evaluations
+        (equal ones all kept, as :func:`~huntflow.engine.optimize.pareto.nondominated_mask`), in order."""
+        self.front_points: dict[int, list[list[float]]] = {}
+        """rung -> the objectives of :attr:`front`'s evaluations, aligned with it."""
+        self.ok_low: dict[int, list[float]] = {}
+        self.ok_high: dict[int, list[float]] = {}
+        """rung -> each objective's lowest and highest value over its ok evaluations."""
         self.least: dict[int, tuple[float, int]] = {}
         """rung -> (total violation, index) of the least violating ok evaluation (earliest on ties)."""
         self.feasible_search: set[int] = set()
@@ -64,11 +73,19 @@ class EvalIndex:
                 violation = sum(max(0.0, g) for g in e["constraints"])
                 if f not in self.least or violation < self.least[f][0]:
                     self.least[f] = (violation, i)
+                obj = [float(v) for v in e["objectives"]]
+                if f in self.ok_low:
+                    self.ok_low[f] = [min(a, b) for a, b in zip(self.ok_low[f], obj)]
+                    self.ok_high[f] = [max(a, b) for a, b in zip(self.ok_high[f], obj)]
+                else:
+                    self.ok_low[f], self.ok_high[f] = list(obj), list(obj)
             if e["feasible"]:  # ok, with finite objectives (telling.parse)
                 self.feasible_count += 1
                 self.feasible.setdefault(f, []).append(i)
                 if e["kind"] == "search":
                     self.feasible_search.add(f)
+                if len(e["objectives"]) > 1:
+                    self._enter_front(f, i, [float(v) for v in e["objectives"]])
                 v = float(e["objectives"][0])
                 if f not in self.best_value or v < self.best_value[f]:
                     self.best_value[f], self.best[f] = v, [i]
@@ -76,6 +93,22 @@ class EvalIndex:
                     self.best[f].append(i)
         self.seen = len(evals)
         return self
+
+    def _enter_front(self, f: int, i: int, p: list[float]) -> None:
+        """Row ``i`` (objectives ``p``, feasible) into rung ``f``'s front: left out when a front
+        row dominates it, else added and every front row it dominates dropped (dominance is
+        transitive, so the front stays the non-dominated set of all the rung's feasible rows)."""
+        rows, points = self.front.setdefault(f, []), self.front_points.setdefault(f, [])
+        if any(_dominates(q, p) for q in points):
+            return
+        keep = [k for k, q in enumerate(points) if not _dominates(p, q)]
+        self.front[f] = [rows[k] for k in keep] + [i]
+        self.front_points[f] = [points[k] for k in keep] + [p]
+
+
+def _dominates(a: list[float], b: list[float]) -> bool:
+    """``a`` is no worse than ``b`` in every (minimized) objective and better in one."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def of(hunt: Any) -> EvalIndex:

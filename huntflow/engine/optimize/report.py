@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from huntflow.engine.optimize import evalindex
-from huntflow.engine.optimize.pareto import hypervolume, nondominated_mask
+from huntflow.engine.optimize.pareto import hypervolume
 
 if TYPE_CHECKING:
     from huntflow.engine.optimize.hunt import Hunt
@@ -35,18 +35,13 @@ def _feasible_at(hunt: "Hunt", fidelity: int) -> list[int]:
 
 def front_indices(hunt: "Hunt", fidelity: int) -> list[int]:
     """Indices (into the hunt's evaluations) of the feasible non-dominated ones at ``fidelity``,
-    one per distinct param hash (with one objective: those at the rung's lowest value, kept by
-    :mod:`~huntflow.engine.optimize.evalindex`)."""
+    one per distinct param hash (kept by :mod:`~huntflow.engine.optimize.evalindex`; with one
+    objective: those at the rung's lowest value)."""
     index = evalindex.of(hunt)
-    if hunt.n_obj == 1:
-        idx = index.best.get(fidelity, [])
-        keep = [True] * len(idx)
-    else:
-        idx = index.feasible.get(fidelity, [])
-        keep = nondominated_mask(np.array([hunt.evals[i]["objectives"] for i in idx], dtype=float)) if idx else []
+    idx = index.best.get(fidelity, []) if hunt.n_obj == 1 else index.front.get(fidelity, [])
     out, seen = [], set()
-    for i, keep in zip(idx, keep):
-        if keep and hunt.evals[i]["hash"] not in seen:
+    for i in idx:
+        if hunt.evals[i]["hash"] not in seen:
             seen.add(hunt.evals[i]["hash"])
             out.append(i)
     return out

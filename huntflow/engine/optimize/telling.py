@@ -43,7 +43,7 @@ import numpy as np
 from huntflow.engine.optimize import evalindex
 from huntflow.engine.optimize.alm import alm_loss, alm_update
 from huntflow.engine.optimize.batch import STATUSES, Outcome
-from huntflow.engine.optimize.pareto import chebyshev, front_loss, nondominated_mask
+from huntflow.engine.optimize.pareto import chebyshev, front_loss
 from huntflow.engine.optimize.report import reference as report_reference
 from huntflow.engine.optimize.report import tell_hypervolume
 
@@ -82,11 +82,12 @@ def parse(hunt: "Hunt", outcome: Outcome) -> tuple[str, list[float] | None, list
 
 
 def mo_context(hunt: "Hunt", fidelity: int, batch: list[list[float]]) -> dict:
-    """Front (feasible, this rung, told before this batch) and normalization box."""
-    prior = [e for e in hunt.evals if e["fidelity"] == fidelity and e["status"] == "ok"]
-    feas = np.array([e["objectives"] for e in prior if e["feasible"]], dtype=float).reshape(-1, hunt.n_obj)
-    front = feas[nondominated_mask(feas)] if feas.shape[0] else feas
-    seen = np.array([e["objectives"] for e in prior] + list(batch), dtype=float).reshape(-1, hunt.n_obj)
+    """Front (feasible, this rung, told before this batch) and normalization box (each
+    objective's range over the rung's ok evaluations and the batch), from the evaluation index."""
+    index = evalindex.of(hunt)
+    front = np.array(index.front_points.get(fidelity, []), dtype=float).reshape(-1, hunt.n_obj)
+    seen = np.array([r for r in (index.ok_low.get(fidelity), index.ok_high.get(fidelity)) if r is not None]
+                    + list(batch), dtype=float).reshape(-1, hunt.n_obj)
     ideal = seen.min(axis=0) if seen.shape[0] else np.zeros(hunt.n_obj)
     upper = seen.max(axis=0) if seen.shape[0] else np.ones(hunt.n_obj)
     ref = report_reference(hunt)
