@@ -51,7 +51,8 @@ def _scans(hunt) -> dict:
                  "rejected": sum(e["status"] == "rejected" for e in evals),
                  "certified": [i for i, e in enumerate(evals) if e["kind"] == "certification"],
                  "promoted": [i for i, e in enumerate(evals) if e["kind"] == "promotion"],
-                 "active": pf.is_active(np.array([e["feasible"] for e in evals], dtype=bool), hunt.prefilter)}
+                 "active": pf.is_active(np.array([e["feasible"] for e in evals], dtype=bool), hunt.prefilter),
+                 "points": (np.array([e["u"] for e in evals], dtype=float).tolist(), [e["feasible"] for e in evals])}
     for f in rungs:
         feasible = [i for i, e in enumerate(evals) if e["fidelity"] == f and e["feasible"]]
         front, seen = [], set()
@@ -100,7 +101,8 @@ def _answers(hunt) -> dict:
                  "certified": [v["eval"] for v in summary["certified"]],
                  "promoted": [v["eval"] for v in summary["promoted"]],
                  "active": bool(hunt.prefilter.enabled and n >= hunt.prefilter.min_data
-                                and 0 < index.feasible_count < n)}
+                                and 0 < index.feasible_count < n),
+                 "points": tuple(a.tolist() for a in index.points_and_labels())}
     for f in sorted({e["fidelity"] for e in hunt.evals} | {0}):
         mo = None
         if hunt.n_obj > 1:
@@ -153,3 +155,15 @@ def test_an_index_built_on_another_list_starts_again():
     shorter = hunt.evals[:8]
     again = index.update(shorter)
     assert again.seen == 8 and sum(len(v) for v in again.feasible.values()) == sum(e["feasible"] for e in shorter)
+
+
+def test_points_of_another_length_leave_the_prefilter_to_the_evaluations():
+    def row(u, feasible):
+        return {"fidelity": 0, "status": "ok", "hash": str(len(u)) + str(feasible), "kind": "search",
+                "feasible": feasible, "objectives": [1.0], "constraints": [], "u": np.asarray(u, dtype=float)}
+
+    index = evalindex.EvalIndex().update([row([0.1, 0.2], True), row([0.3, 0.4], False)])
+    points, labels = index.points_and_labels()
+    assert points.tolist() == [[0.1, 0.2], [0.3, 0.4]] and labels.tolist() == [True, False]
+    index.update([row([0.1, 0.2], True), row([0.3, 0.4], False), row([0.5, 0.6, 0.7], True)])
+    assert index.points_and_labels() is None and index.feasible_count == 2  # the rest still counts

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 ATTRIBUTE = "_evalindex"
 """Where a hunt keeps its index (in ``__dict__``; left out of checkpoints)."""
 
@@ -51,11 +53,16 @@ class EvalIndex:
         self.failed = 0
         self.rejected = 0
         self.feasible_count = 0
+        self._points: np.ndarray | None = None  # every evaluation's point, rows of a growing buffer
+        self._labels: np.ndarray | None = None  # and whether it was feasible
+        self._count = 0
+        self._uniform = True  # False once a point is not a float vector of the first one's length
 
     def update(self, evals: list[dict[str, Any]]) -> "EvalIndex":
         """Take in the evaluations appended since the last update; returns self."""
         if len(evals) < self.seen:  # not the list it was built on: start again
             self.__init__()
+        self._append_points(evals[self.seen:])
         for i in range(self.seen, len(evals)):
             e = evals[i]
             f, status = e["fidelity"], e["status"]
@@ -93,6 +100,38 @@ class EvalIndex:
                     self.best[f].append(i)
         self.seen = len(evals)
         return self
+
+    def points_and_labels(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every told evaluation's point, ``(n, d)`` float64, and feasibility, ``(n,)`` bool, in
+        order: what the prefilter trains on (views of the index's buffers: read, never change
+        them). None when the points are not all float vectors of one length."""
+        if not self._uniform:
+            return None
+        if self._points is None:
+            return np.zeros((0, 0)), np.zeros(0, dtype=bool)
+        return self._points[:self._count], self._labels[:self._count]
+
+    def _append_points(self, new: list[dict[str, Any]]) -> None:
+        if not new or not self._uniform:
+            return
+        try:
+            block = np.array([e["u"] for e in new], dtype=float)
+        except (ValueError, TypeError):
+            block = None
+        width = None if self._points is None else self._points.shape[1]
+        if block is None or block.ndim != 2 or (width is not None and block.shape[1] != width):
+            self._uniform = False
+            return
+        end = self._count + len(block)
+        if self._points is None or end > len(self._points):  # grow by doubling: appends stay O(1) a row
+            size = max(1024, 2 * end)
+            points, labels = np.empty((size, block.shape[1])), np.zeros(size, dtype=bool)
+            if self._points is not None:
+                points[:self._count], labels[:self._count] = self._points[:self._count], self._labels[:self._count]
+            self._points, self._labels = points, labels
+        self._points[self._count:end] = block
+        self._labels[self._count:end] = [bool(e["feasible"]) for e in new]
+        self._count = end
 
     def _enter_front(self, f: int, i: int, p: list[float]) -> None:
         """Row ``i`` (objectives ``p``, feasible) into rung ``f``'s front: left out when a front

@@ -81,10 +81,18 @@ def p_feasible(train_x: np.ndarray, train_y: np.ndarray, query: np.ndarray, k: i
     train_x = np.asarray(train_x, dtype=float)
     train_y = np.asarray(train_y, dtype=bool)
     query = np.atleast_2d(np.asarray(query, dtype=float))
-    k = min(k, train_x.shape[0])
+    n = train_x.shape[0]
+    k = min(k, n)
     d2 = ((query[:, None, :] - train_x[None, :, :]) ** 2).sum(-1)
-    nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
-    return (train_y[nearest].sum(axis=1) + 0.5) / (k + 1)
+    if k == n:
+        return (np.broadcast_to(train_y, d2.shape).sum(axis=1) + 0.5) / (k + 1)
+    # the k a stable sort puts first, without sorting (O(n), not O(n log n), per query): every
+    # point nearer than the k-th distance, then the earliest of those at exactly that distance
+    kth = np.partition(d2, k - 1, axis=1)[:, k - 1:k]
+    nearer = d2 < kth
+    at = d2 == kth
+    chosen = nearer | (at & (np.cumsum(at, axis=1) <= (k - nearer.sum(axis=1))[:, None]))
+    return ((chosen & train_y[None, :]).sum(axis=1) + 0.5) / (k + 1)
 
 
 def rejection_cap(batch_size: int, cfg: PrefilterConfig) -> int:

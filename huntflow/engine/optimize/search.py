@@ -83,8 +83,12 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     n_told = len(hunt.evals)
     # pf.is_active from the counts; the labels and features are built only when it filters
     active = bool(cfg.enabled and n_told >= cfg.min_data and 0 < index.feasible_count < n_told)
-    labels = np.array([e["feasible"] for e in hunt.evals], dtype=bool) if active else np.zeros(0, dtype=bool)
-    train_x = hunt.space.features(np.array([e["u"] for e in hunt.evals])) if active else None
+    labels, train_x = np.zeros(0, dtype=bool), None
+    if active:
+        kept = index.points_and_labels()
+        if kept is None:  # points of another shape somewhere: from the evaluations themselves
+            kept = np.array([e["u"] for e in hunt.evals], dtype=float), np.array([e["feasible"] for e in hunt.evals], dtype=bool)
+        train_x, labels = hunt.space.features(kept[0]), kept[1]
     cap = pf.rejection_cap(n, cfg)
     ask_id = hunt.next_ask_id  # taken by this ask below; seeds the injected points
     centers: list[int] = steer.incumbents(hunt, stage.rung) if mode == EXPLOIT else []
