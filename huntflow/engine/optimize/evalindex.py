@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from huntflow.engine.optimize.pareto import dominates
+
 ATTRIBUTE = "_evalindex"
 """Where a hunt keeps its index (in ``__dict__``; left out of checkpoints)."""
 
@@ -76,11 +78,11 @@ class EvalIndex:
                 self.rejected += 1
             if e["kind"] in ("promotion", "certification"):
                 self.by_kind.setdefault(e["kind"], []).append(i)
+            obj = [float(v) for v in e["objectives"]] if status == "ok" else []
             if status == "ok":
                 violation = sum(max(0.0, g) for g in e["constraints"])
                 if f not in self.least or violation < self.least[f][0]:
                     self.least[f] = (violation, i)
-                obj = [float(v) for v in e["objectives"]]
                 if f in self.ok_low:
                     self.ok_low[f] = [min(a, b) for a, b in zip(self.ok_low[f], obj)]
                     self.ok_high[f] = [max(a, b) for a, b in zip(self.ok_high[f], obj)]
@@ -91,9 +93,9 @@ class EvalIndex:
                 self.feasible.setdefault(f, []).append(i)
                 if e["kind"] == "search":
                     self.feasible_search.add(f)
-                if len(e["objectives"]) > 1:
-                    self._enter_front(f, i, [float(v) for v in e["objectives"]])
-                v = float(e["objectives"][0])
+                if len(obj) > 1:
+                    self._enter_front(f, i, obj)
+                v = obj[0]
                 if f not in self.best_value or v < self.best_value[f]:
                     self.best_value[f], self.best[f] = v, [i]
                 elif v == self.best_value[f]:
@@ -138,16 +140,11 @@ class EvalIndex:
         row dominates it, else added and every front row it dominates dropped (dominance is
         transitive, so the front stays the non-dominated set of all the rung's feasible rows)."""
         rows, points = self.front.setdefault(f, []), self.front_points.setdefault(f, [])
-        if any(_dominates(q, p) for q in points):
+        if any(dominates(q, p) for q in points):
             return
-        keep = [k for k, q in enumerate(points) if not _dominates(p, q)]
+        keep = [k for k, q in enumerate(points) if not dominates(p, q)]
         self.front[f] = [rows[k] for k in keep] + [i]
         self.front_points[f] = [points[k] for k in keep] + [p]
-
-
-def _dominates(a: list[float], b: list[float]) -> bool:
-    """``a`` is no worse than ``b`` in every (minimized) objective and better in one."""
-    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
 
 
 def of(hunt: Any) -> EvalIndex:

@@ -63,7 +63,12 @@ class PrefilterConfig:
 def is_active(labels: np.ndarray, cfg: PrefilterConfig) -> bool:
     """Whether enough data exists to filter: ``min_data`` labels with both classes present."""
     labels = np.asarray(labels, dtype=bool)
-    return bool(cfg.enabled and labels.size >= cfg.min_data and labels.any() and not labels.all())
+    return active_for(labels.size, int(labels.sum()), cfg)
+
+
+def active_for(told: int, feasible: int, cfg: PrefilterConfig) -> bool:
+    """:func:`is_active` from the counts: ``told`` labels of which ``feasible`` are True."""
+    return bool(cfg.enabled and told >= cfg.min_data and 0 < feasible < told)
 
 
 def p_feasible(train_x: np.ndarray, train_y: np.ndarray, query: np.ndarray, k: int = DEFAULT_K) -> np.ndarray:

@@ -80,9 +80,7 @@ def ask_search(hunt: "Hunt", stage: Stage, n: int, mode: str = EXPLORE) -> Ask |
     new point left: :mod:`~huntflow.engine.optimize.dedup`)."""
     cfg = hunt.prefilter
     index = evalindex.of(hunt)
-    n_told = len(hunt.evals)
-    # pf.is_active from the counts; the labels and features are built only when it filters
-    active = bool(cfg.enabled and n_told >= cfg.min_data and 0 < index.feasible_count < n_told)
+    active = pf.active_for(len(hunt.evals), index.feasible_count, cfg)  # labels built only when it filters
     labels, train_x = np.zeros(0, dtype=bool), None
     if active:
         kept = index.points_and_labels()
