@@ -63,10 +63,9 @@ def _hunt(told: int, spare: int, two: bool = False):
             "slug": f"engine-history-{told}", "budget": spec.budget.model_copy(update={"evaluations": told + spare}),
             "optimizer": spec.optimizer.model_copy(update={"name": "random", "options": {}})})
     hunt = Hunt.start(spec)
-    two_objectives = two
     while len(hunt.evals) < told:
         ask = hunt.ask("explore")
-        hunt.tell(ask.ask_id, _outcomes(ask.candidates, two_objectives))
+        hunt.tell(ask.ask_id, _outcomes(ask.candidates, two))
     return hunt
 
 
